@@ -1,0 +1,22 @@
+"""The ``tcwebhook`` command line: one Typer app, each command group in a module of its own."""
+
+from __future__ import annotations
+
+import typer
+
+from tcwebhook.cli import checktls, events, send, server
+
+app = typer.Typer(
+    name="tcwebhook",
+    help="HTTPS receiver for Tradecloud order and shipment webhooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (server, events, send, checktls):
+    module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,249 @@
+"""One validated, immutable settings object, built once at the edge (the CLI) and passed down.
+
+Sources, later ones winning: defaults, the TOML file (``--config``, else ``./tcwebhook.toml``
+when present), environment variables ``TCWEBHOOK_<SECTION>__<KEY>`` (lists and tables as JSON).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tcwebhook.errors import StartupError
+
+DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
+ENV_PREFIX = "TCWEBHOOK_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable by Tradecloud
+    port: int = Field(default=8443, ge=0, le=65535)
+    public_hostname: str | None = None
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Slow clients: whole request (headers + body) must arrive within this many seconds.
+    request_timeout: float = Field(default=30.0, gt=0)
+    keep_alive_timeout: float = Field(default=15.0, gt=0)
+    tls_handshake_timeout: float = Field(default=10.0, gt=0)
+    shutdown_timeout: float = Field(default=15.0, gt=0)
+    max_connections: int | None = Field(default=1000, gt=0)
+
+
+class TlsSettings(_Section):
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    trust_store: Path | None = None
+    reload_interval: float = Field(default=30.0, gt=0)
+    expiry_warning_days: int = Field(default=30, ge=0)
+
+
+class BasicCredential(_Section):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @model_validator(mode="after")
+    def _no_colon(self) -> BasicCredential:
+        if ":" in self.username:
+            raise ValueError("a Basic username cannot contain ':' (RFC 7617)")
+        if not self.password.get_secret_value():
+            raise ValueError("a Basic password cannot be empty")
+        return self
+
+
+class AuthSettings(_Section):
+    bearer_tokens: tuple[SecretStr, ...] = ()
+    basic: tuple[BasicCredential, ...] = ()
+    realm: str = "tcwebhook"
+    failure_log_window: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tokens_not_empty(self) -> AuthSettings:
+        if any(not t.get_secret_value().strip() for t in self.bearer_tokens):
+            raise ValueError("a bearer token cannot be empty")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bearer_tokens or self.basic)
+
+
+class StoreSettings(_Section):
+    url: str | None = None  # default: sqlite:///<data_dir>/inbox.db
+    busy_timeout: float = Field(default=5.0, gt=0)
+    max_batch: int = Field(default=512, gt=0)
+
+
+class RouteSettings(_Section):
+    orders: str = "/tradecloud/orders"
+    shipments: str = "/tradecloud/shipments"
+
+    @model_validator(mode="after")
+    def _paths(self) -> RouteSettings:
+        for name, path in (("orders", self.orders), ("shipments", self.shipments)):
+            if not path.startswith("/") or path.endswith("/") and path != "/":
+                raise ValueError(f"[routes] {name} must start with '/' and not end with '/'")
+        if self.orders == self.shipments:
+            raise ValueError("[routes] orders and shipments must differ")
+        return self
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class DeliverySettings(_Section):
+    mode: Literal["async", "sync"] = "async"
+    concurrency: int = Field(default=16, gt=0)
+    poll_interval: float = Field(default=0.5, gt=0)
+    initial_delay: float = Field(default=1.0, gt=0)
+    max_delay: float = Field(default=300.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    max_attempts: int = Field(default=25, gt=0)
+    max_age: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds
+    lease_seconds: float = Field(default=60.0, gt=0)
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+    stale_shipments: bool = True  # skip shipment states older than one already delivered
+    stale_orders: bool = False
+
+
+class SinkSettings(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["python", "http", "files"]
+    events: tuple[str, ...] = ()  # event kinds or event-name globs; empty = all
+    callable: str | None = None
+    url: str | None = None
+    directory: Path | None = None
+    # http
+    headers: dict[str, str] = Field(default_factory=dict)
+    bearer_token: SecretStr | None = None
+    basic_username: str | None = None
+    basic_password: SecretStr | None = None
+    verify: bool = True
+    ca_bundle: Path | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    permanent_codes: tuple[int, ...] = (400, 404, 409, 422)
+    # files
+    subfolders: bool = False
+    # Tradecloud API extras (need [tradecloud] credentials)
+    enrich: bool = False
+    documents: bool = False
+    download_urls: bool = False
+
+    @model_validator(mode="after")
+    def _type_keys(self) -> SinkSettings:
+        needed = {"python": "callable", "http": "url", "files": "directory"}[self.type]
+        if getattr(self, needed) in (None, ""):
+            raise ValueError(f"sink {self.name!r} of type {self.type!r} needs the key {needed!r}")
+        if self.type == "http" and self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"sink {self.name!r}: url must start with http:// or https://")
+        return self
+
+
+class TradecloudSettings(_Section):
+    api_base: str = "https://api.accp.tradecloud1.com/v2"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_bundle: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    refresh_interval: float = Field(default=9 * 60.0, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.username and self.password)
+
+
+class Settings(BaseSettings):
+    """Everything tcwebhook reads from its configuration; immutable once built."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    data_dir: Path = Path("data")
+    server: ServerSettings = ServerSettings()
+    tls: TlsSettings = TlsSettings()
+    auth: AuthSettings = AuthSettings()
+    store: StoreSettings = StoreSettings()
+    routes: RouteSettings = RouteSettings()
+    logging: LoggingSettings = LoggingSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    sinks: tuple[SinkSettings, ...] = ()
+    tradecloud: TradecloudSettings = TradecloudSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_sinks(self) -> Settings:
+        names = [s.name for s in self.sinks]
+        if len(names) != len(set(names)):
+            raise ValueError("sink names must be unique")
+        return self
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_dir / 'inbox.db'}"
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "configuration"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any) and the environment into a validated ``Settings``.
+
+    ``overrides`` are applied on top of the file (CLI flags); the environment still wins.
+    Raises ``StartupError`` with one sentence naming the bad key.
+    """
+    data: dict[str, Any] = {}
+    source = path if path is not None else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    if source is not None:
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StartupError(
+                f"Config file {source} does not exist: create it with `tcwebhook init {source}`."
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise StartupError(f"Config file {source} is not valid TOML ({exc}): fix the syntax.") from None
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        target = data.setdefault(section, {}) if section else data
+        target[key] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = f" in {source}" if source else ""
+        raise StartupError(f"Invalid configuration{where}: {_describe(exc)}.") from None
