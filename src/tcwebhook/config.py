@@ -91,7 +91,7 @@ class RouteSettings(_Section):
     @model_validator(mode="after")
     def _paths(self) -> RouteSettings:
         for name, path in (("orders", self.orders), ("shipments", self.shipments)):
-            if not path.startswith("/") or path.endswith("/") and path != "/":
+            if not path.startswith("/") or (path.endswith("/") and path != "/"):
                 raise ValueError(f"[routes] {name} must start with '/' and not end with '/'")
         if self.orders == self.shipments:
             raise ValueError("[routes] orders and shipments must differ")

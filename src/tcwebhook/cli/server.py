@@ -1,9 +1,251 @@
-"""Placeholder: commands are registered here."""
+"""``serve``, ``dev``, ``init`` and ``check-config``: running the receiver and setting it up."""
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
 import typer
+from rich.console import Console
+
+from tcwebhook.config import Settings, load_settings
+from tcwebhook.errors import StartupError
+from tcwebhook.logs import configure_logging
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (default: ./tcwebhook.toml if present)."),
+]
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def startup_guard(func: Callable[[], T]) -> T:
+    """Turn a StartupError into its one sentence on stderr and exit code 3."""
+    try:
+        return func()
+    except StartupError as exc:
+        print(f"tcwebhook: {exc}", file=sys.stderr)
+        raise typer.Exit(StartupError.exit_code) from None
+
+
+def _serve(settings: Settings, banner: Callable[[Any], None] | None = None) -> None:
+    from tcwebhook.transport.server import run
+
+    configure_logging(settings)
+    startup_guard(lambda: run(settings, banner))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    app.command(help="Serve the webhook endpoints over HTTPS (production).")(serve)
+    app.command(help="Serve with a local development CA and generated credentials; no config needed.")(dev)
+    app.command(help="Write a commented example config with freshly generated secrets.")(init)
+    app.command("check-config", help="Run the start-up checks of `serve` without starting the server.")(check_config)
+
+
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Override [server] host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override [server] port.")] = None,
+) -> None:
+    settings = startup_guard(lambda: load_settings(config, **{"server.host": host, "server.port": port}))
+    _serve(settings)
+
+
+def check_config(config: ConfigOption = None) -> None:
+    from tcwebhook.transport.certcheck import check_certificate_setup
+    from tcwebhook.transport.server import Service
+
+    settings = startup_guard(lambda: load_settings(config))
+    startup_guard(lambda: Service(settings).check())
+    tls = settings.tls
+    assert tls.certfile is not None and tls.keyfile is not None
+    report = check_certificate_setup(
+        tls.certfile,
+        tls.keyfile,
+        tls.trust_store,
+        settings.server.public_hostname,
+        expiry_warning_days=tls.expiry_warning_days,
+    )
+    console.print(
+        f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
+        f"valid {report.days_left} more days; store {settings.store_url}"
+    )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/yellow] {warning}")
+
+
+def _dev_credentials(path: Path) -> dict[str, str]:
+    if path.is_file():
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    data = {
+        "bearer_token": secrets.token_urlsafe(32),
+        "basic_username": "tradecloud",
+        "basic_password": secrets.token_urlsafe(24),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    return data
+
+
+def dev(
+    config: ConfigOption = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the dev CA, credentials, inbox and outbox live.")] = Path(
+        "data"
+    ),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8443,
+) -> None:
+    from tcwebhook.transport.devca import ensure_dev_pki
+
+    dev_dir = data_dir / "dev"
+    pki = startup_guard(lambda: ensure_dev_pki(dev_dir))
+    creds = _dev_credentials(dev_dir / "credentials.json")
+    overrides: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "server.host": host,
+        "server.port": port,
+        "server.public_hostname": None,
+        "tls.certfile": str(pki.cert),
+        "tls.keyfile": str(pki.key),
+        "tls.trust_store": str(pki.ca_cert),
+        "auth.bearer_tokens": [creds["bearer_token"]],
+        "auth.basic": [{"username": creds["basic_username"], "password": creds["basic_password"]}],
+        "logging.format": "console",
+    }
+    settings = startup_guard(lambda: load_settings(config, **overrides))
+    if not settings.sinks:
+        outbox = data_dir / "outbox"
+        settings = startup_guard(
+            lambda: load_settings(
+                config, **overrides, sinks=[{"name": "outbox", "type": "files", "directory": str(outbox)}]
+            )
+        )
+
+    def banner(service: Any) -> None:
+        url = f"https://localhost:{service.bound_port}"
+        orders = url + settings.routes.orders
+        ca = str(pki.ca_cert.resolve())
+        token = creds["bearer_token"]
+        sample = json.dumps(
+            {
+                "eventName": "OrderIssuedByBuyer",
+                "orderEvent": {"orderId": "demo-order-1", "buyerOrder": {"purchaseOrderNumber": "PO-1"}, "lines": []},
+                "meta": {"messageId": "00000000-0000-4000-8000-000000000001"},
+            }
+        )
+        console.print("\n[bold]tcwebhook development server[/bold]")
+        console.print(f"  orders endpoint    {orders}")
+        console.print(f"  shipments endpoint {url + settings.routes.shipments}")
+        console.print(f"  development CA     {ca}")
+        console.print(f"  bearer token       {token}")
+        console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
+        console.print(f"  inbox              {settings.store_url}")
+        for sink in settings.sinks:
+            console.print(f"  sink {sink.name:<13} {sink.type} {sink.directory or sink.url or sink.callable}")
+        console.print("\nSend a sample event:")
+        console.print(
+            f"  curl --cacert {shlex.quote(ca)} -H 'Authorization: Bearer {token}' "
+            f"-H 'Content-Type: application/json' --data {shlex.quote(sample)} {orders}"
+        )
+        console.print(f"  tcwebhook send {orders} --ca-bundle {shlex.quote(ca)} --token {token} --count 10\n")
+
+    _serve(settings, banner)
+
+
+_EXAMPLE = """\
+# tcwebhook configuration. Every key can also be set as TCWEBHOOK_<SECTION>__<KEY>,
+# e.g. TCWEBHOOK_SERVER__PORT=9443 (lists and tables as JSON).
+
+# Where the inbox and other state live.
+data_dir = "data"
+
+[server]
+host = "0.0.0.0"
+port = 8443
+# The name Tradecloud uses to reach you; checked against the certificate's SANs at start-up.
+# public_hostname = "webhooks.example.com"
+max_body_bytes = 10485760
+
+[tls]
+# A CA-issued certificate (Tradecloud refuses self-signed ones): leaf first, then intermediates.
+certfile = "/etc/tcwebhook/fullchain.pem"
+keyfile = "/etc/tcwebhook/privkey.pem"
+# PEM bundle to verify our own chain with instead of the system roots (internal PKI).
+# trust_store = "/etc/tcwebhook/internal-ca.pem"
+# Renewed certificate files are picked up without a restart, checked this often (seconds).
+reload_interval = 30
+
+[auth]
+# Configure the same value in the Tradecloud portal (Webhook Integration, Bearer token).
+# Several values may be valid at once: add the new one, switch the portal, then remove the old.
+bearer_tokens = ["{token}"]
+
+# Or Basic authentication (several entries allowed, for rotation).
+[[auth.basic]]
+username = "tradecloud"
+password = "{password}"
+
+[store]
+# url = "sqlite:///data/inbox.db"
+
+[routes]
+orders = "/tradecloud/orders"
+shipments = "/tradecloud/shipments"
+
+[delivery]
+# "async": store, answer 202, deliver in the background with retries (default).
+# "sync": run the sinks before answering (200 / 400 / 503).
+mode = "async"
+
+# Where events go. Uncomment one or more.
+# [[sinks]]
+# name = "erp-files"
+# type = "files"
+# directory = "/var/spool/erp-import"
+
+# [[sinks]]
+# name = "middleware"
+# type = "http"
+# url = "https://erp.internal.example/api/tradecloud"
+# bearer_token = "..."
+
+# [[sinks]]
+# name = "handler"
+# type = "python"
+# callable = "mycompany.erp:handle_event"
+
+# [tradecloud]
+# api_base = "https://api.accp.tradecloud1.com/v2"
+# username = "integration@example.com"
+# password = "..."
+"""
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("tcwebhook.toml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    if path.exists() and not force:
+        print(f"tcwebhook: {path} already exists; use --force to overwrite it.", file=sys.stderr)
+        raise typer.Exit(1)
+    text = _EXAMPLE.replace("{token}", secrets.token_urlsafe(32)).replace("{password}", secrets.token_urlsafe(24))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    console.print(
+        f"wrote {path} (mode 0600) with new secrets; set [tls] certfile/keyfile, then "
+        f"`tcwebhook check-config --config {path}`"
+    )

@@ -1,0 +1,3 @@
+from tcwebhook.cli.main import main
+
+main()

@@ -1,0 +1,426 @@
+"""The webhook receiver as a plain ASGI application.
+
+Status policy (Tradecloud retries only codes above 500): 202 once an event is durably stored,
+200 for a duplicate already stored, 4xx only for requests that can never succeed, and 503 for
+anything transient *or unforeseen* — a 500 would make Tradecloud drop the event for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Literal, Protocol
+from urllib.parse import parse_qs
+
+import orjson
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tcwebhook.contract.parse import ParsedWebhook, parse_webhook
+
+from tcwebhook.auth import Authenticator, FailureLog, redact_headers
+from tcwebhook.config import Settings
+from tcwebhook.contract.kinds import EventKind, routing_key
+from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
+from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
+from tcwebhook.receiver.metrics import ReceiverMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Route = Literal["orders", "shipments"]
+
+log = structlog.get_logger("tcwebhook.request")
+
+RETRY_AFTER = b"5"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+_JSON = b"application/json"
+
+
+class SyncDelivery(Protocol):
+    """What the receiver needs from the dispatcher in ``[delivery] mode = "sync"``."""
+
+    async def deliver_now(self, event_id: str) -> Any: ...
+
+
+class SlowRequest(Exception):
+    """The body did not arrive within the request timeout."""
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, error: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+        self.headers = headers or []
+
+
+class Receiver:
+    def __init__(
+        self,
+        settings: Settings,
+        inbox: Inbox,
+        *,
+        sync_delivery: SyncDelivery | None = None,
+        metrics: ReceiverMetrics | None = None,
+        openapi: dict[str, Any] | None = None,
+        on_stored: Callable[[StoreResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.sync_delivery = sync_delivery if settings.delivery.mode == "sync" else None
+        self.metrics = metrics or ReceiverMetrics()
+        self.auth = Authenticator(settings.auth)
+        self.failures = FailureLog(settings.auth.failure_log_window)
+        self.on_stored = on_stored
+        self._orders = settings.routes.orders
+        self._shipments = settings.routes.shipments
+        self._max_body = settings.server.max_body_bytes
+        self._timeout = settings.server.request_timeout
+        self._openapi = orjson.dumps(openapi) if openapi is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = {}
+        status = 503
+        route_label = "other"
+        try:
+            status, route_label = await self._dispatch(scope, receive, send, state)
+        except Exception:  # the last guard: never let uvicorn answer 500
+            log.exception("request_failed", path=scope.get("path"))
+            status = 503
+            if not state.get("responded"):
+                await _json(
+                    send,
+                    503,
+                    {"error": "unavailable", "detail": "temporary failure, retry later"},
+                    [(b"retry-after", RETRY_AFTER)],
+                )
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(route_label, str(status)).inc()
+        self.metrics.latency.labels(route_label).observe(elapsed)
+        client = scope.get("client")
+        log.info(
+            "request",
+            method=scope.get("method"),
+            path=scope.get("path"),
+            status=status,
+            latency_ms=round(elapsed * 1000, 3),
+            peer=client[0] if client else None,
+            **state.get("log", {}),
+        )
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> tuple[int, str]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        route: Route | None = None
+        path_id: str | None = None
+        if path == self._orders:
+            route = "orders"
+        elif path == self._shipments:
+            route = "shipments"
+        elif path.startswith(self._orders + "/"):
+            route, path_id = "orders", path[len(self._orders) + 1 :]
+        elif path.startswith(self._shipments + "/"):
+            route, path_id = "shipments", path[len(self._shipments) + 1 :]
+
+        if route is None:
+            return await self._aux(path, method, scope, send, state), "other"
+
+        try:
+            self._authenticate(scope)
+            if path_id is None and method == "POST":
+                status = await self._post(route, scope, receive, send, state)
+            elif method in ("GET", "HEAD"):
+                status = await self._get_trigger(route, path_id, scope, send, state)
+            else:
+                allow = b"GET" if path_id is not None else b"GET, POST"
+                raise _Reply(405, "method_not_allowed", f"use {allow.decode()}", [(b"allow", allow)])
+        except _Reply as reply:
+            state["responded"] = True
+            await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
+            status = reply.status
+        return status, route
+
+    # -- auxiliary endpoints -------------------------------------------------------------------
+
+    async def _aux(self, path: str, method: str, scope: Scope, send: Send, state: dict[str, Any]) -> int:
+        state["responded"] = True
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            try:
+                await self.inbox.ping()
+            except Exception:
+                await _json(send, 503, {"status": "unavailable"}, [(b"retry-after", RETRY_AFTER)])
+                return 503
+            await _json(send, 200, {"status": "ok"})
+            return 200
+        if path == "/openapi.json" and method in ("GET", "HEAD") and self._openapi is not None:
+            await _raw(send, 200, self._openapi, _JSON)
+            return 200
+        if path == "/metrics" and method == "GET":
+            try:
+                self._authenticate(scope)
+            except _Reply as reply:
+                await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
+                return reply.status
+            await _raw(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())
+            return 200
+        await _json(send, 404, {"error": "not_found", "detail": "no such endpoint"})
+        return 404
+
+    # -- authentication ------------------------------------------------------------------------
+
+    def _authenticate(self, scope: Scope) -> None:
+        values = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(values) > 1:
+            result = self.auth.check(None)
+            reason = "several Authorization headers"
+        else:
+            result = self.auth.check(values[0] if values else None)
+            reason = result.error or ""
+        if result.ok and len(values) == 1:
+            return
+        client = scope.get("client")
+        self.failures.record(client[0] if client else "unknown", reason)
+        self.metrics.auth_failures.inc()
+        headers = [(b"www-authenticate", c) for c in self.auth.challenges(result)]
+        raise _Reply(401, "unauthorized", "valid Basic or Bearer credentials are required", headers)
+
+    # -- POST webhook --------------------------------------------------------------------------
+
+    async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> int:
+        content_type = _header(scope, b"content-type")
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            raise _Reply(413, "too_large", f"body exceeds {self._max_body} bytes")
+        try:
+            body = await self._read_body(receive)
+        except BodyTooLarge as exc:
+            raise _Reply(413, "too_large", str(exc)) from None
+        except SlowRequest:
+            raise _Reply(
+                503, "timeout", "request body too slow, retry later", [(b"retry-after", RETRY_AFTER)]
+            ) from None
+        headers = redact_headers(scope["headers"])
+        try:
+            parsed = parse_webhook(route, body, content_type)
+        except ContractError as exc:
+            await self._quarantine(route, content_type, body, headers, exc)
+            raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc)) from None
+        event = _new_event(parsed, content_type or "application/json", body, headers)
+        result = await self._store(event)
+        state["log"] = {
+            "event_id": result.event_id,
+            "kind": parsed.kind.value,
+            "event_name": parsed.event_name,
+            "duplicate": result.duplicate,
+        }
+        self.metrics.events.labels(parsed.kind.value, "duplicate" if result.duplicate else "stored").inc()
+        return await self._acknowledge(result, send, state)
+
+    async def _acknowledge(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
+        if self.on_stored is not None and not result.duplicate:
+            self.on_stored(result)
+        if self.sync_delivery is not None:
+            return await self._deliver_sync(result, send, state)
+        status = 200 if result.duplicate else 202
+        state["responded"] = True
+        await _json(send, status, {"status": "duplicate" if result.duplicate else "stored", "eventId": result.event_id})
+        return status
+
+    async def _deliver_sync(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
+        assert self.sync_delivery is not None
+        outcome = await self.sync_delivery.deliver_now(result.event_id)
+        name = str(getattr(outcome, "value", outcome))
+        detail = str(getattr(outcome, "detail", "") or "")
+        if name == "delivered":
+            status, body = 200, {"status": "delivered", "eventId": result.event_id}
+        elif name == "permanent":
+            status, body = 400, {"error": "rejected_by_erp", "detail": detail, "eventId": result.event_id}
+        else:
+            state["responded"] = True
+            await _json(
+                send,
+                503,
+                {"error": "erp_unavailable", "detail": detail, "eventId": result.event_id},
+                [(b"retry-after", RETRY_AFTER)],
+            )
+            return 503
+        state["responded"] = True
+        await _json(send, status, body)
+        return status
+
+    async def _store(self, event: NewEvent) -> StoreResult:
+        try:
+            return await self.inbox.store(event)
+        except StoreUnavailable as exc:
+            log.warning("store_unavailable", error=str(exc))
+            raise _Reply(
+                503, "unavailable", "event store temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+            ) from None
+
+    async def _quarantine(
+        self, route: Route, content_type: str | None, body: bytes, headers: dict[str, str], exc: ContractError
+    ) -> None:
+        try:
+            qid = await self.inbox.quarantine(
+                route=route,
+                content_type=content_type or "",
+                body=body,
+                headers=headers,
+                reason=str(exc),
+                status_code=exc.status_code,
+            )
+        except StoreUnavailable:
+            # Not kept means not safe to refuse for good: let the sender retry.
+            raise _Reply(
+                503, "unavailable", "event store temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+            ) from None
+        self.metrics.events.labels("invalid", "quarantined").inc()
+        log.info("quarantined", quarantine_id=qid, route=route, reason=str(exc), status=exc.status_code)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + self._timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SlowRequest
+            try:
+                async with asyncio.timeout(remaining):
+                    message = await receive()
+            except TimeoutError:
+                raise SlowRequest from None
+            if message["type"] == "http.disconnect":
+                raise SlowRequest
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self._max_body:
+                    raise BodyTooLarge(f"body exceeds {self._max_body} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- GET webhook (trigger: the id only) ----------------------------------------------------
+
+    async def _get_trigger(
+        self, route: Route, path_id: str | None, scope: Scope, send: Send, state: dict[str, Any]
+    ) -> int:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        names = ("orderId", "legacyOrderId") if route == "orders" else ("shipmentId",)
+        field, value = names[0], path_id
+        if value is None:
+            found = [(n, query[n][0]) for n in names if n in query]
+            if not found:
+                raise _Reply(400, "invalid_request", f"give the {' or '.join(names)} in the path or the query")
+            field, value = found[0]
+        if not value or "/" in value or not _ID.match(value):
+            raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
+        if route == "orders":
+            kind = EventKind.ORDER_FETCH
+            order_id = value if field == "orderId" else None
+            key = routing_key(kind, order_id=value, shipment_id=None)
+            if field == "legacyOrderId":
+                key = f"order:legacy:{value}"
+            event = NewEvent(
+                kind=kind,
+                event_name="OrderFetchRequested",
+                dedupe_key=f"fetch:{uuid.uuid4().hex}",
+                content_type="application/json",
+                body=orjson.dumps({field: value}),
+                key=key,
+                order_id=order_id,
+                headers=redact_headers(scope["headers"]),
+            )
+        else:
+            kind = EventKind.SHIPMENT_FETCH
+            event = NewEvent(
+                kind=kind,
+                event_name="ShipmentFetchRequested",
+                dedupe_key=f"fetch:{uuid.uuid4().hex}",
+                content_type="application/json",
+                body=orjson.dumps({field: value}),
+                key=routing_key(kind, order_id=None, shipment_id=value),
+                shipment_id=value,
+                headers=redact_headers(scope["headers"]),
+            )
+        result = await self._store(event)
+        state["log"] = {"event_id": result.event_id, "kind": kind.value}
+        self.metrics.events.labels(kind.value, "stored").inc()
+        if self.on_stored is not None:
+            self.on_stored(result)
+        state["responded"] = True
+        await _json(send, 202, {"status": "stored", "eventId": result.event_id})
+        return 202
+
+
+def _new_event(parsed: ParsedWebhook, content_type: str, body: bytes, headers: dict[str, str]) -> NewEvent:
+    return NewEvent(
+        kind=parsed.kind,
+        event_name=parsed.event_name,
+        dedupe_key=parsed.dedupe_key,
+        content_type=content_type,
+        body=body,
+        key=parsed.routing_key,
+        order_id=parsed.order_id,
+        shipment_id=parsed.shipment_id,
+        purchase_order_number=parsed.purchase_order_number,
+        shipment_number=parsed.shipment_number,
+        message_id=parsed.message_id,
+        last_updated_at=parsed.last_updated_at,
+        headers=headers,
+    )
+
+
+def _error_name(status: int) -> str:
+    return {400: "invalid_body", 413: "too_large", 415: "unsupported_media_type"}.get(status, "invalid_request")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _json(
+    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _raw(send, status, orjson.dumps(payload), _JSON, headers)
+
+
+async def _raw(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

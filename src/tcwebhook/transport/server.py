@@ -1,0 +1,253 @@
+"""The HTTPS server: uvicorn on our own TLS context, with slow-client timeouts and a graceful stop.
+
+Start-up order matters: every check that can fail (settings, certificate chain, sinks, store)
+runs before the port is opened, so a misconfiguration exits 3 without ever answering a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+from tcwebhook.contract.openapi import build_openapi
+from tcwebhook.dispatch.dispatcher import Dispatcher
+from tcwebhook.inbox.factory import open_inbox
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tcwebhook.config import Settings
+from tcwebhook.errors import StartupError
+from tcwebhook.inbox.base import Inbox
+from tcwebhook.receiver.app import Receiver
+from tcwebhook.sinks.factory import build_sinks
+from tcwebhook.transport.certcheck import check_certificate_setup
+from tcwebhook.transport.tls import ReloadingServerContext
+
+log = structlog.get_logger(__name__)
+
+
+def protocol_with_request_timeout(timeout: float) -> type[HttpToolsProtocol]:
+    """An HTTP protocol that closes connections whose request headers trickle in too slowly.
+
+    uvicorn only times out idle keep-alive connections; a client sending one header byte a
+    minute would otherwise hold a connection forever.
+    """
+
+    class TimedHttpToolsProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(timeout, self._header_timeout)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # Idle between requests is the keep-alive timer's job, armed by the base class.
+            self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return TimedHttpToolsProtocol
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without re-raising SIGTERM after a graceful stop, so the exit code is 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+@dataclass
+class Service:
+    """Everything a running receiver owns, started in order and stopped in reverse."""
+
+    settings: Settings
+    trust_store_override: Any = None
+    inbox: Inbox | None = None
+    dispatcher: Dispatcher | None = None
+    tls: ReloadingServerContext | None = None
+    server: _Server | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def check(self) -> None:
+        """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
+        s = self.settings
+        if not s.auth.configured:
+            raise StartupError(
+                "No sender credentials are configured: set [auth] bearer_tokens or add an "
+                "[[auth.basic]] entry (`tcwebhook init` writes both)."
+            )
+        if s.tls.certfile is None or s.tls.keyfile is None:
+            raise StartupError(
+                "serve needs [tls] certfile and keyfile (a CA-issued certificate chain and its key); "
+                "for a local trial use `tcwebhook dev`, which makes its own development CA."
+            )
+        report = check_certificate_setup(
+            s.tls.certfile,
+            s.tls.keyfile,
+            s.tls.trust_store,
+            s.server.public_hostname,
+            expiry_warning_days=s.tls.expiry_warning_days,
+        )
+        for warning in report.warnings:
+            log.warning("certificate_warning", detail=warning)
+        build_sinks(s)  # resolves python callables and sink settings
+
+    async def start(self) -> None:
+        s = self.settings
+        self.check()
+        assert s.tls.certfile is not None and s.tls.keyfile is not None
+        self.tls = ReloadingServerContext(
+            s.tls.certfile,
+            s.tls.keyfile,
+            trust_store=s.tls.trust_store,
+            public_hostname=s.server.public_hostname,
+            expiry_warning_days=s.tls.expiry_warning_days,
+        )
+        sinks = build_sinks(s)
+        self.inbox = open_inbox(s, sink_names=[k.name for k in sinks])
+        await self.inbox.open()
+        self.dispatcher = Dispatcher(self.inbox, sinks, s.delivery, tradecloud=s.tradecloud)
+        await self.dispatcher.start()
+        app = Receiver(
+            s,
+            self.inbox,
+            sync_delivery=self.dispatcher,
+            openapi=build_openapi(s.routes.orders, s.routes.shipments),
+            on_stored=lambda _result: self.dispatcher.notify() if self.dispatcher else None,
+        )
+        config = uvicorn.Config(
+            app,
+            host=s.server.host,
+            port=s.server.port,
+            loop="none",
+            http=protocol_with_request_timeout(s.server.request_timeout),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_keep_alive=int(max(1, s.server.keep_alive_timeout)),
+            timeout_graceful_shutdown=int(max(1, s.server.shutdown_timeout)),
+            limit_concurrency=s.server.max_connections,
+        )
+        config.load()
+        config.ssl = self.tls.context
+        self.server = _Server(config)
+        self._tasks.append(asyncio.create_task(self._reload_certificates()))
+
+    async def _reload_certificates(self) -> None:
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(self.settings.tls.reload_interval)
+            try:
+                if self.tls.maybe_reload():
+                    log.info("certificate_reloaded", certfile=str(self.settings.tls.certfile))
+            except Exception:  # a bad renewal must never take the server down
+                log.exception("certificate_reload_failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(self.settings.delivery.shutdown_timeout)
+        if self.inbox is not None:
+            await self.inbox.close()
+
+    async def run(self, on_ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
+        try:
+            await self.start()
+            assert self.server is not None
+            serve = asyncio.create_task(self.server.serve())
+            while not self.server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
+                await asyncio.sleep(0.02)
+            if serve.done():
+                serve.result()
+                if not self.server.started:
+                    raise StartupError(
+                        f"Cannot listen on {self.settings.server.host}:{self.settings.server.port}: "
+                        "the port is in use or not allowed; choose another [server] port."
+                    )
+            log.info(
+                "listening",
+                host=self.settings.server.host,
+                port=self.bound_port,
+                orders=self.settings.routes.orders,
+                shipments=self.settings.routes.shipments,
+            )
+            if on_ready is not None:
+                maybe = on_ready(self)
+                if maybe is not None:
+                    await maybe
+            await serve
+        finally:
+            await self.stop()
+        log.info("stopped")
+
+    @property
+    def bound_port(self) -> int:
+        if self.server is None or not self.server.servers:
+            return self.settings.server.port
+        sockets = self.server.servers[0].sockets
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.server.port
+
+
+def run(settings: Settings, on_ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
+    """Run the receiver until SIGTERM/SIGINT; raises StartupError on a bad setup."""
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[None]], None] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    runner(Service(settings).run(on_ready))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

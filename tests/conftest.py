@@ -1,0 +1,227 @@
+"""Fixtures that start the real receiver: `tcwebhook serve`/`dev` as a subprocess on a free port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+TOKEN = "test-token-0123456789abcdef"
+BASIC_USER = "tradecloud"
+BASIC_PASSWORD = "basic-secret-0123456789"
+CLI = [sys.executable, "-m", "tcwebhook.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """A receiver process started by a fixture, with what a client needs to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    ca_path: Path
+    token: str
+    basic: str  # "user:password"
+    data_dir: Path
+    log_path: Path
+    config_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    @property
+    def url_orders(self) -> str:
+        return self.base_url + "/tradecloud/orders"
+
+    @property
+    def url_shipments(self) -> str:
+        return self.base_url + "/tradecloud/shipments"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "inbox.db"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(verify=self.ssl_context(), timeout=10, **kwargs)
+
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def basic_header(self) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(self.basic.encode()).decode()}
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return int(self.proc.returncode)
+
+
+def wait_ready(server: RunningServer, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    ctx = server.ssl_context()
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.logs()}")
+        try:
+            r = httpx.get(server.base_url + "/healthz", verify=ctx, timeout=2)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"server not ready in {timeout}s:\n{server.logs()}")
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@dataclass
+class ServerFactory:
+    """Writes a config for a trustme certificate and starts `tcwebhook serve` with it."""
+
+    ca: trustme.CA
+    base: Path
+    started: list[RunningServer] = field(default_factory=list)
+
+    def write_config(self, directory: Path, extra: str = "", port: int | None = None) -> tuple[Path, int]:
+        directory.mkdir(parents=True, exist_ok=True)
+        leaf = self.ca.issue_cert("localhost", "127.0.0.1")
+        cert, key, ca_pem = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        self.ca.cert_pem.write_to_path(str(ca_pem))
+        port = port or free_port()
+        config = directory / "tcwebhook.toml"
+        config.write_text(
+            f'data_dir = "{directory / "data"}"\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\nshutdown_timeout = 5\n'
+            f'[tls]\ncertfile = "{cert}"\nkeyfile = "{key}"\ntrust_store = "{ca_pem}"\nreload_interval = 0.5\n'
+            f'[auth]\nbearer_tokens = ["{TOKEN}"]\n'
+            f'[[auth.basic]]\nusername = "{BASIC_USER}"\npassword = "{BASIC_PASSWORD}"\n'
+            f"{extra}\n"
+        )
+        return config, port
+
+    def start(
+        self,
+        name: str = "server",
+        extra: str = "",
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        port: int | None = None,
+    ) -> RunningServer:
+        directory = self.base / name
+        config, port = self.write_config(directory, extra, port)
+        return self.start_with(config, port, directory, env=env, wait=wait)
+
+    def start_with(
+        self, config: Path, port: int, directory: Path, env: dict[str, str] | None = None, wait: bool = True
+    ) -> RunningServer:
+        log_path = directory / f"server-{len(self.started)}.log"
+        full_env = {**os.environ, **(env or {})}
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                [*CLI, "serve", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=directory,
+            )
+        server = RunningServer(
+            proc,
+            port,
+            directory / "ca.pem",
+            TOKEN,
+            f"{BASIC_USER}:{BASIC_PASSWORD}",
+            directory / "data",
+            log_path,
+            config,
+            env or {},
+        )
+        self.started.append(server)
+        if wait:
+            wait_ready(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop(signal.SIGKILL if server.proc.poll() is None else signal.SIGTERM, timeout=10)
+
+
+@pytest.fixture
+def server_factory(test_ca: trustme.CA, tmp_path: Path) -> Iterator[ServerFactory]:
+    factory = ServerFactory(test_ca, tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def live_server(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One `tcwebhook serve` shared by the tests that only send requests to it."""
+    factory = ServerFactory(test_ca, tmp_path_factory.mktemp("live"))
+    server = factory.start()
+    yield server
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """`tcwebhook dev` exactly as the README's first command runs it, on a free port."""
+    directory = tmp_path_factory.mktemp("dev")
+    port = free_port()
+    log_path = directory / "dev.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "dev", "--data-dir", str(directory / "data"), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+        )
+    creds_path = directory / "data" / "dev" / "credentials.json"
+    server = RunningServer(proc, port, directory / "data" / "dev" / "ca.pem", "", "", directory / "data", log_path)
+    deadline = time.monotonic() + 30
+    while not creds_path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if creds_path.exists():
+        time.sleep(0.1)
+    wait_ready(server)
+    creds = json.loads(creds_path.read_text())
+    server.token = creds["bearer_token"]
+    server.basic = f"{creds['basic_username']}:{creds['basic_password']}"
+    yield server
+    server.stop()
