@@ -61,23 +61,13 @@ def serve(
 
 
 def check_config(config: ConfigOption = None) -> None:
-    from tcwebhook.transport.certcheck import check_certificate_setup
     from tcwebhook.transport.server import Service
 
     settings = startup_guard(lambda: load_settings(config))
-    startup_guard(lambda: Service(settings).check())
-    tls = settings.tls
-    assert tls.certfile is not None and tls.keyfile is not None
-    report = check_certificate_setup(
-        tls.certfile,
-        tls.keyfile,
-        tls.trust_store,
-        settings.server.public_hostname,
-        expiry_warning_days=tls.expiry_warning_days,
-    )
+    report = startup_guard(lambda: Service(settings).check())
     console.print(
         f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
-        f"valid {report.days_left} more days; store {settings.store_url}"
+        f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_url}"
     )
     for warning in report.warnings:
         console.print(f"[yellow]warning[/yellow] {warning}")

@@ -27,7 +27,7 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.sinks.factory import build_sinks
-from tcwebhook.transport.certcheck import check_certificate_setup
+from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
 from tcwebhook.transport.tls import ReloadingServerContext
 
 log = structlog.get_logger(__name__)
@@ -109,7 +109,7 @@ class Service:
     server: _Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def check(self) -> None:
+    def check(self) -> CertReport:
         """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
         s = self.settings
         if not s.auth.configured:
@@ -129,14 +129,14 @@ class Service:
             s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
-        for warning in report.warnings:
-            log.warning("certificate_warning", detail=warning)
         build_sinks(s)  # resolves python callables and sink settings
+        return report
 
     async def start(self) -> None:
         s = self.settings
         self.check()
         assert s.tls.certfile is not None and s.tls.keyfile is not None
+        # Checks the chain again and logs the certificate and its warnings once.
         self.tls = ReloadingServerContext(
             s.tls.certfile,
             s.tls.keyfile,
@@ -145,9 +145,9 @@ class Service:
             expiry_warning_days=s.tls.expiry_warning_days,
         )
         sinks = build_sinks(s)
-        self.inbox = open_inbox(s, sink_names=[k.name for k in sinks])
+        self.inbox = open_inbox(s)
         await self.inbox.open()
-        self.dispatcher = Dispatcher(self.inbox, sinks, s.delivery, tradecloud=s.tradecloud)
+        self.dispatcher = Dispatcher(self.inbox, sinks, s.delivery)
         await self.dispatcher.start()
         app = Receiver(
             s,
@@ -182,8 +182,7 @@ class Service:
         while True:
             await asyncio.sleep(self.settings.tls.reload_interval)
             try:
-                if self.tls.maybe_reload():
-                    log.info("certificate_reloaded", certfile=str(self.settings.tls.certfile))
+                self.tls.maybe_reload()  # logs what it loaded or refused
             except Exception:  # a bad renewal must never take the server down
                 log.exception("certificate_reload_failed")
 
@@ -202,16 +201,12 @@ class Service:
         try:
             await self.start()
             assert self.server is not None
-            serve = asyncio.create_task(self.server.serve())
+            sock = self._bind()
+            serve = asyncio.create_task(self.server.serve(sockets=[sock]))
             while not self.server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
                 await asyncio.sleep(0.02)
             if serve.done():
                 serve.result()
-                if not self.server.started:
-                    raise StartupError(
-                        f"Cannot listen on {self.settings.server.host}:{self.settings.server.port}: "
-                        "the port is in use or not allowed; choose another [server] port."
-                    )
             log.info(
                 "listening",
                 host=self.settings.server.host,
@@ -228,6 +223,17 @@ class Service:
             await self.stop()
         log.info("stopped")
 
+    def _bind(self) -> socket.socket:
+        host, port = self.settings.server.host, self.settings.server.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family, backlog=2048)
+        except OSError as exc:
+            raise StartupError(
+                f"Cannot listen on {host}:{port} ({exc.strerror}): stop what uses the port or choose "
+                "another [server] port."
+            ) from None
+
     @property
     def bound_port(self) -> int:
         if self.server is None or not self.server.servers:
@@ -238,16 +244,7 @@ class Service:
 
 def run(settings: Settings, on_ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
     """Run the receiver until SIGTERM/SIGINT; raises StartupError on a bad setup."""
-    try:
-        import uvloop
+    import uvloop
 
-        runner: Callable[[Awaitable[None]], None] = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    runner(Service(settings).run(on_ready))
+    uvloop.run(Service(settings).run(on_ready))
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])

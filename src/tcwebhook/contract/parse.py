@@ -1,0 +1,263 @@
+"""From request body to typed envelope plus the facts the inbox indexes (runs on every request).
+
+``parse_webhook`` is the receiver's single call: it checks the media type, validates the body
+against the route's envelope model and pulls out ids, dedupe and routing keys. Its errors are
+``UnsupportedMediaType`` (415) and ``InvalidBody`` (400), with a message naming the field.
+``parse_stored`` gives sinks the same result for an event read back from the inbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import ValidationError
+
+from tcwebhook.contract.kinds import EventKind, routing_key
+from tcwebhook.contract.models import (
+    ENVELOPES,
+    FetchNotification,
+    OrderDocumentsEvent,
+    OrderEvent,
+    OrderWebhook,
+    Route,
+    Shipment,
+    ShipmentWebhook,
+    SingleDeliveryOrderEvent,
+)
+from tcwebhook.contract.names import (
+    BODY_KEY_KINDS,
+    ORDER_FETCH_EVENT,
+    SHIPMENT_FETCH_EVENT,
+    canonical_event_name,
+    is_documented,
+)
+from tcwebhook.contract.txml import xml_to_data
+from tcwebhook.errors import InvalidBody, UnsupportedMediaType
+
+MediaFormat = Literal["json", "xml"]
+Envelope = OrderWebhook | ShipmentWebhook | FetchNotification
+EventObject = OrderEvent | SingleDeliveryOrderEvent | OrderDocumentsEvent | Shipment | FetchNotification
+
+ROUTE_OF_KIND: dict[EventKind, Route] = {
+    EventKind.ORDER: "orders",
+    EventKind.ORDER_DOCUMENTS: "orders",
+    EventKind.ORDER_FETCH: "orders",
+    EventKind.SHIPMENT: "shipments",
+    EventKind.SHIPMENT_FETCH: "shipments",
+}
+
+_MEDIA_TYPES: dict[str, MediaFormat] = {
+    "application/json": "json",
+    "application/xml": "xml",
+    "text/xml": "xml",
+}
+_UTF8 = ("utf-8", "utf8")
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedWebhook:
+    """A validated webhook body and what the inbox stores beside it."""
+
+    envelope: Envelope
+    kind: EventKind
+    body_key: str  # the event key present: orderEvent, shipment, shipmentEvent, ...
+    event_name: str  # as received
+    order_id: str | None
+    shipment_id: str | None
+    purchase_order_number: str | None
+    shipment_number: str | None
+    message_id: str | None
+    last_updated_at: str | None  # event lastUpdatedAt / shipment meta.lastUpdatedAt, as received
+    dedupe_key: str  # message id, else "sha256:<hex of the raw body>"
+    routing_key: str | None  # per-key FIFO key, see kinds.routing_key
+
+    @property
+    def event(self) -> EventObject:
+        """The event object itself (``orderEvent``, ``shipment``, …)."""
+        return self.envelope.event
+
+    @property
+    def canonical_event_name(self) -> str:
+        """The current name for a renamed historic one (e.g. ``ShipmentDespatchedBySupplier``)."""
+        return canonical_event_name(self.event_name)
+
+    @property
+    def is_documented(self) -> bool:
+        """Whether the event name is in today's documented lists (unknown names are valid too)."""
+        return is_documented(self.event_name)
+
+
+@lru_cache(maxsize=64)
+def media_format(content_type: str | None) -> MediaFormat:
+    """``json`` or ``xml`` for a Content-Type header; raises ``UnsupportedMediaType``."""
+    if content_type is None or not content_type.strip():
+        raise UnsupportedMediaType(
+            "Content-Type is missing: send application/json or application/xml"
+        )
+    mime, _, params = content_type.partition(";")
+    fmt = _MEDIA_TYPES.get(mime.strip().lower())
+    if fmt is None:
+        raise UnsupportedMediaType(
+            f"Content-Type {mime.strip()!r} is not supported: "
+            "send application/json, application/xml or text/xml"
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').strip().lower()
+            if charset not in _UTF8:
+                raise UnsupportedMediaType(f"charset {charset!r} is not supported: send UTF-8")
+    return fmt
+
+
+def parse_webhook(route: Route, body: bytes, content_type: str | None) -> ParsedWebhook:
+    """Validate a POSTed webhook body for ``route`` ("orders" or "shipments").
+
+    Raises ``UnsupportedMediaType`` for a Content-Type other than JSON/XML in UTF-8 and
+    ``InvalidBody`` for a body that is not a webhook of this route's family.
+    """
+    model = ENVELOPES[route]
+    envelope = _validate(model, body, media_format(content_type))
+    return _summarize(envelope, body)
+
+
+def parse_stored(kind: EventKind, content_type: str, body: bytes) -> ParsedWebhook:
+    """The typed form of an event read back from the inbox (fetch notifications included).
+
+    The inbox record stays authoritative for ids and keys; this is for the typed model.
+    """
+    if kind.is_fetch:
+        return _fetch(kind, body)
+    return parse_webhook(ROUTE_OF_KIND[kind], body, content_type)
+
+
+def _validate(
+    model: type[OrderWebhook] | type[ShipmentWebhook], body: bytes, fmt: MediaFormat
+) -> OrderWebhook | ShipmentWebhook:
+    try:
+        if fmt == "json":
+            return model.model_validate_json(body[3:] if body.startswith(_BOM) else body)
+        return model.model_validate(xml_to_data(body, model))
+    except ValidationError as exc:
+        raise InvalidBody(describe_error(exc, body, fmt)) from None
+
+
+def describe_error(exc: ValidationError, body: bytes = b"", fmt: MediaFormat = "json") -> str:
+    """One sentence for a validation error: where (as a JSON path) and what."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = first["loc"]
+    kind = first["type"]
+    if kind == "json_invalid":
+        if not body.strip():
+            return "body is empty"
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return f"body is not valid UTF-8 (byte {bad.start})"
+        return f"body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+    if not loc and kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "body is not a JSON object"
+    where = _path(loc)
+    if kind == "missing":
+        message = f"{where} is missing"
+    elif where:
+        message = f"{where}: {first['msg']}"
+    else:
+        message = first["msg"]
+    more = len(errors) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return message
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _summarize(envelope: OrderWebhook | ShipmentWebhook, body: bytes) -> ParsedWebhook:
+    body_key = envelope.body_key
+    kind = BODY_KEY_KINDS[body_key]
+    order_id = shipment_id = po_number = shipment_number = last_updated_at = None
+    in_event_message_id: str | None = None
+    if isinstance(envelope, OrderWebhook):
+        event = envelope.event
+        order_id = event.order_id
+        last_updated_at = event.last_updated_at
+        if event.meta is not None:
+            in_event_message_id = event.meta.message_id
+        if event.buyer_order is not None:
+            po_number = event.buyer_order.purchase_order_number
+        if po_number is None and isinstance(event, OrderDocumentsEvent) and event.order:
+            po_number = event.order.purchase_order_number
+    else:
+        shipment = envelope.event
+        shipment_id = shipment.id
+        if shipment.supplier_shipment is not None:
+            shipment_number = shipment.supplier_shipment.shipment_number
+        if shipment.meta is not None:
+            last_updated_at = shipment.meta.last_updated_at
+            in_event_message_id = shipment.meta.message_id
+        po_number = _shipment_po_number(shipment)
+    message_id = (envelope.meta.message_id if envelope.meta else None) or in_event_message_id
+    message_id = message_id or None  # an empty id identifies nothing
+    dedupe_key = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
+    return ParsedWebhook(
+        envelope=envelope,
+        kind=kind,
+        body_key=body_key,
+        event_name=envelope.event_name,
+        order_id=order_id or None,
+        shipment_id=shipment_id or None,
+        purchase_order_number=po_number or None,
+        shipment_number=shipment_number or None,
+        message_id=message_id,
+        last_updated_at=last_updated_at,
+        dedupe_key=dedupe_key,
+        routing_key=routing_key(kind, order_id=order_id, shipment_id=shipment_id),
+    )
+
+
+def _shipment_po_number(shipment: Shipment) -> str | None:
+    # A shipment may serve several orders; the lowest number is a stable pick for search.
+    numbers = {ln.purchase_order_number for ln in shipment.all_lines if ln.purchase_order_number}
+    return min(numbers) if numbers else None
+
+
+def _fetch(kind: EventKind, body: bytes) -> ParsedWebhook:
+    try:
+        note = FetchNotification.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidBody(describe_error(exc, body)) from None
+    if kind == EventKind.ORDER_FETCH:
+        name, key = ORDER_FETCH_EVENT, "orderId" if note.order_id else "legacyOrderId"
+        key_value = routing_key(kind, order_id=note.order_id, shipment_id=None)
+        if key_value is None and note.legacy_order_id:
+            key_value = f"order:legacy:{note.legacy_order_id}"
+    else:
+        name, key = SHIPMENT_FETCH_EVENT, "shipmentId"
+        key_value = routing_key(kind, order_id=None, shipment_id=note.shipment_id)
+    return ParsedWebhook(
+        envelope=note,
+        kind=kind,
+        body_key=key,
+        event_name=name,
+        order_id=note.order_id or None,
+        shipment_id=note.shipment_id or None,
+        purchase_order_number=None,
+        shipment_number=None,
+        message_id=None,
+        last_updated_at=None,
+        dedupe_key="sha256:" + hashlib.sha256(body).hexdigest(),
+        routing_key=key_value,
+    )
