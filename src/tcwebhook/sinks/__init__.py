@@ -1,0 +1,20 @@
+"""Where committed events go: a python handler, an HTTP endpoint or a folder the ERP imports."""
+
+from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.event import Event
+from tcwebhook.sinks.factory import build_sink, build_sinks
+from tcwebhook.sinks.files import FilesSink
+from tcwebhook.sinks.filters import SinkFilter
+from tcwebhook.sinks.http import HttpSink
+from tcwebhook.sinks.python import PythonSink
+
+__all__ = [
+    "Event",
+    "FilesSink",
+    "HttpSink",
+    "PythonSink",
+    "Sink",
+    "SinkFilter",
+    "build_sink",
+    "build_sinks",
+]

@@ -1,0 +1,202 @@
+"""The files sink: drop each event as one file into a folder an ERP imports from.
+
+File names sort by arrival and say what they hold; every field is limited to
+``[A-Za-z0-9.-]`` so a name splits on ``_`` into exactly five parts::
+
+    20260527T101502.123456Z_000000042_OrderLinesAcceptedBySupplier_PO-2025-000123_<event id>.json
+    <received at, UTC>      <seq>     <event name>                 <order/shipment number>
+
+Writes are atomic: a hidden temp file (``.<name>.<random>.tmp``) in the same folder is
+written, fsync'd and renamed over the final name, then the folder is fsync'd. The importer
+therefore never sees a partial file, and should skip names starting with ``.``. The name
+depends only on the event, so a redelivery overwrites the same file instead of adding one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from collections.abc import AsyncIterable, Callable, Iterable
+from datetime import UTC
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import structlog
+
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.errors import StartupError, TransientError
+from tcwebhook.inbox.base import StoredEvent
+from tcwebhook.sinks.event import Event, EventLike, is_xml
+from tcwebhook.sinks.filters import SinkFilter
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
+_PART_LIMIT = 64
+_SHIPMENT_KINDS = (EventKind.SHIPMENT, EventKind.SHIPMENT_FETCH)
+
+
+def safe_part(value: str | None, *, limit: int = _PART_LIMIT, empty: str = "none") -> str:
+    """``value`` reduced to ``[A-Za-z0-9.-]`` (runs of anything else become one ``-``)."""
+    cleaned = _UNSAFE.sub("-", value or "").strip("-.")[:limit].rstrip("-.")
+    return cleaned or empty
+
+
+def extension(content_type: str) -> str:
+    if is_xml(content_type):
+        return ".xml"
+    media = content_type.split(";", 1)[0].strip().lower()
+    return ".json" if media.endswith(("/json", "+json")) else ".bin"
+
+
+def file_stem(event: EventLike) -> str:
+    """The file name without extension; a function of the event alone (idempotent redelivery)."""
+    at = event.received_at
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    if event.kind in _SHIPMENT_KINDS:
+        number = event.shipment_number or event.shipment_id
+    else:
+        number = event.purchase_order_number or event.order_id
+    return "_".join(
+        (
+            at.strftime("%Y%m%dT%H%M%S.%fZ"),
+            f"{event.seq:09d}",
+            safe_part(event.event_name),
+            safe_part(number),
+            safe_part(event.event_id, limit=128),
+        )
+    )
+
+
+class _AtomicFile:
+    """A hidden temp file beside ``target`` that becomes ``target`` only on ``commit``."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: BinaryIO = self.tmp.open("xb")
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+
+    def commit(self) -> None:
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self.tmp, self.target)
+        except BaseException:
+            self.abort()
+            raise
+        # The rename is durable only once the directory entry itself is on disk.
+        fd = os.open(self.target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    file = _AtomicFile(target)
+    try:
+        file.write(data)
+    except BaseException:
+        file.abort()
+        raise
+    file.commit()
+
+
+class FilesSink:
+    """Writes each event body, byte for byte, as one file (optionally one sub-folder per kind)."""
+
+    def __init__(
+        self,
+        name: str,
+        directory: Path,
+        *,
+        events: Iterable[str] = (),
+        subfolders: bool = False,
+    ) -> None:
+        self.name = name
+        self.directory = Path(directory)
+        self.filter = SinkFilter.parse(events, sink=name)
+        self.subfolders = subfolders
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"Sink {name!r}: cannot create the directory {self.directory} ({exc.strerror})."
+            ) from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise StartupError(f"Sink {name!r}: the directory {self.directory} is not writable by this user.")
+
+    def accepts(self, event: StoredEvent | Event) -> bool:
+        return self.filter.accepts(event)
+
+    def folder_for(self, event: EventLike) -> Path:
+        return self.directory / event.kind.value if self.subfolders else self.directory
+
+    def path_for(self, event: EventLike) -> Path:
+        """Where ``deliver`` puts this event."""
+        return self.folder_for(event) / (file_stem(event) + extension(event.content_type))
+
+    def attachment_path(self, event: EventLike, filename: str) -> Path:
+        """Where an attachment of the event goes: ``<event file stem>.<filename>``.
+
+        Sharing the stem keeps an event's files together in a listing, and lets an importer
+        find them with ``<stem>.*``.
+        """
+        name = safe_part(filename, limit=128, empty="attachment")
+        if "." + name == extension(event.content_type):
+            name = "attachment" + "." + name  # would otherwise replace the event file itself
+        return self.folder_for(event) / f"{file_stem(event)}.{name}"
+
+    async def deliver(self, event: StoredEvent | Event) -> None:
+        target = self.path_for(event)
+        await self._io(target, _write_atomic, target, event.body)
+        log.debug("sink.files.delivered", sink=self.name, event_id=event.event_id, file=target.name)
+
+    async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path:
+        """Store ``data`` beside the event file, atomically; returns the path.
+
+        Write attachments before delivering the event itself, so an importer that reacts to
+        the event file finds them already in place.
+        """
+        target = self.attachment_path(event, filename)
+        await self._io(target, _write_atomic, target, data)
+        return target
+
+    async def write_attachment_stream(self, event: EventLike, filename: str, chunks: AsyncIterable[bytes]) -> Path:
+        """Like ``write_attachment`` for a download streamed in chunks (not held in memory)."""
+        target = self.attachment_path(event, filename)
+        await self._stream(target, chunks)
+        return target
+
+    async def _stream(self, target: Path, chunks: AsyncIterable[bytes]) -> None:
+        file = await self._io(target, _AtomicFile, target)
+        try:
+            # Errors of the source (a broken download) pass through as they are.
+            async for chunk in chunks:
+                await self._io(target, file.write, chunk)
+        except BaseException:
+            file.abort()  # inline, not in a thread: it must run even while being cancelled
+            raise
+        await self._io(target, file.commit)
+
+    async def _io(self, target: Path, func: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except OSError as exc:
+            # Full disk, lost share, permissions: all fixable outside, so retried.
+            raise TransientError(f"cannot write {target.name} in {target.parent}: {exc.strerror or exc}") from None
+
+    async def close(self) -> None:
+        return None
