@@ -19,6 +19,7 @@ import structlog
 import uvicorn
 from tcwebhook.contract.openapi import build_openapi
 from tcwebhook.dispatch.dispatcher import Dispatcher
+from tcwebhook.dispatch.worker import delivery_sinks
 from tcwebhook.inbox.factory import open_inbox
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -27,6 +28,7 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.sinks.factory import build_sinks
+from tcwebhook.tradecloud_api.sink import wrap_sinks
 from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
 from tcwebhook.transport.tls import ReloadingServerContext
 
@@ -108,6 +110,7 @@ class Service:
     tls: ReloadingServerContext | None = None
     server: _Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def check(self) -> CertReport:
         """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
@@ -129,7 +132,9 @@ class Service:
             s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
-        build_sinks(s)  # resolves python callables and sink settings
+        sinks = build_sinks(s)  # resolves python callables and sink settings
+        if not s.tradecloud.configured:
+            wrap_sinks(sinks, s, None)  # refuses sinks that need the Tradecloud API without credentials
         return report
 
     async def start(self) -> None:
@@ -144,7 +149,8 @@ class Service:
             public_hostname=s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
-        sinks = build_sinks(s)
+        # Sinks wrapped for the Tradecloud API work (GET triggers, enrichment, documents).
+        sinks = await self._resources.enter_async_context(delivery_sinks(s))
         self.inbox = open_inbox(s)
         await self.inbox.open()
         self.dispatcher = Dispatcher(self.inbox, sinks, s.delivery)
@@ -194,6 +200,7 @@ class Service:
                 await task
         if self.dispatcher is not None:
             await self.dispatcher.stop(self.settings.delivery.shutdown_timeout)
+        await self._resources.aclose()
         if self.inbox is not None:
             await self.inbox.close()
 

@@ -1,0 +1,317 @@
+"""The async client for the Tradecloud API: orders, shipments and documents by id.
+
+Every call carries a bearer token from ``TokenManager``; passing trouble (connection errors,
+timeouts, 429 and 5xx) is retried with back-off up to ``max_retries`` times, a 401 triggers one
+logout + login + retry, a 404 raises ``TradecloudNotFound`` and anything else that is not a
+success raises ``TradecloudApiError``. Tokens, passwords and pre-signed URLs are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from email.message import Message
+from pathlib import PurePosixPath
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+import orjson
+import structlog
+
+from tcwebhook.config import TradecloudSettings
+from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
+from tcwebhook.tradecloud_api.auth.tokens import TokenManager
+from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
+from tcwebhook.tradecloud_api.retry import Backoff, is_retryable, retry_after_seconds
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = "tcwebhook"
+DEFAULT_MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+# Ids come from webhook calls; anything that could leave its path segment is refused.
+_BAD_ID = re.compile(r"[/\\?#%\s\x00-\x1f\x7f]")
+
+
+def _object_path(prefix: str, object_id: str, what: str) -> str:
+    bad = not object_id or object_id in (".", "..") or len(object_id) > 256
+    if bad or _BAD_ID.search(object_id):
+        raise TradecloudNotFound(f"{what} id {object_id[:80]!r} cannot name a Tradecloud {what}")
+    return f"{prefix}/{quote(object_id, safe='')}"
+
+
+def _where(url: str | httpx.URL) -> str:
+    """Scheme, host and path of a URL: pre-signed query strings are credentials."""
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _verify(settings: TradecloudSettings) -> ssl.SSLContext | bool:
+    if settings.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"[tradecloud] ca_bundle {settings.ca_bundle} cannot be used ({exc}): "
+            "point it at a PEM file with the CA certificates to trust."
+        ) from None
+
+
+def _filename_from(response: httpx.Response, url: str) -> str:
+    disposition = response.headers.get("content-disposition")
+    if disposition:
+        msg = Message()
+        msg["content-disposition"] = disposition
+        name = msg.get_filename()
+        if name:
+            return name
+    return unquote(PurePosixPath(urlsplit(url).path).name) or "document"
+
+
+class TradecloudClient:
+    """Async client of the Tradecloud API for one integration user; use ``async with``."""
+
+    def __init__(
+        self,
+        settings: TradecloudSettings,
+        *,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    ) -> None:
+        if settings.username is None or settings.password is None:
+            raise StartupError(
+                "The Tradecloud API is needed but [tradecloud] username/password are not set: "
+                "configure an integration user."
+            )
+        self._settings = settings
+        self._backoff = backoff or Backoff()
+        self._max_bytes = max_document_bytes
+        verify = _verify(settings)
+        timeout = httpx.Timeout(settings.timeout)
+        base = settings.api_base.rstrip("/")
+        self._api = httpx.AsyncClient(
+            base_url=base,
+            timeout=timeout,
+            verify=verify,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+        )
+        # Pre-signed and partner URLs get no Tradecloud headers or cookies: a separate client.
+        self._plain = httpx.AsyncClient(
+            timeout=timeout,
+            verify=verify,
+            follow_redirects=True,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._tokens = TokenManager(
+            self._send_unauthenticated,
+            settings.username,
+            settings.password,
+            refresh_interval=settings.refresh_interval,
+            clock=clock,
+        )
+        self._closed = False
+
+    @property
+    def tokens(self) -> TokenManager:
+        return self._tokens
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Log out (so the refresh token dies at once) and close the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._tokens.logout()
+        finally:
+            await self._api.aclose()
+            await self._plain.aclose()
+
+    async def ping(self) -> None:
+        """Raise ``TradecloudApiError`` unless a login (or a valid token) is available."""
+        await self._tokens.bearer()
+
+    # -- objects ---------------------------------------------------------------------------
+
+    async def get_order(self, order_id: str) -> dict[str, Any]:
+        """The whole current order (all lines); its id field is ``id``."""
+        return await self._get_json(_object_path("/order", order_id, "order"), "order")
+
+    async def get_shipment(self, shipment_id: str) -> dict[str, Any]:
+        """The whole current shipment."""
+        return await self._get_json(_object_path("/shipment", shipment_id, "shipment"), "shipment")
+
+    async def get_document_metadata(self, object_id: str) -> DocumentMetadata:
+        """Filename, content type and a pre-signed download URL valid for about a minute."""
+        path = _object_path("/object-storage/document", object_id, "document") + "/metadata"
+        return DocumentMetadata.from_api(await self._get_json(path, "document metadata"), object_id)
+
+    async def download_document(self, object_id: str) -> bytes:
+        """The content of a document in Tradecloud object storage."""
+        return (await self.download_document_file(object_id)).content
+
+    async def download_document_file(self, object_id: str) -> DownloadedFile:
+        """Metadata, then the pre-signed URL (re-fetched once when refused as expired), then,
+        if storage cannot be reached, the API's own streaming route."""
+        meta = await self.get_document_metadata(object_id)
+        for attempt in range(2):
+            if not meta.download_url:
+                break
+            content, outcome = await self._try_presigned(meta.download_url)
+            if content is not None:
+                return DownloadedFile(meta.filename, meta.content_type, content)
+            if outcome == "refused" and attempt == 0:
+                meta = await self.get_document_metadata(object_id)
+                continue
+            break
+        path = _object_path("/object-storage/document", object_id, "document")
+        response = await self._authenticated("GET", path, "document")
+        self._check(response, "document")
+        content_type = response.headers.get("content-type", meta.content_type)
+        return DownloadedFile(meta.filename, content_type.split(";")[0].strip(), response.content)
+
+    async def download_url(self, url: str) -> bytes:
+        """The content behind a document's ``url`` (a partner's content server)."""
+        return (await self.download_url_file(url)).content
+
+    async def download_url_file(self, url: str) -> DownloadedFile:
+        """Download ``url`` without Tradecloud credentials; name it from the answer or path."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("only http and https document URLs can be downloaded")
+        response = await self._with_retries(lambda: self._send(self._plain, "GET", url, {}), f"download {_where(url)}")
+        self._check(response, "document url")
+        content_type = response.headers.get("content-type", "application/octet-stream")
+        return DownloadedFile(_filename_from(response, url), content_type.split(";")[0].strip(), response.content)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _try_presigned(self, url: str) -> tuple[bytes | None, str]:
+        """One attempt at a pre-signed URL: (content, "ok") or (None, "refused"/"unreachable")."""
+        try:
+            response = await self._send(self._plain, "GET", url, {})
+        except httpx.TransportError as exc:
+            log.warning("tradecloud_storage_unreachable", url=_where(url), error=type(exc).__name__)
+            return None, "unreachable"
+        if response.status_code == 200:
+            return response.content, "ok"
+        if response.status_code in (400, 401, 403):
+            # S3 answers 403 (sometimes 400) for an expired or mis-signed URL.
+            log.info("tradecloud_download_url_refused", status=response.status_code)
+            return None, "refused"
+        log.warning("tradecloud_storage_failed", url=_where(url), status=response.status_code)
+        return None, "unreachable"
+
+    async def _get_json(self, path: str, what: str) -> dict[str, Any]:
+        response = await self._authenticated("GET", path, what)
+        self._check(response, what)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise TradecloudApiError(f"Tradecloud {what}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise TradecloudApiError(f"Tradecloud {what}: the answer is not a JSON object")
+        return data
+
+    def _check(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status in (404, 410):
+            raise TradecloudNotFound(f"Tradecloud {what} not found (HTTP {status})")
+        raise TradecloudApiError(f"Tradecloud {what}: HTTP {status}")
+
+    async def _authenticated(self, method: str, path: str, what: str) -> httpx.Response:
+        if self._closed:
+            raise TradecloudApiError("the Tradecloud client is closed")
+        token = await self._tokens.bearer()
+
+        def attempt() -> Awaitable[httpx.Response]:
+            return self._send(self._api, method, path, {"Authorization": f"Bearer {token}"})
+
+        response = await self._with_retries(attempt, f"{what} {path}")
+        if response.status_code != 401:
+            return response
+        token = await self._tokens.renew_after_rejection(token)
+        response = await self._with_retries(attempt, f"{what} {path}")
+        if response.status_code == 401:
+            raise TradecloudApiError(f"Tradecloud {what}: HTTP 401 even after a fresh login")
+        return response
+
+    async def _send_unauthenticated(
+        self, method: str, path: str, *, headers: Mapping[str, str], retry: bool = True
+    ) -> httpx.Response:
+        def attempt() -> Awaitable[httpx.Response]:
+            return self._send(self._api, method, path, headers)
+
+        return await self._with_retries(attempt, path, retries=None if retry else 0)
+
+    async def _with_retries(
+        self,
+        attempt: Callable[[], Awaitable[httpx.Response]],
+        what: str,
+        *,
+        retries: int | None = None,
+    ) -> httpx.Response:
+        """Repeat ``attempt`` on passing trouble; return the first final answer."""
+        limit = self._settings.max_retries if retries is None else retries
+        problem = "no attempt"
+        for n in range(limit + 1):
+            retry_after: float | None = None
+            try:
+                response = await attempt()
+            except httpx.TransportError as exc:
+                problem = type(exc).__name__
+            else:
+                if not is_retryable(response):
+                    return response
+                problem = f"HTTP {response.status_code}"
+                retry_after = retry_after_seconds(response)
+            if n == limit:
+                break
+            delay = self._backoff.delay(n, retry_after)
+            log.info("tradecloud_retry", call=what, problem=problem, attempt=n + 1, delay=delay)
+            await asyncio.sleep(delay)
+        raise TradecloudApiError(f"Tradecloud {what}: {problem} after {limit + 1} attempts")
+
+    async def _send(
+        self, client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """Send and read the whole body (bounded), so a retry never sees a half-read stream."""
+        request = client.build_request(method, url, headers=dict(headers))
+        response = await client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > self._max_bytes:
+                    raise TradecloudApiError(
+                        f"Tradecloud answer from {_where(request.url)} exceeds {self._max_bytes} bytes"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # The body is already decoded: drop the encoding so it is not decoded twice.
+        kept = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
+        return httpx.Response(
+            response.status_code,
+            headers=kept,
+            content=b"".join(chunks),
+            request=request,
+        )

@@ -1,0 +1,173 @@
+"""A sink wrapper that does the Tradecloud API work of a delivery, then hands on the event.
+
+For each delivery attempt: a GET-webhook trigger is replaced by the fetched object; with the
+sink's ``enrich`` option an order event gets ``extras["full_order"]``; with ``documents`` (and
+``download_urls``) the event's files are downloaded. A sink that can store attachments (the
+files sink) receives them beside the event file (and the full order as ``full-order.json``);
+any other sink gets ``extras["documents"]``, a list of ``DocumentFile`` with a local path.
+Failures surface as ``PermanentError``/``TransientError``, so the dispatcher's ordering, retries
+and dead-lettering apply unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+import structlog
+
+from tcwebhook.config import Settings, SinkSettings
+from tcwebhook.errors import PermanentError, StartupError
+from tcwebhook.inbox.base import StoredEvent
+from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.event import Event, EventLike
+from tcwebhook.tradecloud_api.client import TradecloudClient
+from tcwebhook.tradecloud_api.coalesce import Coalescer
+from tcwebhook.tradecloud_api.documents import (
+    DocumentFetcher,
+    DocumentRef,
+    FetchedDocument,
+    safe_filename,
+    save_documents,
+    unique_names,
+)
+from tcwebhook.tradecloud_api.enrich import EXTRA_KEY, Enricher
+from tcwebhook.tradecloud_api.fetch import ApiObject, FetchResolver
+
+log = structlog.get_logger(__name__)
+
+DOCUMENTS_KEY = "documents"
+FULL_ORDER_FILE = "full-order.json"
+
+
+@runtime_checkable
+class AttachmentWriter(Protocol):
+    async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFile:
+    """A downloaded document as a handler sees it in ``extras["documents"]``."""
+
+    path: Path
+    filename: str
+    content_type: str
+    ref: DocumentRef
+
+
+class TradecloudSink:
+    """Wraps ``inner``: resolve triggers, enrich, fetch documents, then ``inner.deliver``."""
+
+    def __init__(
+        self,
+        inner: Sink,
+        *,
+        resolver: FetchResolver | None = None,
+        enricher: Enricher | None = None,
+        documents: DocumentFetcher | None = None,
+        documents_dir: Path | None = None,
+    ) -> None:
+        if documents is not None and documents_dir is None and not isinstance(inner, AttachmentWriter):
+            raise ValueError("documents need a documents_dir unless the sink stores attachments")
+        self.name = inner.name
+        self.inner = inner
+        self._resolver = resolver
+        self._enricher = enricher
+        self._documents = documents
+        self._documents_dir = documents_dir
+
+    def accepts(self, event: StoredEvent) -> bool:
+        return self.inner.accepts(event)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def deliver(self, event: StoredEvent) -> None:
+        stored = event
+        if event.kind.is_fetch:
+            if self._resolver is None:
+                raise PermanentError(
+                    "a GET webhook trigger needs the Tradecloud API: set [tradecloud] "
+                    "username/password, then replay the event"
+                )
+            stored = await self._resolver.resolve(event)
+        extras: dict[str, Any] = {}
+        if self._enricher is not None and self._enricher.wants(stored):
+            extras[EXTRA_KEY] = await self._enricher.full_order(stored)
+        if self._documents is not None and self._documents.wants(stored):
+            fetched = await self._documents.fetch(stored)
+            if fetched:
+                extras[DOCUMENTS_KEY] = await self._store(stored, fetched)
+        if EXTRA_KEY in extras and isinstance(self.inner, AttachmentWriter):
+            await self._write_full_order(stored, extras[EXTRA_KEY])
+        if stored is event and not extras:
+            await self.inner.deliver(event)
+            return
+        # Sinks take either form; they read the same fields from both.
+        await self.inner.deliver(Event.from_stored(stored, extras))  # type: ignore[arg-type]
+
+    async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument]) -> list[DocumentFile]:
+        if isinstance(self.inner, AttachmentWriter):
+            # Attachments first: an importer reacting to the event file finds them in place.
+            paths = [
+                await self.inner.write_attachment(event, name, doc.file.content)
+                for doc, name in zip(docs, unique_names(docs), strict=True)
+            ]
+        else:
+            assert self._documents_dir is not None
+            folder = self._documents_dir / safe_filename(self.name) / safe_filename(event.event_id)
+            paths = await asyncio.to_thread(save_documents, docs, folder)
+        return [
+            DocumentFile(path, doc.filename, doc.file.content_type, doc.ref)
+            for doc, path in zip(docs, paths, strict=True)
+        ]
+
+    async def _write_full_order(self, event: StoredEvent, order: ApiObject) -> None:
+        assert isinstance(self.inner, AttachmentWriter)
+        data = orjson.dumps(order, option=orjson.OPT_INDENT_2)
+        await self.inner.write_attachment(event, FULL_ORDER_FILE, data)
+
+
+def _needs_api(cfg: SinkSettings | None) -> bool:
+    return cfg is not None and (cfg.enrich or cfg.documents or cfg.download_urls)
+
+
+def wrap_sinks(sinks: Sequence[Sink], settings: Settings, client: TradecloudClient | None) -> list[Sink]:
+    """Wrap every sink so GET triggers resolve and each sink's API options apply.
+
+    ``client`` is None when ``[tradecloud]`` has no credentials; then a sink asking for
+    ``enrich``/``documents``/``download_urls`` is a start-up error, and GET triggers are
+    dead-lettered with the reason.
+    """
+    configs = {cfg.name: cfg for cfg in settings.sinks}
+    coalescer: Coalescer[ApiObject] = Coalescer()
+    resolver = FetchResolver(client, coalescer=coalescer) if client else None
+    enricher = Enricher(client, coalescer=coalescer) if client else None
+    wrapped: list[Sink] = []
+    for sink in sinks:
+        cfg = configs.get(sink.name)
+        if _needs_api(cfg) and client is None:
+            raise StartupError(
+                f"Sink {sink.name!r} uses enrich/documents/download_urls: set [tradecloud] "
+                "username and password of an integration user."
+            )
+        documents = None
+        if cfg is not None and client is not None and (cfg.documents or cfg.download_urls):
+            documents = DocumentFetcher(client, object_ids=cfg.documents, urls=cfg.download_urls)
+        wrapped.append(
+            TradecloudSink(
+                sink,
+                resolver=resolver,
+                enricher=enricher if cfg is not None and cfg.enrich else None,
+                documents=documents,
+                documents_dir=settings.data_dir / "documents",
+            )
+        )
+    return wrapped
+
+
+_CHECK: type[Sink] = TradecloudSink

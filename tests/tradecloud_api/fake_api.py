@@ -1,0 +1,448 @@
+"""A fake Tradecloud API: a real HTTPS server on loopback with scriptable failures.
+
+It implements login/refresh/logout with expiring JWT-shaped tokens, orders and shipments by id,
+object-storage metadata whose ``downloadUrl`` points at an S3-like route of the same server
+(signed, expiring ``/s3/...`` URLs), the proxy download route, and a partner content server
+(``/partner/...``). ``FakeTradecloud`` holds the state, the failure script and a call log; all
+of it is guarded by a lock because the server runs on its own thread and event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import trustme
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+USERNAME = "integration@example.com"
+PASSWORD = "pw-Very-Secret-4711"
+_SIGNING_KEY = secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class Document:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass
+class _Failure:
+    prefix: str
+    status: int
+    times: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Delay:
+    prefix: str
+    seconds: float
+    times: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(subject: str, expires_at: float) -> str:
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": subject, "exp": int(expires_at), "jti": str(uuid.uuid4())}
+    payload = _b64(json.dumps(claims).encode())
+    return f"{header}.{payload}.{_b64(secrets.token_bytes(16))}"
+
+
+def _sign(object_id: str, amz_date: str, expires: int) -> str:
+    message = f"{object_id}|{amz_date}|{expires}".encode()
+    return hmac.new(_SIGNING_KEY, message, hashlib.sha256).hexdigest()
+
+
+class FakeTradecloud:
+    """State, failure script and call log of the fake API."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.storage_base = ""  # set by the server
+        self.unreachable_base = ""
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.username = USERNAME
+            self.password = PASSWORD
+            self.access_ttl = 3600.0
+            self.refresh_ttl = 24 * 3600.0
+            self.url_ttl = 60
+            self.orders: dict[str, dict[str, Any]] = {}
+            self.shipments: dict[str, dict[str, Any]] = {}
+            self.documents: dict[str, Document] = {}
+            self.partner_files: dict[str, Document] = {}
+            self.calls: list[Call] = []
+            self.access_tokens: dict[str, float] = {}
+            self.refresh_tokens: dict[str, float] = {}
+            self.issued_access: list[str] = []
+            self.issued_refresh: list[str] = []
+            self._failures: list[_Failure] = []
+            self._delays: list[_Delay] = []
+            self._holds: dict[str, threading.Event] = {}
+            self.expired_urls = 0  # the next N download URLs are issued already expired
+            self.storage_unreachable = False
+
+    # -- content ----------------------------------------------------------------------------
+
+    def add_order(self, order: dict[str, Any]) -> None:
+        with self.lock:
+            self.orders[order["id"]] = order
+
+    def add_shipment(self, shipment: dict[str, Any]) -> None:
+        with self.lock:
+            self.shipments[shipment["id"]] = shipment
+
+    def add_document(self, object_id: str, filename: str, content: bytes, ctype: str) -> None:
+        with self.lock:
+            self.documents[object_id] = Document(filename, ctype, content)
+
+    def add_partner_file(self, name: str, content: bytes, ctype: str = "application/pdf") -> str:
+        with self.lock:
+            self.partner_files[name] = Document(name, ctype, content)
+            return f"{self.storage_base}/partner/{quote(name)}"
+
+    # -- failure script ---------------------------------------------------------------------
+
+    def fail(self, prefix: str, status: int = 503, times: int = 1, **headers: str) -> None:
+        """The next ``times`` requests whose path starts with ``prefix`` answer ``status``."""
+        with self.lock:
+            self._failures.append(_Failure(prefix, status, times, headers))
+
+    def slow(self, prefix: str, seconds: float, times: int = 1) -> None:
+        with self.lock:
+            self._delays.append(_Delay(prefix, seconds, times))
+
+    def hold(self, prefix: str) -> threading.Event:
+        """Requests under ``prefix`` wait until the returned event is set."""
+        gate = threading.Event()
+        with self.lock:
+            self._holds[prefix] = gate
+        return gate
+
+    def revoke_access_tokens(self) -> None:
+        """Every access token issued so far is refused from now on (401 mid-session)."""
+        with self.lock:
+            self.access_tokens.clear()
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            for token in self.access_tokens:
+                self.access_tokens[token] = time.time() - 1
+
+    # -- call log ---------------------------------------------------------------------------
+
+    def calls_to(self, prefix: str, method: str | None = None) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.path.startswith(prefix) and (method is None or c.method == method)]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met within the deadline")
+            time.sleep(0.005)
+
+    # -- used by the app --------------------------------------------------------------------
+
+    def _take(self, path: str) -> tuple[_Failure | None, float, threading.Event | None]:
+        with self.lock:
+            failure = next((f for f in self._failures if path.startswith(f.prefix)), None)
+            if failure is not None:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+            delay = next((d for d in self._delays if path.startswith(d.prefix)), None)
+            seconds = 0.0
+            if delay is not None:
+                seconds = delay.seconds
+                delay.times -= 1
+                if delay.times <= 0:
+                    self._delays.remove(delay)
+            gate = next((g for p, g in self._holds.items() if path.startswith(p)), None)
+            return failure, seconds, gate
+
+    def _issue_pair(self) -> tuple[str, str]:
+        now = time.time()
+        access = _jwt(self.username, now + self.access_ttl)
+        refresh = _jwt(self.username, now + self.refresh_ttl)
+        self.access_tokens[access] = now + self.access_ttl
+        self.refresh_tokens[refresh] = now + self.refresh_ttl
+        self.issued_access.append(access)
+        self.issued_refresh.append(refresh)
+        return access, refresh
+
+    def _bearer_ok(self, request: Request) -> bool:
+        value = request.headers.get("authorization", "")
+        if not value.startswith("Bearer "):
+            return False
+        with self.lock:
+            expires = self.access_tokens.get(value[7:])
+        return expires is not None and expires > time.time()
+
+    def _download_url(self, object_id: str) -> str:
+        with self.lock:
+            base = self.unreachable_base if self.storage_unreachable else self.storage_base
+            expires = self.url_ttl
+            issued = datetime.now(UTC)
+            if self.expired_urls > 0:
+                self.expired_urls -= 1
+                issued = datetime.fromtimestamp(time.time() - 2 * self.url_ttl - 5, UTC)
+        amz_date = issued.strftime("%Y%m%dT%H%M%SZ")
+        signature = _sign(object_id, amz_date, expires)
+        return f"{base}/s3/{quote(object_id)}?X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+
+
+def build_app(fake: FakeTradecloud) -> ASGIApp:
+    """The ASGI app serving ``/v2/...`` (the API), ``/s3/...`` and ``/partner/...``."""
+
+    def bearer_required(request: Request) -> Response | None:
+        if fake._bearer_ok(request):
+            return None
+        return JSONResponse({"message": "Unauthorized"}, status_code=401)
+
+    async def login(request: Request) -> Response:
+        expected = "Basic " + base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
+        if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
+            return JSONResponse({"message": "Invalid credentials"}, status_code=401)
+        with fake.lock:
+            access, refresh = fake._issue_pair()
+        return JSONResponse(
+            {"username": fake.username, "status": "authenticated"},
+            headers={"Set-Authorization": access, "Set-Refresh-Token": refresh},
+        )
+
+    async def refresh(request: Request) -> Response:
+        if "authorization" in request.headers:
+            return JSONResponse({"message": "send only Refresh-Token"}, status_code=400)
+        token = request.headers.get("refresh-token", "")
+        with fake.lock:
+            expires = fake.refresh_tokens.pop(token, None)  # single use
+            if expires is None or expires <= time.time():
+                return JSONResponse({"message": "Invalid refresh token"}, status_code=401)
+            access, new_refresh = fake._issue_pair()
+        return JSONResponse(
+            {"status": "refreshed"},
+            headers={"Set-Authorization": access, "Set-Refresh-Token": new_refresh},
+        )
+
+    async def logout(request: Request) -> Response:
+        if "authorization" in request.headers:
+            return JSONResponse({"message": "send only Refresh-Token"}, status_code=400)
+        with fake.lock:
+            fake.refresh_tokens.pop(request.headers.get("refresh-token", ""), None)
+        return Response(status_code=200)
+
+    async def get_order(request: Request) -> Response:
+        if (denied := bearer_required(request)) is not None:
+            return denied
+        with fake.lock:
+            order = fake.orders.get(request.path_params["id"])
+        if order is None:
+            return JSONResponse({"message": "Order not found"}, status_code=404)
+        return JSONResponse(order)
+
+    async def get_shipment(request: Request) -> Response:
+        if (denied := bearer_required(request)) is not None:
+            return denied
+        with fake.lock:
+            shipment = fake.shipments.get(request.path_params["id"])
+        if shipment is None:
+            return JSONResponse({"message": "Shipment not found"}, status_code=404)
+        return JSONResponse(shipment)
+
+    async def metadata(request: Request) -> Response:
+        if (denied := bearer_required(request)) is not None:
+            return denied
+        object_id = request.path_params["id"]
+        with fake.lock:
+            doc = fake.documents.get(object_id)
+        if doc is None:
+            return JSONResponse({"message": "Document not found"}, status_code=404)
+        return JSONResponse(
+            {
+                "id": object_id,
+                "filename": doc.filename,
+                "contentType": doc.content_type,
+                "downloadUrl": fake._download_url(object_id),
+            }
+        )
+
+    async def proxy_download(request: Request) -> Response:
+        if (denied := bearer_required(request)) is not None:
+            return denied
+        with fake.lock:
+            doc = fake.documents.get(request.path_params["id"])
+        if doc is None:
+            return JSONResponse({"message": "Document not found"}, status_code=404)
+        return Response(doc.content, media_type=doc.content_type)
+
+    async def s3(request: Request) -> Response:
+        denied = Response(
+            b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            status_code=403,
+            media_type="application/xml",
+        )
+        if "authorization" in request.headers:
+            return Response(b"<Error><Code>InvalidArgument</Code></Error>", status_code=400)
+        object_id = request.path_params["id"]
+        q = request.query_params
+        amz_date, expires = q.get("X-Amz-Date", ""), q.get("X-Amz-Expires", "0")
+        signature = _sign(object_id, amz_date, int(expires))
+        if not hmac.compare_digest(q.get("X-Amz-Signature", ""), signature):
+            return denied
+        issued = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+        if time.time() > issued + int(expires):
+            return denied
+        with fake.lock:
+            doc = fake.documents.get(object_id)
+        if doc is None:
+            return Response(b"<Error><Code>NoSuchKey</Code></Error>", status_code=404)
+        return Response(doc.content, media_type=doc.content_type)
+
+    async def partner(request: Request) -> Response:
+        with fake.lock:
+            doc = fake.partner_files.get(request.path_params["name"])
+        if doc is None:
+            return Response(b"not here", status_code=404)
+        return Response(
+            doc.content,
+            media_type=doc.content_type,
+            headers={"Content-Disposition": f'attachment; filename="{doc.filename}"'},
+        )
+
+    routes = [
+        Route("/v2/authentication/login", login, methods=["GET"]),
+        Route("/v2/authentication/refresh", refresh, methods=["GET"]),
+        Route("/v2/authentication/logout", logout, methods=["POST"]),
+        Route("/v2/order/{id}", get_order, methods=["GET"]),
+        Route("/v2/shipment/{id}", get_shipment, methods=["GET"]),
+        Route("/v2/object-storage/document/{id}/metadata", metadata, methods=["GET"]),
+        Route("/v2/object-storage/document/{id}", proxy_download, methods=["GET"]),
+        Route("/s3/{id}", s3, methods=["GET"]),
+        Route("/partner/{name}", partner, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+
+    async def scripted(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        path = scope["path"]
+        failure, delay, gate = fake._take(path)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+
+        async def recording_send(message: Message) -> None:
+            # Log before the answer leaves, so a test that has the answer also sees the call.
+            if message["type"] == "http.response.start":
+                call = Call(
+                    scope["method"],
+                    path,
+                    scope.get("query_string", b"").decode(),
+                    headers,
+                    message["status"],
+                )
+                with fake.lock:
+                    fake.calls.append(call)
+            await send(message)
+
+        if gate is not None:
+            await asyncio.to_thread(gate.wait, 10)
+        if delay:
+            await asyncio.sleep(delay)
+        if failure is not None:
+            response = Response(b"scripted failure", status_code=failure.status, headers=failure.headers)
+            await response(scope, receive, recording_send)
+        else:
+            await app(scope, receive, recording_send)
+
+    return scripted
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeServer:
+    """Runs ``build_app`` under uvicorn with TLS (a trustme CA) on a thread."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.fake = FakeTradecloud()
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = workdir / "fake-tradecloud-ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        self._cert_path = workdir / "fake-tradecloud-cert.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self._cert_path))
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self.origin = f"https://127.0.0.1:{self.port}"
+        self.api_base = f"{self.origin}/v2"
+        self.fake.storage_base = self.origin
+        self.fake.unreachable_base = f"https://127.0.0.1:{_free_port()}"
+        config = uvicorn.Config(
+            build_app(self.fake),
+            ssl_certfile=str(self._cert_path),
+            ssl_keyfile=str(self._cert_path),
+            log_level="warning",
+            lifespan="off",
+            http="h11",
+            ws="none",
+            loop="asyncio",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake Tradecloud API did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving (also fine when ``start`` was never called)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._sock.close()
