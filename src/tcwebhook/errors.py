@@ -46,19 +46,19 @@ class ContractError(TcwebhookError):
     status_code = 400
 
 
-class InvalidBody(ContractError):  # noqa: N818 - reads as the HTTP outcome it maps to
+class InvalidBody(ContractError):
     """The body is not a webhook body we can read."""
 
     status_code = 400
 
 
-class UnsupportedMediaType(ContractError):  # noqa: N818
+class UnsupportedMediaType(ContractError):
     """The Content-Type is neither JSON nor XML (or not UTF-8)."""
 
     status_code = 415
 
 
-class BodyTooLarge(ContractError):  # noqa: N818
+class BodyTooLarge(ContractError):
     """The body exceeds the configured limit."""
 
     status_code = 413
@@ -68,11 +68,11 @@ class StoreError(TcwebhookError):
     """The inbox failed."""
 
 
-class StoreUnavailable(StoreError):  # noqa: N818
+class StoreUnavailable(StoreError):
     """A transient store failure: the sender must retry later (503)."""
 
 
-class EventNotFound(StoreError):  # noqa: N818
+class EventNotFound(StoreError):
     """No event or quarantine entry with that id."""
 
 
@@ -92,5 +92,5 @@ class TradecloudApiError(TcwebhookError):
     """The Tradecloud API failed or answered something unexpected."""
 
 
-class TradecloudNotFound(TradecloudApiError):  # noqa: N818
+class TradecloudNotFound(TradecloudApiError):
     """The Tradecloud API answered 404 for the object asked for."""

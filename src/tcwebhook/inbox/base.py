@@ -1,7 +1,16 @@
 """The inbox interface: durable events, the quarantine of rejected bodies, delivery state.
 
-The HTTP layer and the dispatcher talk only to ``Inbox``; ``inbox.sqlite`` implements it and a
-PostgreSQL implementation can sit beside it without touching either caller.
+The HTTP layer, the dispatcher and the CLI talk only to ``Inbox``; ``inbox.sqlite`` implements
+it and a PostgreSQL implementation can sit beside it without touching any caller.
+
+Delivery state: storing an event creates, in the same transaction, one *delivery* per sink the
+inbox was opened with. A delivery is ``pending`` until a dispatcher settles it as ``delivered``,
+``dead`` (permanent failure or give-up), ``superseded`` (a newer state of its key was already
+delivered) or ``skipped`` (the sink's filter does not select the event). A dispatcher *claims* a
+pending delivery with a lease; a lease that runs out (the claimant died) makes it claimable again,
+so an event is delivered at least once and never lost. An event's ``status`` sums up its
+deliveries; ``stored`` means there is nothing to deliver (no sink was configured, or none selects
+it).
 """
 
 from __future__ import annotations
@@ -9,9 +18,40 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tcwebhook.contract.kinds import EventKind
+
+if TYPE_CHECKING:
+    from tcwebhook.contract.parse import ParsedWebhook
+
+
+class EventStatus(StrEnum):
+    """An event's status, summed up over its deliveries."""
+
+    PENDING = "pending"  # some sink still has to get it
+    DELIVERED = "delivered"  # every selecting sink has it
+    DEAD = "dead"  # some sink gave up (dead-letter); replay re-queues it
+    SUPERSEDED = "superseded"  # a newer state of its key was delivered instead
+    STORED = "stored"  # kept, with nothing to deliver (no sink configured or selecting it)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    SUPERSEDED = "superseded"
+    SKIPPED = "skipped"  # the sink's events filter does not select this event
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "delivered"
+    PERMANENT = "permanent"  # the sink said retrying cannot succeed
+    TRANSIENT = "transient"  # failed; retried later (or dead when the give-up rule says so)
+    SUPERSEDED = "superseded"  # not attempted: older than a state already delivered
+    ABANDONED = "abandoned"  # the claimant's lease ran out (it crashed or hung)
+    RELEASED = "released"  # cut short by a shutdown; not counted as an attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +71,27 @@ class NewEvent:
     message_id: str | None = None
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
+
+    @classmethod
+    def from_parsed(
+        cls, parsed: ParsedWebhook, *, content_type: str, body: bytes, headers: Mapping[str, str]
+    ) -> NewEvent:
+        """The event to store for a body the contract parser accepted."""
+        return cls(
+            kind=parsed.kind,
+            event_name=parsed.event_name,
+            dedupe_key=parsed.dedupe_key,
+            content_type=content_type,
+            body=body,
+            key=parsed.routing_key,
+            order_id=parsed.order_id,
+            shipment_id=parsed.shipment_id,
+            purchase_order_number=parsed.purchase_order_number,
+            shipment_number=parsed.shipment_number,
+            message_id=parsed.message_id,
+            last_updated_at=parsed.last_updated_at,
+            headers=headers,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +121,7 @@ class StoredEvent:
     message_id: str | None
     last_updated_at: str | None
     headers: Mapping[str, str]
-    status: str  # pending | delivered | dead | superseded (aggregate over sinks)
+    status: str  # an EventStatus value (summed up over the deliveries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +135,69 @@ class QuarantineEntry:
     reason: str
     status_code: int
     reprocessed_event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The state of one event for one sink."""
+
+    sink: str
+    status: str  # a DeliveryStatus value
+    attempts: int
+    next_attempt_at: datetime | None  # None while pending: waiting for the sender to resend (sync)
+    claim_owner: str | None
+    claim_expires: datetime | None
+    last_error: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    sink: str
+    number: int  # 1-based attempt number of that sink's delivery
+    started_at: datetime
+    duration: float  # seconds
+    outcome: str  # an AttemptOutcome value
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A pending delivery leased to ``owner`` until the lease runs out or it is finished."""
+
+    event: StoredEvent
+    sink: str
+    attempt: int  # number of this attempt, 1-based
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventClaim:
+    """What claiming one given event (synchronous delivery) found."""
+
+    event: StoredEvent
+    claims: tuple[Claim, ...]
+    waiting: tuple[str, ...]  # sinks whose delivery is in flight elsewhere or behind an earlier event
+    statuses: Mapping[str, str]  # sink -> DeliveryStatus of the deliveries not claimed
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How a claimed delivery ends: the dispatcher decides, the inbox records."""
+
+    status: DeliveryStatus
+    outcome: AttemptOutcome | None  # None: nothing was attempted (skipped), no attempt row
+    started_at: float  # epoch seconds
+    duration: float = 0.0
+    error: str | None = None
+    next_attempt_at: float | None = None  # epoch seconds; pending only (None = wait for a resend)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    requeued: int  # deliveries made pending again
+    events: int  # events touched
+    missing: tuple[str, ...] = ()  # ids not found
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +240,66 @@ class Inbox(Protocol):
 
     async def get_event(self, event_id: str) -> StoredEvent: ...
 
-    async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]: ...
+    async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
+        """The matching events, newest first (``flt.limit`` of them at most)."""
 
     async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry: ...
 
     async def list_quarantined(self, limit: int = 100) -> Sequence[QuarantineEntry]: ...
+
+    async def reprocess_quarantined(self, quarantine_id: str, event: NewEvent) -> StoreResult:
+        """Store ``event`` (parsed again from the entry) and mark the entry reprocessed, atomically."""
+
+    async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
+        """Ids of the matching events, oldest first (``flt.limit`` of them at most)."""
+
+    async def deliveries(self, event_id: str) -> Sequence[Delivery]: ...
+
+    async def attempts(self, event_id: str) -> Sequence[Attempt]: ...
+
+    async def status_counts(self) -> Mapping[str, int]:
+        """How many events are pending and dead (cheap; for health and metrics)."""
+
+    async def pending_sinks(self) -> Sequence[str]:
+        """Sink names that have pending deliveries (to spot sinks removed from the config)."""
+
+    # -- delivery state, used by the dispatcher ------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        sinks: Sequence[str],
+        limit: int,
+        lease: float,
+        stale_kinds: frozenset[EventKind],
+    ) -> Sequence[Claim]:
+        """Lease up to ``limit`` due deliveries, each the oldest pending one of its (sink, key).
+
+        Deliveries of ``stale_kinds`` older (``last_updated_at``) than a state already delivered
+        for the same sink and key are settled as superseded instead of being returned.
+        """
+
+    async def claim_event(
+        self,
+        event_id: str,
+        *,
+        owner: str,
+        sinks: Sequence[str],
+        lease: float,
+        stale_kinds: frozenset[EventKind],
+    ) -> EventClaim:
+        """Lease the pending deliveries of one event now, due or not (synchronous delivery)."""
+
+    async def finish(self, claim: Claim, result: AttemptResult) -> bool:
+        """Record the attempt and settle the delivery; False when the claim was no longer held."""
+
+    async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
+
+    async def replay(
+        self, event_ids: Sequence[str], *, only_dead: bool = False, force: bool = False
+    ) -> ReplayResult:
+        """Make deliveries pending again (and create them for sinks configured since).
+
+        ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once.
+        """

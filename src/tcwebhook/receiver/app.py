@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tcwebhook.contract.parse import ParsedWebhook, parse_webhook
+from tcwebhook.contract.parse import parse_webhook
 
 from tcwebhook.auth import Authenticator, FailureLog, redact_headers
 from tcwebhook.config import Settings
@@ -214,7 +214,7 @@ class Receiver:
         except ContractError as exc:
             await self._quarantine(route, content_type, body, headers, exc)
             raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc)) from None
-        event = _new_event(parsed, content_type or "application/json", body, headers)
+        event = NewEvent.from_parsed(parsed, content_type=content_type or "application/json", body=body, headers=headers)
         result = await self._store(event)
         state["log"] = {
             "event_id": result.event_id,
@@ -361,24 +361,6 @@ class Receiver:
         state["responded"] = True
         await _json(send, 202, {"status": "stored", "eventId": result.event_id})
         return 202
-
-
-def _new_event(parsed: ParsedWebhook, content_type: str, body: bytes, headers: dict[str, str]) -> NewEvent:
-    return NewEvent(
-        kind=parsed.kind,
-        event_name=parsed.event_name,
-        dedupe_key=parsed.dedupe_key,
-        content_type=content_type,
-        body=body,
-        key=parsed.routing_key,
-        order_id=parsed.order_id,
-        shipment_id=parsed.shipment_id,
-        purchase_order_number=parsed.purchase_order_number,
-        shipment_number=parsed.shipment_number,
-        message_id=parsed.message_id,
-        last_updated_at=parsed.last_updated_at,
-        headers=headers,
-    )
 
 
 def _error_name(status: int) -> str:

@@ -1,0 +1,374 @@
+"""The dispatcher: takes committed events from the inbox and delivers them to the sinks.
+
+Background delivery (``start``/``stop``): a loop claims due deliveries — only the oldest pending
+one of each (sink, key), so events of one order or shipment reach a sink in arrival order while
+other keys flow in parallel, at most ``concurrency`` at a time. Each claim is leased; a heartbeat
+renews the leases of deliveries still running, and a lease that runs out (the process was
+killed) lets any dispatcher claim the delivery again: at-least-once, never lost. A failed attempt
+is retried after an exponential, jittered, capped delay until the give-up rule dead-letters it;
+every attempt is recorded.
+
+Synchronous delivery (``deliver_now``, ``[delivery] mode = "sync"``): the request that stored an
+event runs the sinks before it answers. New deliveries are held (``hold_new``) so the background
+loop leaves them to the request. A transient failure is not retried by us: the delivery stays
+pending but parked (no next attempt time) and the request answers 503, so Tradecloud resends.
+The resend has the same messageId — a duplicate for the store — and the receiver calls
+``deliver_now`` for duplicates too: a parked delivery is claimed and attempted again, a delivered
+one answers "delivered" without a second delivery, a dead one "permanent".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+
+from tcwebhook.config import DeliverySettings
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.dispatch.retry import RetryPolicy
+from tcwebhook.errors import PermanentError, StoreError
+from tcwebhook.inbox.base import (
+    AttemptOutcome,
+    AttemptResult,
+    Claim,
+    DeliveryStatus,
+    Inbox,
+)
+from tcwebhook.sinks.base import Sink
+
+log = structlog.get_logger(__name__)
+
+_ERROR_CHARS = 2000
+_FINISH_TRIES = 6
+_RELEASE_SECONDS = 2.0
+
+
+class SyncStatus(StrEnum):
+    DELIVERED = "delivered"  # every selecting sink has it (or it is superseded): 200
+    PERMANENT = "permanent"  # a sink refused it for good; kept as dead-letter: 400
+    TRANSIENT = "transient"  # try again later (the sender retries): 503
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    value: SyncStatus
+    detail: str = ""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return described[:_ERROR_CHARS]
+
+
+def default_owner() -> str:
+    """A claim owner name unique to this dispatcher: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Dispatcher:
+    """Delivers stored events to ``sinks``; owns the sinks (``stop`` closes them)."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        sinks: Sequence[Sink],
+        settings: DeliverySettings,
+        *,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        names = [s.name for s in sinks]
+        if len(set(names)) != len(names):
+            raise ValueError("sink names must be unique")
+        self._inbox = inbox
+        self._sinks = {s.name: s for s in sinks}
+        self._names = tuple(names)
+        self._settings = settings
+        self._policy = RetryPolicy.from_settings(settings)
+        self._rng = rng or random.Random()
+        self.owner = owner or default_owner()
+        stale = {EventKind.SHIPMENT: settings.stale_shipments, EventKind.ORDER: settings.stale_orders}
+        self._stale_kinds = frozenset(kind for kind, on in stale.items() if on)
+        self._park = settings.mode == "sync"
+        self._wake = asyncio.Event()
+        self._inflight: dict[tuple[int, str], Claim] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._closed = False
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background loop (and the lease heartbeat)."""
+        if self._loop_task is not None:
+            return
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
+        await self._warn_unknown_sinks()
+        log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
+
+    def notify(self, _stored: object = None) -> None:
+        """Wake the loop: an event was stored (usable as the receiver's ``on_stored``)."""
+        self._wake.set()
+
+    async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a bound, not a deadline
+        """Stop claiming; let in-flight deliveries finish within ``timeout``, release the rest.
+
+        A released delivery is pending again at once and its attempt is not counted. Then the
+        sinks are closed. Stop the HTTP server first (sync requests use the sinks too).
+        """
+        bound = self._settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + bound
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.wait({self._loop_task}, timeout=bound)
+        tasks = set(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.0))
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("deliveries_released", count=len(late))
+                # Each cancelled delivery writes its release: quick, but give it a moment.
+                await asyncio.wait(late, timeout=_RELEASE_SECONDS)
+        for helper in (self._loop_task, self._heartbeat_task):
+            if helper is not None and not helper.done():
+                helper.cancel()
+                await asyncio.wait({helper}, timeout=1.0)
+        self._loop_task = self._heartbeat_task = None
+        if not self._closed:
+            self._closed = True
+            for sink in self._sinks.values():
+                try:
+                    await sink.close()
+                except Exception:
+                    log.exception("sink_close_failed", sink=sink.name)
+        log.info("dispatcher_stopped", owner=self.owner)
+
+    async def _warn_unknown_sinks(self) -> None:
+        try:
+            pending = await self._inbox.pending_sinks()
+        except StoreError:
+            return
+        unknown = sorted(set(pending) - set(self._names))
+        if unknown:
+            log.warning(
+                "pending_deliveries_for_unknown_sinks",
+                sinks=unknown,
+                hint="these sinks are no longer configured; their deliveries stay pending",
+            )
+
+    # -- background loop -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        limit = self._settings.concurrency
+        while not self._stopping:
+            self._wake.clear()
+            free = limit - len(self._tasks)
+            claimed = 0
+            if free > 0 and self._names:
+                try:
+                    claims = await self._inbox.claim_due(
+                        owner=self.owner,
+                        sinks=self._names,
+                        limit=free,
+                        lease=self._settings.lease_seconds,
+                        stale_kinds=self._stale_kinds,
+                    )
+                except StoreError as exc:
+                    log.warning("claim_failed", error=str(exc))
+                    claims = []
+                except Exception:
+                    log.exception("claim_failed")
+                    claims = []
+                for claim in claims:
+                    self._spawn(claim)
+                claimed = len(claims)
+            if claimed and claimed == free:
+                await asyncio.sleep(0)  # let the new deliveries start, then look for more
+                continue
+            if self._stopping:
+                break
+            try:
+                async with asyncio.timeout(self._settings.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _spawn(self, claim: Claim) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(self._attempt(claim, sync=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery_task_failed", error=_describe(task.exception() or Exception()))
+        self._wake.set()  # a slot is free, and the next event of that key may be due
+
+    async def _heartbeat(self) -> None:
+        lease = self._settings.lease_seconds
+        interval = max(lease / 3.0, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            claims = list(self._inflight.values())
+            if not claims:
+                continue
+            try:
+                await self._inbox.extend_leases(claims, lease)
+            except StoreError as exc:
+                log.warning("lease_renewal_failed", error=str(exc), count=len(claims))
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    async def _attempt(self, claim: Claim, *, sync: bool) -> tuple[AttemptResult, bool]:
+        """Run the sink for ``claim`` and record the outcome; (result, recorded)."""
+        slot = (claim.event.seq, claim.sink)
+        self._inflight[slot] = claim
+        started = time.time()
+        try:
+            result = await self._deliver(claim, started, sync=sync)
+        except asyncio.CancelledError:
+            parked = sync and self._park
+            release = AttemptResult(
+                status=DeliveryStatus.PENDING,
+                outcome=AttemptOutcome.RELEASED,
+                started_at=started,
+                duration=time.time() - started,
+                error="released: the dispatcher stopped or the request ended",
+                next_attempt_at=None if parked else time.time(),
+            )
+            self._inflight.pop(slot, None)
+            await asyncio.shield(self._finish(claim, release))
+            raise
+        self._inflight.pop(slot, None)
+        return result, await self._finish(claim, result)
+
+    async def _deliver(self, claim: Claim, started: float, *, sync: bool) -> AttemptResult:
+        event = claim.event
+        sink = self._sinks[claim.sink]
+        bound = structlog.contextvars.bound_contextvars(
+            event_id=event.event_id, sink=claim.sink, attempt=claim.attempt
+        )
+        with bound:
+            if claim.attempt > self._policy.max_attempts:
+                # Earlier attempts were started and never finished (crashes): do not try forever.
+                error = f"gave up after {claim.attempt - 1} attempts that never finished"
+                log.error("delivery_dead", reason=error)
+                return AttemptResult(DeliveryStatus.DEAD, None, started, error=error)
+            clock = time.perf_counter()
+            try:
+                if not sink.accepts(event):
+                    return AttemptResult(DeliveryStatus.SKIPPED, None, started)
+                await sink.deliver(event)
+            except PermanentError as exc:
+                error = _describe(exc)
+                log.warning("delivery_refused", error=error)
+                return AttemptResult(
+                    DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, started, time.perf_counter() - clock, error
+                )
+            except Exception as exc:
+                return self._transient(claim, started, time.perf_counter() - clock, _describe(exc), sync=sync)
+            duration = time.perf_counter() - clock
+            log.info("delivered", duration_ms=round(duration * 1000, 3))
+            return AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, started, duration)
+
+    def _transient(
+        self, claim: Claim, started: float, duration: float, error: str, *, sync: bool
+    ) -> AttemptResult:
+        if sync and self._park:
+            # The sender retries (503); retrying here as well would deliver twice.
+            log.warning("delivery_failed", error=error, retry="by sender")
+            return AttemptResult(
+                DeliveryStatus.PENDING, AttemptOutcome.TRANSIENT, started, duration, error, None
+            )
+        now = time.time()
+        age = now - claim.event.received_at.timestamp()
+        reason = self._policy.give_up(claim.attempt, age)
+        if reason is not None:
+            log.error("delivery_dead", error=error, reason=reason)
+            return AttemptResult(
+                DeliveryStatus.DEAD, AttemptOutcome.TRANSIENT, started, duration, f"{reason}; last error: {error}"
+            )
+        delay = self._policy.delay(claim.attempt, self._rng)
+        log.warning("delivery_failed", error=error, retry_in=round(delay, 3))
+        return AttemptResult(
+            DeliveryStatus.PENDING, AttemptOutcome.TRANSIENT, started, duration, error, now + delay
+        )
+
+    async def _finish(self, claim: Claim, result: AttemptResult) -> bool:
+        """Record ``result``; retried briefly when the store is busy. False: not recorded."""
+        pause = 0.05
+        for _ in range(_FINISH_TRIES):
+            try:
+                held = await self._inbox.finish(claim, result)
+            except StoreError as exc:
+                log.warning("finish_failed", event_id=claim.event.event_id, sink=claim.sink, error=str(exc))
+                await asyncio.sleep(pause)
+                pause *= 2
+                continue
+            if not held:
+                log.warning("claim_lost", event_id=claim.event.event_id, sink=claim.sink)
+            return held
+        # The lease will run out and the delivery be attempted again: at-least-once.
+        log.error("finish_abandoned", event_id=claim.event.event_id, sink=claim.sink)
+        return False
+
+    # -- synchronous delivery ------------------------------------------------------------------
+
+    async def deliver_now(self, event_id: str) -> SyncOutcome:
+        """Deliver a stored event before answering its request (see the module docstring)."""
+        if not self._names:
+            return SyncOutcome(SyncStatus.DELIVERED, "no sink configured")
+        try:
+            found = await self._inbox.claim_event(
+                event_id,
+                owner=self.owner,
+                sinks=self._names,
+                lease=self._settings.lease_seconds,
+                stale_kinds=self._stale_kinds,
+            )
+        except StoreError as exc:
+            log.warning("sync_claim_failed", event_id=event_id, error=str(exc))
+            return SyncOutcome(SyncStatus.TRANSIENT, "event store unavailable")
+        outcomes = await asyncio.gather(*(self._attempt(c, sync=True) for c in found.claims))
+        statuses = dict(found.statuses)
+        retry: list[str] = list(found.waiting)
+        errors: dict[str, str] = {}
+        for claim, (result, recorded) in zip(found.claims, outcomes, strict=True):
+            statuses[claim.sink] = result.status
+            if result.error:
+                errors[claim.sink] = result.error
+            if result.status is DeliveryStatus.PENDING or not recorded:
+                retry.append(claim.sink)
+        if retry:
+            detail = "; ".join(
+                f"{sink}: {errors.get(sink, 'waiting for an earlier event of this key')}" for sink in retry
+            )
+            return SyncOutcome(SyncStatus.TRANSIENT, detail)
+        dead = [sink for sink, status in statuses.items() if status == DeliveryStatus.DEAD]
+        if dead:
+            detail = "; ".join(f"{sink}: {errors.get(sink, 'dead-lettered earlier')}" for sink in dead)
+            return SyncOutcome(SyncStatus.PERMANENT, detail)
+        return SyncOutcome(SyncStatus.DELIVERED)

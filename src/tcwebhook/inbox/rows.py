@@ -1,0 +1,118 @@
+"""SQL column lists and the conversion of SQLite rows into inbox records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.inbox.base import Attempt, Delivery, EventFilter, QuarantineEntry, StoredEvent
+from tcwebhook.inbox.ids import to_datetime
+
+EVENT_COLUMNS = (
+    "seq, event_id, received_at, kind, event_name, dedupe_key, content_type, body, key, order_id,"
+    " shipment_id, purchase_order_number, shipment_number, message_id, last_updated_at, headers,"
+    " status"
+)
+DELIVERY_COLUMNS = (
+    "sink, status, attempts, next_attempt_at, claim_owner, claim_expires, last_error, updated_at"
+)
+ATTEMPT_COLUMNS = "sink, number, started_at, duration, outcome, error"
+QUARANTINE_COLUMNS = (
+    "id, received_at, route, content_type, body, headers, reason, status_code, reprocessed_event_id"
+)
+
+_KINDS = {k.value: k for k in EventKind}
+
+
+def _headers(raw: bytes | str) -> dict[str, str]:
+    loaded = orjson.loads(raw)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def event_from_row(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(
+        seq=row[0],
+        event_id=row[1],
+        received_at=to_datetime(row[2]),
+        kind=_KINDS[row[3]],
+        event_name=row[4],
+        dedupe_key=row[5],
+        content_type=row[6],
+        body=bytes(row[7]),
+        key=row[8],
+        order_id=row[9],
+        shipment_id=row[10],
+        purchase_order_number=row[11],
+        shipment_number=row[12],
+        message_id=row[13],
+        last_updated_at=row[14],
+        headers=_headers(row[15]),
+        status=row[16],
+    )
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        sink=row[0],
+        status=row[1],
+        attempts=row[2],
+        next_attempt_at=None if row[3] is None else to_datetime(row[3]),
+        claim_owner=row[4],
+        claim_expires=None if row[5] is None else to_datetime(row[5]),
+        last_error=row[6],
+        updated_at=to_datetime(row[7]),
+    )
+
+
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
+    return Attempt(
+        sink=row[0],
+        number=row[1],
+        started_at=to_datetime(row[2]),
+        duration=row[3],
+        outcome=row[4],
+        error=row[5],
+    )
+
+
+def quarantine_from_row(row: Sequence[Any]) -> QuarantineEntry:
+    return QuarantineEntry(
+        id=row[0],
+        received_at=to_datetime(row[1]),
+        route=row[2],
+        content_type=row[3],
+        body=bytes(row[4]),
+        headers=_headers(row[5]),
+        reason=row[6],
+        status_code=row[7],
+        reprocessed_event_id=row[8],
+    )
+
+
+def filter_clause(flt: EventFilter) -> tuple[str, list[Any]]:
+    """``WHERE …`` (or "") and its arguments for an event filter."""
+    where: list[str] = []
+    args: list[Any] = []
+    if flt.status:
+        where.append("status = ?")
+        args.append(str(flt.status))
+    if flt.kind:
+        where.append("kind = ?")
+        args.append(flt.kind.value)
+    if flt.event_name:
+        where.append("event_name GLOB ?")
+        args.append(flt.event_name)
+    if flt.number:
+        # Order and shipment ids are found through the routing key, which is indexed.
+        where.append("(key IN (?, ?) OR purchase_order_number = ? OR shipment_number = ?)")
+        args.extend((f"order:{flt.number}", f"shipment:{flt.number}", flt.number, flt.number))
+    if flt.since is not None:
+        where.append("received_at >= ?")
+        args.append(flt.since.timestamp())
+    if flt.until is not None:
+        where.append("received_at < ?")
+        args.append(flt.until.timestamp())
+    return (" WHERE " + " AND ".join(where) if where else ""), args

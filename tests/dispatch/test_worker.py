@@ -1,0 +1,49 @@
+"""run_worker: the dispatcher alone, with the sinks built from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tcwebhook.config import Settings
+from tcwebhook.dispatch import run_worker
+from tcwebhook.errors import StartupError
+from tcwebhook.inbox import open_inbox
+
+from .conftest import order, until
+
+pytestmark = pytest.mark.anyio
+
+
+class TestRunWorker:
+    """The worker delivers what another process stores, and stops on request."""
+
+    async def test_delivers_to_a_folder(self, tmp_path: Path) -> None:
+        outbox = tmp_path / "outbox"
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            sinks=({"name": "erp", "type": "files", "directory": str(outbox)},),
+            delivery={"poll_interval": 0.05},
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop))
+        server_side = open_inbox(settings)
+        await server_side.open()
+        try:
+            result = await server_side.store(order(1))
+
+            async def delivered() -> bool:
+                return (await server_side.get_event(result.event_id)).status == "delivered"
+
+            await until(delivered)
+            assert any(p.is_file() for p in outbox.rglob("*"))
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 10)
+            await server_side.close()
+
+    async def test_needs_a_sink(self, tmp_path: Path) -> None:
+        with pytest.raises(StartupError, match="sinks"):
+            await run_worker(Settings(data_dir=tmp_path))
