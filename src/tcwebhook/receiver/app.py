@@ -18,11 +18,11 @@ from urllib.parse import parse_qs
 import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tcwebhook.contract.parse import parse_webhook
 
 from tcwebhook.auth import Authenticator, FailureLog, redact_headers
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind, routing_key
+from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
 from tcwebhook.receiver.metrics import ReceiverMetrics
@@ -214,7 +214,9 @@ class Receiver:
         except ContractError as exc:
             await self._quarantine(route, content_type, body, headers, exc)
             raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc)) from None
-        event = NewEvent.from_parsed(parsed, content_type=content_type or "application/json", body=body, headers=headers)
+        event = NewEvent.from_parsed(
+            parsed, content_type=content_type or "application/json", body=body, headers=headers
+        )
         result = await self._store(event)
         state["log"] = {
             "event_id": result.event_id,
