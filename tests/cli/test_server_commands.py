@@ -77,11 +77,20 @@ class TestDev:
             "meta": {"messageId": str(uuid.uuid4())},
         }
         with dev_server.client() as c:
-            r = c.post(dev_server.url_orders, content=json.dumps(data),
-                       headers={**dev_server.bearer(), "content-type": "application/json"})
+            r = c.post(
+                dev_server.url_orders,
+                content=json.dumps(data),
+                headers={**dev_server.bearer(), "content-type": "application/json"},
+            )
             assert r.status_code == 202
-            assert c.post(dev_server.url_orders, content=json.dumps(data),
-                          headers={**dev_server.basic_header(), "content-type": "application/json"}).status_code == 200
+            assert (
+                c.post(
+                    dev_server.url_orders,
+                    content=json.dumps(data),
+                    headers={**dev_server.basic_header(), "content-type": "application/json"},
+                ).status_code
+                == 200
+            )
         event_id = r.json()["eventId"]
         outbox = dev_server.data_dir / "outbox"
         deadline = time.monotonic() + 15

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from tcwebhook.contract.txml import data_to_xml
-from tcwebhook.inbox.factory import open_inbox
 from tests.conftest import RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
+from tcwebhook.contract.txml import data_to_xml
 from tcwebhook.inbox.base import EventFilter, QuarantineEntry, StoredEvent
+from tcwebhook.inbox.factory import open_inbox
 
 DATA = Path(__file__).parent.parent / "contract" / "data"
 JSON = {"content-type": "application/json"}

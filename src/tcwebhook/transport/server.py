@@ -17,15 +17,15 @@ from typing import Any
 
 import structlog
 import uvicorn
-from tcwebhook.contract.openapi import build_openapi
-from tcwebhook.dispatch.dispatcher import Dispatcher
-from tcwebhook.dispatch.worker import delivery_sinks
-from tcwebhook.inbox.factory import open_inbox
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tcwebhook.config import Settings
+from tcwebhook.contract.openapi import build_openapi
+from tcwebhook.dispatch.dispatcher import Dispatcher
+from tcwebhook.dispatch.worker import delivery_sinks
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
+from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.tradecloud_api.sink import wrap_sinks
@@ -254,4 +254,3 @@ def run(settings: Settings, on_ready: Callable[[Service], Awaitable[None] | None
     import uvloop
 
     uvloop.run(Service(settings).run(on_ready))
-
