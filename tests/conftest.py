@@ -21,6 +21,7 @@ import pytest
 import trustme
 
 TOKEN = "test-token-0123456789abcdef"
+TOKEN_NEXT = "next-token-fedcba9876543210"  # a second token valid at the same time (rotation)
 BASIC_USER = "tradecloud"
 BASIC_PASSWORD = "basic-secret-0123456789"
 CLI = [sys.executable, "-m", "tcwebhook.cli"]
@@ -131,7 +132,7 @@ class ServerFactory:
             f'data_dir = "{directory / "data"}"\n'
             f'[server]\nhost = "127.0.0.1"\nport = {port}\nshutdown_timeout = 5\n'
             f'[tls]\ncertfile = "{cert}"\nkeyfile = "{key}"\ntrust_store = "{ca_pem}"\nreload_interval = 0.5\n'
-            f'[auth]\nbearer_tokens = ["{TOKEN}"]\n'
+            f'[auth]\nbearer_tokens = ["{TOKEN}", "{TOKEN_NEXT}"]\n'
             f'[[auth.basic]]\nusername = "{BASIC_USER}"\npassword = "{BASIC_PASSWORD}"\n'
             f"{extra}\n"
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from tests.conftest import RunningServer, ServerFactory
+from tests.conftest import TOKEN, TOKEN_NEXT, RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
 from tcwebhook.contract.txml import data_to_xml
@@ -100,6 +100,16 @@ class TestAuthentication:
         with live_server.client() as c:
             for auth in (live_server.bearer(), live_server.basic_header()):
                 r = c.post(live_server.url_orders, content=json.dumps(order_body()), headers={**auth, **JSON})
+                assert r.status_code == 202, r.text
+
+    def test_two_tokens_valid_at_once(self, live_server: RunningServer) -> None:
+        with live_server.client() as c:
+            for token in (TOKEN, TOKEN_NEXT):
+                r = c.post(
+                    live_server.url_orders,
+                    content=json.dumps(order_body()),
+                    headers={"Authorization": f"Bearer {token}", **JSON},
+                )
                 assert r.status_code == 202, r.text
 
     @pytest.mark.parametrize(

@@ -276,3 +276,34 @@ class TestProcess:
             out = run_serve(config)
         assert out.returncode == 3
         assert str(port) in out.stderr
+
+
+class TestSlowClients:
+    """Headers or a body that trickle in too slowly do not hold a connection or get a 2xx."""
+
+    def test_slow_headers_closed_and_slow_body_gets_503(self, server_factory: ServerFactory) -> None:
+        server = server_factory.start("slow", extra="")
+        config = server.config_path
+        assert config is not None
+        server.stop()
+        config.write_text(config.read_text().replace("[server]\n", "[server]\nrequest_timeout = 1\n"))
+        server = server_factory.start_with(config, server.port, config.parent)
+        ctx = server.ssl_context()
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"POST /tradecloud/orders HTTP/1.1\r\nHost: localhost\r\n")
+            started = time.monotonic()
+            assert tls.recv(1024) == b""  # closed without an HTTP answer
+            assert time.monotonic() - started < 5
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(
+                b"POST /tradecloud/orders HTTP/1.1\r\nHost: localhost\r\n"
+                b"Authorization: Bearer " + server.token.encode() + b"\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            answer = tls.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503")
+        assert b"retry-after" in answer.lower()
