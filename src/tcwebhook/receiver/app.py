@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tcwebhook.auth import Authenticator, FailureLog, redact_headers
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind, routing_key
+from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
@@ -327,42 +328,32 @@ class Receiver:
             field, value = found[0]
         if not value or "/" in value or not _ID.match(value):
             raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
-        if route == "orders":
-            kind = EventKind.ORDER_FETCH
-            order_id = value if field == "orderId" else None
-            key = routing_key(kind, order_id=value, shipment_id=None)
-            if field == "legacyOrderId":
-                key = f"order:legacy:{value}"
-            event = NewEvent(
-                kind=kind,
-                event_name="OrderFetchRequested",
-                dedupe_key=f"fetch:{uuid.uuid4().hex}",
-                content_type="application/json",
-                body=orjson.dumps({field: value}),
-                key=key,
-                order_id=order_id,
-                headers=redact_headers(scope["headers"]),
-            )
-        else:
-            kind = EventKind.SHIPMENT_FETCH
-            event = NewEvent(
-                kind=kind,
-                event_name="ShipmentFetchRequested",
-                dedupe_key=f"fetch:{uuid.uuid4().hex}",
-                content_type="application/json",
-                body=orjson.dumps({field: value}),
-                key=routing_key(kind, order_id=None, shipment_id=value),
-                shipment_id=value,
-                headers=redact_headers(scope["headers"]),
-            )
+        event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
-        state["log"] = {"event_id": result.event_id, "kind": kind.value}
-        self.metrics.events.labels(kind.value, "stored").inc()
-        if self.on_stored is not None:
-            self.on_stored(result)
-        state["responded"] = True
-        await _json(send, 202, {"status": "stored", "eventId": result.event_id})
-        return 202
+        state["log"] = {"event_id": result.event_id, "kind": event.kind.value}
+        self.metrics.events.labels(event.kind.value, "stored").inc()
+        return await self._acknowledge(result, send, state)
+
+
+def _fetch_request(route: Route, field: str, value: str, headers: dict[str, str]) -> NewEvent:
+    """A GET webhook as an event: the id only, resolved through the Tradecloud API on delivery.
+
+    Every trigger is its own event (a later trigger means a later change); pending triggers
+    for the same id are coalesced by the delivery side, not deduplicated here.
+    """
+    kind = EventKind.ORDER_FETCH if route == "orders" else EventKind.SHIPMENT_FETCH
+    key = f"order:legacy:{value}" if field == "legacyOrderId" else routing_key(kind, order_id=value, shipment_id=value)
+    return NewEvent(
+        kind=kind,
+        event_name=ORDER_FETCH_EVENT if route == "orders" else SHIPMENT_FETCH_EVENT,
+        dedupe_key=f"fetch:{uuid.uuid4().hex}",
+        content_type="application/json",
+        body=orjson.dumps({field: value}),
+        key=key,
+        order_id=value if field == "orderId" else None,
+        shipment_id=value if field == "shipmentId" else None,
+        headers=headers,
+    )
 
 
 def _error_name(status: int) -> str:
