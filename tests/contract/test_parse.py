@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.contract.models import OrderWebhook, ShipmentWebhook
@@ -281,3 +282,25 @@ class TestStored:
     def test_broken_fetch_body(self) -> None:
         with pytest.raises(InvalidBody):
             parse_stored(EventKind.SHIPMENT_FETCH, JSON, b"[]")
+
+
+class TestSizeBounds:
+    """Bodies of millions of tiny values are refused before objects are built, and fast."""
+
+    def test_many_containers_refused(self) -> None:
+        body = json.dumps({"eventName": "X", "orderEvent": {"orderId": "o", "lines": [{}] * 300_000}}).encode()
+        with pytest.raises(InvalidBody, match="too many JSON values"):
+            parse_webhook("orders", body, "application/json")
+
+    def test_many_items_refused(self) -> None:
+        body = json.dumps({"eventName": "X", "orderEvent": {"orderId": "o"}, "extra": [0] * 1_100_000}).encode()
+        with pytest.raises(InvalidBody, match="too many JSON values"):
+            parse_webhook("orders", body, "application/json")
+
+    def test_first_bad_item_stops_validation(self) -> None:
+        body = json.dumps({"eventName": "X", "orderEvent": {"orderId": "o", "lines": [1] * 150_000}}).encode()
+        with pytest.raises(ValidationError) as info:
+            OrderWebhook.model_validate_json(body)
+        assert len(info.value.errors()) == 1
+        with pytest.raises(InvalidBody, match=r"lines\[0\]"):
+            parse_webhook("orders", body, "application/json")

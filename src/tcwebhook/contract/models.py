@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -102,6 +102,12 @@ EventNameText = Annotated[
 ]
 
 
+_T = TypeVar("_T")
+
+# Stop at the first bad item: a body with a million wrong items must not build a million errors.
+Items = Annotated[list[_T], Field(fail_fast=True)]
+
+
 def _variants(*names: str) -> Any:
     """Read any of ``names`` (first one is current); write the first."""
     return Field(
@@ -160,8 +166,8 @@ class Contact(TradecloudModel):
 class Party(TradecloudModel):
     id: str | None = None
     id_scheme: str | None = None
-    names: list[str] | None = None
-    address_lines: list[str] | None = None
+    names: Items[str] | None = None
+    address_lines: Items[str] | None = None
     postal_code: str | None = None
     city: str | None = None
     country_code_iso2: str | None = _variants("countryCodeIso2", "countryCodeIso")
@@ -170,8 +176,8 @@ class Party(TradecloudModel):
 
 class OrderDestination(TradecloudModel):
     code: str | None = None
-    names: list[str] | None = None
-    address_lines: list[str] | None = None
+    names: Items[str] | None = None
+    address_lines: Items[str] | None = None
     postal_code: str | None = None
     city: str | None = None
     country_code_iso2: str | None = _variants("countryCodeIso2", "countryCodeIso")
@@ -275,7 +281,7 @@ class Item(TradecloudModel):
     description: str | None = None
     purchase_unit_of_measure_iso: str | None = None
     supplier_item_number: str | None = None
-    dimensions: list[Dimension] | None = None
+    dimensions: Items[Dimension] | None = None
 
 
 class ItemDetails(TradecloudModel):
@@ -291,9 +297,9 @@ class ItemDetails(TradecloudModel):
 class Request(TradecloudModel):
     """A supplier proposal or a reopen request."""
 
-    delivery_schedule: list[DeliveryLine] | None = None
+    delivery_schedule: Items[DeliveryLine] | None = None
     prices: Prices | None = None
-    charge_lines: list[ChargeLine] | None = None
+    charge_lines: Items[ChargeLine] | None = None
     reason: str | None = None
     status: RequestStatusText | None = None
 
@@ -329,21 +335,21 @@ class BuyerLine(TradecloudModel):
     description: str | None = None
     item: Item | None = None
     item_details: ItemDetails | None = None
-    delivery_schedule: list[DeliveryLine] | None = None
-    delivery_history: list[DeliveryHistoryLine] | None = None
+    delivery_schedule: Items[DeliveryLine] | None = None
+    delivery_history: Items[DeliveryHistoryLine] | None = None
     actual_delivery: DeliveryHistoryLine | None = None
     prices: Prices | None = None
-    charge_lines: list[ChargeLine] | None = None
+    charge_lines: Items[ChargeLine] | None = None
     requests: LineRequests | None = None
     terms: LineTerms | None = None
     project_number: str | None = None
     production_number: str | None = None
     sales_order_number: str | None = None
     indicators: BuyerLineIndicators | None = None
-    properties: list[Property] | None = None
-    notes: list[str] | None = None
-    labels: list[str] | None = None
-    documents: list[Document] | None = None
+    properties: Items[Property] | None = None
+    notes: Items[str] | None = None
+    labels: Items[str] | None = None
+    documents: Items[Document] | None = None
     reason: str | None = None
     certification: Certification | None = None
 
@@ -356,17 +362,17 @@ class SupplierLine(TradecloudModel):
     description: str | None = None
     requests: LineRequests | None = None
     proposal: Request | None = None  # 2020 location of the supplier proposal
-    properties: list[Property] | None = None
-    notes: list[str] | None = None
-    documents: list[Document] | None = None
+    properties: Items[Property] | None = None
+    notes: Items[str] | None = None
+    documents: Items[Document] | None = None
 
 
 class ConfirmedLine(TradecloudModel):
     """Agreed values; binding only while the line is ``Confirmed``."""
 
-    delivery_schedule: list[DeliveryLine] | None = None
+    delivery_schedule: Items[DeliveryLine] | None = None
     prices: Prices | None = None
-    charge_lines: list[ChargeLine] | None = None
+    charge_lines: Items[ChargeLine] | None = None
 
 
 class LineIndicators(TradecloudModel):
@@ -399,8 +405,8 @@ class OrderLineBase(TradecloudModel):
 class OrderEventLine(OrderLineBase):
     """A line of ``orderEvent`` (delivery-schedule mode)."""
 
-    delivery_schedule: list[DeliveryLine] | None = None
-    delivery_schedule_including_requests: list[DeliveryLine] | None = _variants(
+    delivery_schedule: Items[DeliveryLine] | None = None
+    delivery_schedule_including_requests: Items[DeliveryLine] | None = _variants(
         "deliveryScheduleIncludingRequests", "deliveryScheduleInclRequests"
     )
     prices: Prices | None = None
@@ -451,10 +457,10 @@ class BuyerOrder(TradecloudModel):
     description: str | None = None
     contact: Contact | None = None
     supplier_contact: Contact | None = None
-    properties: list[Property] | None = None
-    notes: list[str] | None = None
-    labels: list[str] | None = None
-    documents: list[Document] | None = None
+    properties: Items[Property] | None = None
+    notes: Items[str] | None = None
+    labels: Items[str] | None = None
+    documents: Items[Document] | None = None
     order_type: OrderTypeText | None = None
     buyer_party: Party | None = None
     buyer_accounting_party: Party | None = None
@@ -470,9 +476,9 @@ class SupplierOrder(TradecloudModel):
     sales_order_number: str | None = None
     description: str | None = None
     contact: Contact | None = None
-    properties: list[Property] | None = None
-    notes: list[str] | None = None
-    documents: list[Document] | None = None
+    properties: Items[Property] | None = None
+    notes: Items[str] | None = None
+    documents: Items[Document] | None = None
 
 
 class OrderIndicators(TradecloudModel):
@@ -503,13 +509,13 @@ class OrderEventBase(TradecloudModel):
 class OrderEvent(OrderEventBase):
     """``orderEvent``: the affected lines with their delivery schedules."""
 
-    lines: list[OrderEventLine] | None = None
+    lines: Items[OrderEventLine] | None = None
 
 
 class SingleDeliveryOrderEvent(OrderEventBase):
     """``singleDeliveryOrderEvent``: one delivery per line."""
 
-    lines: list[SingleDeliveryLine] | None = None
+    lines: Items[SingleDeliveryLine] | None = None
 
 
 class SimpleOrderEvent(SingleDeliveryOrderEvent):
@@ -519,7 +525,7 @@ class SimpleOrderEvent(SingleDeliveryOrderEvent):
 class DocumentsOrder(TradecloudModel):
     purchase_order_number: str | None = None
     supplier_account_number: str | None = None
-    documents: list[Document] | None = None
+    documents: Items[Document] | None = None
 
 
 class DocumentsLine(TradecloudModel):
@@ -527,7 +533,7 @@ class DocumentsLine(TradecloudModel):
     position: str | None = None
     buyer_line: BuyerLine | None = None
     supplier_line: SupplierLine | None = None
-    documents: list[Document] | None = None
+    documents: Items[Document] | None = None
 
 
 class OrderDocumentsEvent(TradecloudModel):
@@ -537,8 +543,8 @@ class OrderDocumentsEvent(TradecloudModel):
     buyer_order: BuyerOrder | None = None
     supplier_order: SupplierOrder | None = None
     order: DocumentsOrder | None = None
-    lines: list[DocumentsLine] | None = None
-    documents: list[Document] | None = None
+    lines: Items[DocumentsLine] | None = None
+    documents: Items[Document] | None = None
     meta: MessageMeta | None = None
     last_updated_at: DateTimeText | None = None
 
@@ -559,17 +565,17 @@ class SupplierShipment(TradecloudModel):
     supplier_party: Party | None = None
     buyer_account_number: str | None = None
     shipment_number: str | None = None
-    invoice_numbers: list[str] | None = None
-    documents: list[Document] | None = None
-    contacts: list[Contact] | None = None
+    invoice_numbers: Items[str] | None = None
+    documents: Items[Document] | None = None
+    contacts: Items[Contact] | None = None
 
 
 class BuyerShipment(TradecloudModel):
     company_id: str | None = None
     buyer_party: Party | None = None
     supplier_account_number: str | None = None
-    documents: list[Document] | None = None
-    contacts: list[Contact] | None = None
+    documents: Items[Document] | None = None
+    contacts: Items[Contact] | None = None
     purchase_order_terms: Terms | None = None
 
 
@@ -616,15 +622,15 @@ class LoadCarrier(TradecloudModel):
     container_size_and_type: str | None = None
     package_sscc: str | None = Field(default=None, alias="packageSSCC")
     package_type: str | None = None
-    lines: list[ShipmentLine] | None = None
+    lines: Items[ShipmentLine] | None = None
 
 
 class Location(TradecloudModel):
     location_type: LocationTypeText | None = None
     id: str | None = None
     id_scheme: str | None = None
-    names: list[str] | None = None
-    address_lines: list[str] | None = None
+    names: Items[str] | None = None
+    address_lines: Items[str] | None = None
     postal_code: str | None = None
     city: str | None = None
     country_code_iso: str | None = _variants("countryCodeIso", "countryCodeIso2")
@@ -655,7 +661,7 @@ class ShipmentDestination(TradecloudModel):
 
 class ShipmentLocations(TradecloudModel):
     departure: Departure | None = None
-    destinations: list[ShipmentDestination] | None = None
+    destinations: Items[ShipmentDestination] | None = None
     destination: ShipmentDestination | None = None  # 2021-2022 shape
     final_destination: ShipmentDestination | None = None  # 2021-2022 shape
 
@@ -678,8 +684,8 @@ class Shipment(TradecloudModel):
     transport_mode: str | None = None
     supplier_shipment: SupplierShipment | None = None
     buyer_shipment: BuyerShipment | None = None
-    load_carriers: list[LoadCarrier] | None = None
-    lines: list[ShipmentLine] | None = None
+    load_carriers: Items[LoadCarrier] | None = None
+    lines: Items[ShipmentLine] | None = None
     locations: ShipmentLocations | None = None
     status: ShipmentStatus | None = None
     # The current docs render these beside ``status``; older ones nest them inside it.

@@ -140,10 +140,26 @@ def _validate(
 ) -> OrderWebhook | ShipmentWebhook:
     try:
         if fmt == "json":
+            _bound_json_size(body)
             return model.model_validate_json(body[3:] if body.startswith(_BOM) else body)
         return model.model_validate(xml_to_data(body, model))
     except ValidationError as exc:
         raise InvalidBody(describe_error(exc, body, fmt)) from None
+
+
+# A real webhook (500 lines at most) has some tens of thousands of JSON values. These bounds stop a
+# body of millions of tiny values from costing seconds of CPU and a gigabyte of objects: counting
+# bytes is C-speed and runs before any object is built.
+MAX_JSON_CONTAINERS = 200_000  # objects + arrays, counted as '{' and '[' bytes
+MAX_JSON_SEPARATORS = 1_000_000  # values in containers, counted as ',' bytes
+
+
+def _bound_json_size(body: bytes) -> None:
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_CONTAINERS or body.count(b",") > MAX_JSON_SEPARATORS:
+        raise InvalidBody(
+            f"body has too many JSON values (more than {MAX_JSON_CONTAINERS} objects/arrays or "
+            f"{MAX_JSON_SEPARATORS} items); a webhook body is far smaller"
+        )
 
 
 def describe_error(exc: ValidationError, body: bytes = b"", fmt: MediaFormat = "json") -> str:
