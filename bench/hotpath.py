@@ -20,14 +20,14 @@ import tempfile
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from bench.body import BodyTemplate, order_event_template
 
 from tcwebhook.config import Settings
 from tcwebhook.contract.parse import parse_webhook
-from tcwebhook.inbox.base import NewEvent
+from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id
 from tcwebhook.inbox.sqlite import SqliteInbox
 from tcwebhook.logs import configure_logging
@@ -88,6 +88,24 @@ async def _drive(app: Receiver, bodies: Callable[[int], bytes], requests: int, c
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return statuses
+
+
+class _InstantInbox:
+    """Stores nothing and answers at once: what the receiver costs apart from storage."""
+
+    async def store(self, event: NewEvent) -> StoreResult:
+        return StoreResult(event_id="0192f0c4-7a35-7c4e-9d5f-3e2a1b0c9d8e", seq=1, duplicate=False)
+
+
+async def _receiver_us(settings: Settings, body: bytes, repeat: int = 2000) -> float:
+    """Microseconds per request of the whole ASGI app with storage stubbed out (best of 5)."""
+    app = Receiver(settings, cast(Inbox, _InstantInbox()))
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        await _drive(app, lambda _serial: body, repeat, 1)
+        best = min(best, (time.perf_counter() - started) / repeat)
+    return round(best * 1e6, 2)
 
 
 def _micro(template: BodyTemplate, repeat: int = 2000) -> dict[str, float]:
@@ -157,6 +175,7 @@ async def _main(args: argparse.Namespace, work: Path) -> None:
         )
         for name, us in _micro(template).items():
             print(f"  {name:24s} {us:8.2f} us")
+        print(f"  {'receiver, store stubbed':24s} {await _receiver_us(settings, template.variant(7)):8.2f} us")
         await inbox.close()
     if profiler:
         buf = io.StringIO()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from tcwebhook.config import Settings
@@ -20,6 +23,10 @@ class SecretScrubber:
     def __init__(self, secrets: Iterable[str]) -> None:
         # Short values would redact ordinary words; the config never generates them that short.
         self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -41,6 +48,68 @@ class SecretScrubber:
         return event_dict
 
 
+def _fallback(value: Any) -> Any:
+    # What JSON cannot hold is logged as its repr (structlog's JSONRenderer does the same).
+    return repr(value)
+
+
+def _dumps(event_dict: MutableMapping[str, Any]) -> bytes:
+    try:
+        line = orjson.dumps(event_dict, default=_fallback)
+    except (TypeError, orjson.JSONEncodeError):  # non-string keys, integers beyond 64 bits, ...
+        line = b""
+    if line and line.isascii():
+        return line
+    # Lines stay ASCII (non-ASCII escaped), whatever the encoding of the log stream.
+    return json.dumps(event_dict, default=_fallback).encode()
+
+
+class JsonLineRenderer:
+    """Renders an event as one JSON line, and checks the finished line for configured secrets.
+
+    Checking the rendered bytes is cheap when nothing matches (the usual case) and also catches
+    a secret inside a value rendered through ``repr``. On a match the values are scrubbed, the
+    line rendered again and any remaining occurrence replaced.
+    """
+
+    def __init__(self, scrubber: SecretScrubber) -> None:
+        self._scrubber = scrubber
+        needles: set[bytes] = set()
+        for secret in scrubber.secrets:
+            # As it appears inside a JSON string, raw or inside a repr (an exception's, say).
+            for form in (secret, repr(secret)[1:-1]):
+                needles.add(orjson.dumps(form)[1:-1])
+                needles.add(json.dumps(form)[1:-1].encode())
+        self._needles = sorted(needles, key=len, reverse=True)
+        self._redacted = REDACTED.encode()
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        line = _dumps(event_dict)
+        for needle in self._needles:
+            if needle in line:
+                line = _dumps(self._scrubber(logger, method, event_dict))
+                for other in self._needles:
+                    line = line.replace(other, self._redacted)
+                break
+        return line.decode()
+
+
+class LineWriter:
+    """Writes and flushes each rendered line (the stream is looked up per line, as print does)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        stream = self._stream or sys.stdout
+        with self._lock:
+            stream.write(message + "\n")
+            stream.flush()
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
+
+
 def secret_values(settings: Settings) -> list[str]:
     values = [t.get_secret_value() for t in settings.auth.bearer_tokens]
     values += [c.password.get_secret_value() for c in settings.auth.basic]
@@ -55,17 +124,19 @@ def secret_values(settings: Settings) -> list[str]:
 
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     level = getattr(logging, settings.logging.level.upper())
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if settings.logging.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    scrubber = SecretScrubber(secret_values(settings))
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        SecretScrubber(secret_values(settings)),
     ]
+    renderer: Any
+    if settings.logging.format == "json":
+        renderer = JsonLineRenderer(scrubber)  # scrubs secrets itself, on the finished line
+    else:
+        shared.append(scrubber)
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    writer = LineWriter(stream)
     structlog.configure(
         processors=[
             *shared,
@@ -73,7 +144,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=lambda *_args: writer,
         cache_logger_on_first_use=False,
     )
     # Library loggers (uvicorn, asyncio) go through the same renderer and scrubber.

@@ -16,10 +16,11 @@ authoritative answer and error message; so bodies accepted are exactly the model
 from __future__ import annotations
 
 import copy
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from pydantic import BaseModel
-from pydantic_core import SchemaValidator
+from pydantic_core import CoreConfig, SchemaValidator
 
 from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 
@@ -37,7 +38,6 @@ class _Unsupported(Exception):
 def plain_validator(model: type[BaseModel]) -> SchemaValidator | None:
     """A validator returning ``PlainFields`` for ``model``; None when the schema is not supported."""
     configs: list[dict[str, Any]] = []
-    own_ref = model.__pydantic_core_schema__.get("schema", {}).get("ref")
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
@@ -45,26 +45,28 @@ def plain_validator(model: type[BaseModel]) -> SchemaValidator | None:
         if not isinstance(node, dict):
             return node
         kind = node.get("type")
-        if kind == "function-after" and node.get("ref") is not None and node.get("ref") == own_ref:
-            return walk(node["schema"])  # the envelope's own after-validator: single_event_key
-        if kind in ("function-after", "function-before", "function-wrap", "function-plain"):
+        inner = node.get("schema")
+        if kind == "function-after" and isinstance(inner, dict) and inner.get("cls") is model:
+            return walk(inner)  # the envelope's own after-validator: see single_event_key
+        if isinstance(kind, str) and kind.startswith("function"):
             raise _Unsupported(kind)  # a validator we would silently drop
         if kind == "model":
             if node.get("custom_init") or node.get("root_model") or node.get("post_init"):
                 raise _Unsupported("model with custom init")
             configs.append({k: v for k, v in node.get("config", {}).items() if k != "title"})
-            inner = dict(walk(node["schema"]))
-            if inner.get("type") != "model-fields":
-                raise _Unsupported(inner.get("type"))
+            fields = dict(walk(inner))
+            if fields.get("type") != "model-fields":
+                raise _Unsupported(fields.get("type"))
             if "ref" in node:
-                inner["ref"] = node["ref"]
-            inner["extra_behavior"] = "allow" if node.get("cls") is model else "ignore"
-            return inner
+                fields["ref"] = node["ref"]
+            fields["extra_behavior"] = "allow" if node.get("cls") is model else "ignore"
+            return fields
         if kind == "decimal":
-            if set(node) - {"type", "metadata"}:
+            if set(node) - {"type", "metadata", "serialization"}:
                 raise _Unsupported("constrained decimal")
             return dict(_NUMBER)
-        return {key: walk(value) for key, value in node.items()}
+        # Serialization and JSON-schema metadata play no part in validation.
+        return {key: walk(value) for key, value in node.items() if key not in ("serialization", "metadata")}
 
     try:
         schema = walk(copy.deepcopy(model.__pydantic_core_schema__))
@@ -74,7 +76,7 @@ def plain_validator(model: type[BaseModel]) -> SchemaValidator | None:
     if any(c != config for c in configs):
         return None  # models with differing settings: the root config cannot stand for all
     config = {k: v for k, v in config.items() if k != "extra_fields_behavior"}
-    return SchemaValidator(schema, config)  # type: ignore[arg-type]
+    return SchemaValidator(schema, cast(CoreConfig, config))
 
 
 def single_event_key(fields: PlainFields, model: type[BaseModel], keys: tuple[str, ...], route: str) -> str | None:
@@ -83,11 +85,17 @@ def single_event_key(fields: PlainFields, model: type[BaseModel], keys: tuple[st
     if extra and any(key in extra for key in _OTHER_FAMILY[route]):
         return None
     found: str | None = None
-    for name, info in type.__getattribute__(model, "model_fields").items():
-        key = info.serialization_alias or info.alias or name
-        if key not in keys or name not in present:
+    for name, key in _event_fields(model, keys):
+        if name not in present:
             continue
         if values.get(name) is None or found is not None:
             return None
         found = key
     return found
+
+
+@cache
+def _event_fields(model: type[BaseModel], keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(attribute, wire key) of the envelope fields that hold an event object."""
+    pairs = ((name, info.serialization_alias or info.alias or name) for name, info in model.model_fields.items())
+    return tuple((name, key) for name, key in pairs if key in keys)

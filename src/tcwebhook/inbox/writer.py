@@ -5,6 +5,11 @@ whatever is queued, up to ``max_batch``, runs it all between ``BEGIN IMMEDIATE``
 and only then resolves the futures, so one fsync makes many concurrent requests durable and no
 caller hears "stored" before its data is on disk.
 
+While the event loop is saturated (its callbacks run late), the thread lingers a moment before
+each transaction so more writes share it: a commit costs the one CPU much more than a write in
+it, and under saturation requests wait for the loop far longer than the linger anyway. An idle
+or lightly loaded loop never sees the linger.
+
 A failure of the store itself (locked, read-only, full, I/O error) fails the whole batch with
 ``StoreUnavailable`` and the thread carries on: the next batch tries again, on a fresh connection
 when the old one cannot even roll back. An operation raising anything else (a domain error such as
@@ -19,6 +24,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,6 +47,11 @@ _OP_ERRORS = (
 )
 
 
+# Linger before a transaction while the loop runs a settle callback this late or later.
+SATURATED_LAG = 0.001
+LINGER = 0.001
+
+
 class _Stop:
     pass
 
@@ -55,16 +66,6 @@ class _Request:
         self.op = op
         self.future = future
         self.loop = loop
-
-
-def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in items:
-        if future.done():  # the caller gave up waiting (cancelled)
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
@@ -83,6 +84,7 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.commits = 0  # transactions committed (observability and tests)
         self.operations = 0  # operations committed
+        self.loop_lag = 0.0  # how late the loop ran the last settle callback (seconds)
 
     def start(self) -> None:
         self._thread.start()
@@ -118,21 +120,28 @@ class GroupCommitWriter:
             if isinstance(first, _Stop):
                 break
             batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Stop):
-                    stopping = True
-                    break
-                batch.append(item)
+            stopping = self._drain(batch)
+            if not stopping and len(batch) < self._max_batch and self.loop_lag >= SATURATED_LAG:
+                time.sleep(LINGER)
+                stopping = self._drain(batch)
             try:
                 self._run_batch(batch)
             except BaseException as exc:  # never let the thread die: callers would hang
                 log.exception("inbox_writer_failed")
                 self._resolve([(r, None, _unavailable(exc)) for r in batch])
         self._drop_connection()
+
+    def _drain(self, batch: list[_Request]) -> bool:
+        """Add what is queued to ``batch`` (up to ``max_batch``); True when told to stop."""
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if isinstance(item, _Stop):
+                return True
+            batch.append(item)
+        return False
 
     def _run_batch(self, batch: list[_Request]) -> None:
         settled: list[tuple[_Request, Any, BaseException | None]] = []
@@ -196,13 +205,24 @@ class GroupCommitWriter:
             except sqlite3.Error:
                 log.warning("inbox_writer_close_failed")
 
-    @staticmethod
-    def _resolve(settled: list[tuple[_Request, Any, BaseException | None]]) -> None:
+    def _resolve(self, settled: list[tuple[_Request, Any, BaseException | None]]) -> None:
         # One wake-up per event loop, not one per request: it keeps the hot path cheap.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for request, result, error in settled:
             by_loop.setdefault(request.loop, []).append((request.future, result, error))
+        posted = time.monotonic()
         for loop, items in by_loop.items():
             # A closed loop (RuntimeError) has nobody waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, items)
+                loop.call_soon_threadsafe(self._settle, items, posted)
+
+    def _settle(self, items: list[tuple[asyncio.Future[Any], Any, BaseException | None]], posted: float) -> None:
+        """Runs on the caller's loop."""
+        self.loop_lag = time.monotonic() - posted
+        for future, result, error in items:
+            if future.done():  # the caller gave up waiting (cancelled)
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

@@ -81,6 +81,8 @@ class Receiver:
         self._max_body = settings.server.max_body_bytes
         self._timeout = settings.server.request_timeout
         self._openapi = orjson.dumps(openapi) if openapi is not None else None
+        # A concrete logger: the module's lazy proxy builds a new bound logger on every call.
+        self._log = log.bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -105,10 +107,9 @@ class Receiver:
                     [(b"retry-after", RETRY_AFTER)],
                 )
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(route_label, str(status)).inc()
-        self.metrics.latency.labels(route_label).observe(elapsed)
+        self.metrics.observe_request(route_label, status, elapsed)
         client = scope.get("client")
-        log.info(
+        self._log.info(
             "request",
             method=scope.get("method"),
             path=scope.get("path"),
@@ -225,7 +226,7 @@ class Receiver:
             "event_name": parsed.event_name,
             "duplicate": result.duplicate,
         }
-        self.metrics.events.labels(parsed.kind.value, "duplicate" if result.duplicate else "stored").inc()
+        self.metrics.count_event(parsed.kind.value, "duplicate" if result.duplicate else "stored")
         return await self._acknowledge(result, send, state)
 
     async def _acknowledge(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
@@ -286,7 +287,7 @@ class Receiver:
             raise _Reply(
                 503, "unavailable", "event store temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
             ) from None
-        self.metrics.events.labels("invalid", "quarantined").inc()
+        self.metrics.count_event("invalid", "quarantined")
         log.info("quarantined", quarantine_id=qid, route=route, reason=str(exc), status=exc.status_code)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -331,7 +332,7 @@ class Receiver:
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
         state["log"] = {"event_id": result.event_id, "kind": event.kind.value}
-        self.metrics.events.labels(event.kind.value, "stored").inc()
+        self.metrics.count_event(event.kind.value, "stored")
         return await self._acknowledge(result, send, state)
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class ReceiverMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Labelled children by label values: ``labels()`` costs microseconds on every request.
+        # The label sets are small and closed (routes, status codes, event kinds).
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._event_children: dict[tuple[str, str], Any] = {}
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "tcwebhook_requests_total",
@@ -30,3 +36,19 @@ class ReceiverMetrics:
         self.auth_failures = Counter(
             "tcwebhook_auth_failures_total", "Requests refused with 401", registry=self.registry
         )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and record its latency."""
+        children = self._request_children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._request_children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_event(self, kind: str, outcome: str) -> None:
+        """Count one webhook event by kind and outcome."""
+        child = self._event_children.get((kind, outcome))
+        if child is None:
+            child = self._event_children[(kind, outcome)] = self.events.labels(kind, outcome)
+        child.inc()

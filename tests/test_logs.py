@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from tcwebhook.config import Settings
+from tcwebhook.logs import REDACTED, configure_logging
+
+TOKEN = "log-token-0123456789abcdef"
+ODD_PASSWORD = 'pa"ss\\wörd-42'  # needs escaping in JSON, and is not ASCII
+
+
+@pytest.fixture
+def lines() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    settings = Settings(
+        auth={"bearer_tokens": [TOKEN], "basic": [{"username": "tc", "password": ODD_PASSWORD}]},
+        logging={"level": "info", "format": "json"},
+    )
+    configure_logging(settings, stream=stream)
+    yield stream
+    structlog.reset_defaults()
+    root.handlers[:], level = saved
+    root.setLevel(level)
+
+
+def records(stream: io.StringIO) -> list[dict[str, object]]:
+    text = stream.getvalue()
+    assert text.isascii()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class TestJsonLines:
+    """One ASCII JSON object per line, with the usual structlog fields."""
+
+    def test_fields(self, lines: io.StringIO) -> None:
+        structlog.get_logger("t").info("request", status=202, latency_ms=1.5, peer="127.0.0.1", name="Müller")
+        (record,) = records(lines)
+        assert record["event"] == "request"
+        assert record["status"] == 202
+        assert record["level"] == "info"
+        assert record["name"] == "Müller"
+        assert str(record["timestamp"]).endswith("Z")
+
+    def test_values_json_cannot_hold(self, lines: io.StringIO) -> None:
+        structlog.get_logger("t").info("odd", big=2**80, keys={1: "a"}, obj=object())
+        (record,) = records(lines)
+        assert record["big"] == 2**80
+        assert record["keys"] == {"1": "a"}
+        assert str(record["obj"]).startswith("<object object")
+
+    def test_exception(self, lines: io.StringIO) -> None:
+        try:
+            raise ValueError(f"bad token {TOKEN}")
+        except ValueError:
+            structlog.get_logger("t").exception("failed")
+        (record,) = records(lines)
+        assert "ValueError" in str(record["exception"])
+        assert TOKEN not in lines.getvalue()
+
+
+class TestSecrets:
+    """No configured secret reaches a line, however it is nested, escaped or rendered."""
+
+    @pytest.mark.parametrize("secret", [TOKEN, ODD_PASSWORD])
+    def test_everywhere(self, lines: io.StringIO, secret: str) -> None:
+        log = structlog.get_logger("t")
+        log.info("plain", value=secret)
+        log.info("nested", value={"a": [f"x{secret}y"]})
+        log.info("repr", value=ValueError(secret))
+        log.info(f"in the event {secret}")
+        text = lines.getvalue()
+        for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
+            assert form not in text
+        assert text.count(REDACTED) >= 4
+        assert len(records(lines)) == 4
+
+    def test_stdlib_loggers_too(self, lines: io.StringIO) -> None:
+        logging.getLogger("uvicorn.error").warning("token %s", TOKEN)
+        assert TOKEN not in lines.getvalue()
+        assert REDACTED in lines.getvalue()
