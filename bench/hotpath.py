@@ -1,11 +1,13 @@
 """The receiver's per-request cost without HTTP and TLS: the real app, inbox and logging in-process.
 
 Drives ``Receiver`` with ASGI messages from ``concurrency`` tasks on uvloop, against a real SQLite
-inbox (group commit, fsync) in a temporary folder, with JSON logging to a file, and prints the
-CPU time per request of the whole process and of each piece of the hot path on its own. Use it
-to compare two versions of the code back to back; ``--profile`` adds a cProfile listing.
+inbox (group commit, fsync) in a temporary folder, with JSON logging to a file and the server's
+garbage-collector settings, and prints the CPU time per request of the whole process, the
+collections run, each piece of the hot path on its own and the whole app with storage stubbed.
+Use it to compare two versions of the code back to back; ``--profile`` adds a cProfile listing
+(of the event-loop thread only).
 
-Run as ``python -m bench.hotpath [--unique|--duplicate] [--requests N] [--profile]``.
+Run as ``python -m bench.hotpath [--unique|--duplicate] [--requests N] [--profile] [--default-gc]``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tcwebhook.inbox.ids import new_id
 from tcwebhook.inbox.sqlite import SqliteInbox
 from tcwebhook.logs import configure_logging
 from tcwebhook.receiver.app import Receiver
+from tcwebhook.transport.server import tune_gc
 
 TOKEN = "hotpath-token-0123456789abcdef"  # noqa: S105 - a throwaway benchmark credential
 PATH = "/tradecloud/orders"
@@ -150,8 +153,8 @@ async def _main(args: argparse.Namespace, work: Path) -> None:
             return template.variant(serial + 1) if args.unique else fixed
 
         await _drive(app, bodies, 500, args.concurrency)  # warm-up (and the duplicate's first store)
-        if args.freeze:
-            gc.freeze()
+        if not args.default_gc:
+            tune_gc()
         base = 10_000_000
         profiler = cProfile.Profile() if args.profile else None
         cpu, wall = time.process_time(), time.perf_counter()
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--freeze", action="store_true", help="gc.freeze() after the warm-up")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
     import uvloop
