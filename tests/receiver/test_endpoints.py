@@ -320,6 +320,13 @@ class TestGetTriggers:
             r = c.get(live_server.base_url + suffix, headers=live_server.bearer())
         assert r.status_code == 400
 
+    def test_head_stores_nothing(self, live_server: RunningServer) -> None:
+        before = len(inbox_events(live_server))
+        with live_server.client() as c:
+            r = c.head(live_server.url_orders + "/abc-1", headers=live_server.bearer())
+        assert r.status_code == 405
+        assert len(inbox_events(live_server)) == before
+
     def test_trigger_needs_auth(self, live_server: RunningServer) -> None:
         with live_server.client() as c:
             assert c.get(live_server.url_orders + "/abc").status_code == 401

@@ -140,7 +140,7 @@ class Receiver:
             self._authenticate(scope)
             if path_id is None and method == "POST":
                 status = await self._post(route, scope, receive, send, state)
-            elif method in ("GET", "HEAD"):
+            elif method == "GET":  # not HEAD: a trigger stores an event, HEAD must not
                 status = await self._get_trigger(route, path_id, scope, send, state)
             else:
                 allow = b"GET" if path_id is not None else b"GET, POST"
