@@ -241,31 +241,27 @@ class ChargeLine(TradecloudModel):
     price_unit_of_measure_iso: str | None = None
 
 
-class DeliveryLine(TradecloudModel):
-    """One position of a delivery schedule; ``position`` may be empty after a supplier split."""
+class ScheduledDelivery(TradecloudModel):
+    """The one delivery of a single-delivery line (``statusLine.scheduledDelivery``)."""
 
-    position: str | None = None
     date: DateText | None = None
     quantity: Num | None = None
     status: DeliveryStatusText | None = None
     etd: DateText | None = None
     eta: DateText | None = None
     transport_mode: str | None = None
+
+
+class DeliveryLine(ScheduledDelivery):
+    """One position of a delivery schedule; ``position`` may be empty after a supplier split."""
+
+    position: str | None = None
 
 
 class DeliveryHistoryLine(TradecloudModel):
     position: str | None = None
     date: DateText | None = None
     quantity: Num | None = None
-
-
-class ScheduledDelivery(TradecloudModel):
-    date: DateText | None = None
-    quantity: Num | None = None
-    status: DeliveryStatusText | None = None
-    etd: DateText | None = None
-    eta: DateText | None = None
-    transport_mode: str | None = None
 
 
 class Dimension(TradecloudModel):
