@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -126,7 +127,6 @@ class Service:
     """Everything a running receiver owns, started in order and stopped in reverse."""
 
     settings: Settings
-    trust_store_override: Any = None
     inbox: Inbox | None = None
     dispatcher: Dispatcher | None = None
     tls: ReloadingServerContext | None = None
@@ -134,8 +134,8 @@ class Service:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
-    def check(self) -> CertReport:
-        """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
+    def _certificate_paths(self) -> tuple[Path, Path]:
+        """The checks that need no file: credentials configured, certificate files named."""
         s = self.settings
         if not s.auth.configured:
             raise StartupError(
@@ -147,9 +147,15 @@ class Service:
                 "serve needs [tls] certfile and keyfile (a CA-issued certificate chain and its key); "
                 "for a local trial use `tcwebhook dev`, which makes its own development CA."
             )
+        return s.tls.certfile, s.tls.keyfile
+
+    def check(self) -> CertReport:
+        """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
+        s = self.settings
+        certfile, keyfile = self._certificate_paths()
         report = check_certificate_setup(
-            s.tls.certfile,
-            s.tls.keyfile,
+            certfile,
+            keyfile,
             s.tls.trust_store,
             s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
@@ -161,16 +167,16 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        self.check()
-        assert s.tls.certfile is not None and s.tls.keyfile is not None
-        # Checks the chain again and logs the certificate and its warnings once.
+        certfile, keyfile = self._certificate_paths()
+        # Runs the certificate checks of ``check`` and logs the certificate and its warnings.
         self.tls = ReloadingServerContext(
-            s.tls.certfile,
-            s.tls.keyfile,
+            certfile,
+            keyfile,
             trust_store=s.tls.trust_store,
             public_hostname=s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
+        # Builds and wraps the sinks once; refuses API options without [tradecloud] credentials.
         # Sinks wrapped for the Tradecloud API work (GET triggers, enrichment, documents).
         sinks = await self._resources.enter_async_context(delivery_sinks(s))
         self.inbox = open_inbox(s)
