@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The versions CI tested, for every package of `.[dev]`; `make lock` regenerates it.
+CONSTRAINTS := constraints.txt
+LOCK_VENV := .venv-lock
 
-.PHONY: run test lint reliability bench clean
+.PHONY: run test lint reliability bench lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -28,5 +31,18 @@ reliability: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Rewrites constraints.txt from a fresh venv of `.[dev]`. Pins already in the file are kept (a new
+# dependency gets its current version, a dropped one disappears); `make lock UPGRADE=1` resolves
+# everything afresh to the newest versions.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(if $(UPGRADE),,-c $(CONSTRAINTS)) -e '.[dev]'
+	{ echo "# Versions CI tested, installed by the Makefile with pip -c. Regenerate: make lock (see README)."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
