@@ -16,6 +16,9 @@ import pytest
 import trustme
 import uvicorn
 
+# The fake Tradecloud API, for the Tradecloud-backed sink (tests/sinks/test_tradecloud.py).
+from tests.tradecloud_api.conftest import fake_api, fake_server, tc_settings  # noqa: F401 - fixtures
+
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import StoredEvent
 

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tcwebhook.config import DeliverySettings, Settings, SinkSettings, StoreSettings, TradecloudSettings
+from tcwebhook.config import DeliverySettings, Settings, SinkSettings, TradecloudSettings
 from tcwebhook.contract.kinds import EventKind, routing_key
-from tcwebhook.dispatch import Dispatcher, delivery_sinks
-from tcwebhook.inbox import NewEvent, SqliteInbox
+from tcwebhook.inbox import Inbox, NewEvent
+from tcwebhook.service import Service
 
 from .fake_api import FakeTradecloud
 
@@ -52,26 +52,17 @@ def new_event(
 @asynccontextmanager
 async def running(
     tmp_path: Path, tc: TradecloudSettings, events: Sequence[NewEvent], **sink_options: Any
-) -> AsyncIterator[tuple[SqliteInbox, list[str]]]:
-    """Store ``events``, run the dispatcher over the wrapped files sink, stop on exit."""
+) -> AsyncIterator[tuple[Inbox, list[str]]]:
+    """Store ``events``, deliver them through the service's wrapped files sink, stop on exit."""
     sink = SinkSettings(name="erp", type="files", directory=tmp_path / "drop", **sink_options)
     settings = Settings(data_dir=tmp_path / "data", sinks=(sink,), tradecloud=tc, delivery=DELIVERY)
-    inbox = SqliteInbox(tmp_path / "inbox.db", StoreSettings(), sinks=("erp",))
-    await inbox.open()
-    try:
-        ids = [(await inbox.store(e)).event_id for e in events]
-        async with delivery_sinks(settings) as sinks:
-            dispatcher = Dispatcher(inbox, sinks, settings.delivery)
-            await dispatcher.start()
-            try:
-                yield inbox, ids
-            finally:
-                await dispatcher.stop()
-    finally:
-        await inbox.close()
+    async with Service(settings) as service:
+        ids = [(await service.inbox.store(e)).event_id for e in events]
+        service.dispatcher.notify()
+        yield service.inbox, ids
 
 
-async def settled(inbox: SqliteInbox, ids: Sequence[str], within: float = 15.0) -> list[str]:
+async def settled(inbox: Inbox, ids: Sequence[str], within: float = 15.0) -> list[str]:
     deadline = time.monotonic() + within
     while True:
         statuses = [(await inbox.get_event(i)).status for i in ids]

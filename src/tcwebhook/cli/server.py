@@ -38,10 +38,10 @@ def startup_guard(func: Callable[[], T]) -> T:
 
 
 def _serve(settings: Settings, banner: Callable[[Any], None] | None = None) -> None:
-    from tcwebhook.transport.server import run
+    from tcwebhook.service import serve
 
     configure_logging(settings)
-    startup_guard(lambda: run(settings, banner))
+    startup_guard(lambda: serve(settings, banner))
 
 
 def register(app: typer.Typer) -> None:
@@ -61,10 +61,10 @@ def serve(
 
 
 def check_config(config: ConfigOption = None) -> None:
-    from tcwebhook.transport.server import Service
+    from tcwebhook.service import check
 
     settings = startup_guard(lambda: load_settings(config))
-    report = startup_guard(lambda: Service(settings).check())
+    report = startup_guard(lambda: check(settings))
     console.print(
         f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
         f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_url}"

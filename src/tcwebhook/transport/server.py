@@ -1,7 +1,8 @@
 """The HTTPS server: uvicorn on our own TLS context, with slow-client timeouts and a graceful stop.
 
-Start-up order matters: every check that can fail (settings, certificate chain, sinks, store)
-runs before the port is opened, so a misconfiguration exits 3 without ever answering a request.
+It serves whatever ASGI app it is given; ``tcwebhook.service`` builds the app and the rest. The
+certificate is checked (``load``) before anything else is built and the port is opened last, so
+a misconfiguration exits 3 without ever answering a request.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import gc
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,7 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tcwebhook.config import Settings
-from tcwebhook.contract.openapi import build_openapi
-from tcwebhook.dispatch.dispatcher import Dispatcher
-from tcwebhook.dispatch.worker import delivery_sinks
 from tcwebhook.errors import StartupError
-from tcwebhook.inbox.base import Inbox
-from tcwebhook.inbox.factory import open_inbox
-from tcwebhook.receiver.app import Receiver
-from tcwebhook.sinks.factory import build_sinks
-from tcwebhook.tradecloud_api.sink import wrap_sinks
 from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
 from tcwebhook.transport.tls import ReloadingServerContext
 
@@ -122,17 +114,16 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-@dataclass
-class Service:
-    """Everything a running receiver owns, started in order and stopped in reverse."""
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-    settings: Settings
-    inbox: Inbox | None = None
-    dispatcher: Dispatcher | None = None
-    tls: ReloadingServerContext | None = None
-    server: _Server | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+class HttpsServer:
+    """uvicorn serving one ASGI app on our reloading TLS context until SIGTERM/SIGINT."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tls: ReloadingServerContext | None = None
+        self.server: _Server | None = None
 
     def _certificate_paths(self) -> tuple[Path, Path]:
         """The checks that need no file: credentials configured, certificate files named."""
@@ -150,25 +141,21 @@ class Service:
         return s.tls.certfile, s.tls.keyfile
 
     def check(self) -> CertReport:
-        """The start-up checks of ``serve`` that need no port and no store (``check-config``)."""
+        """The certificate checks of ``load``, without building the live context."""
         s = self.settings
         certfile, keyfile = self._certificate_paths()
-        report = check_certificate_setup(
+        return check_certificate_setup(
             certfile,
             keyfile,
             s.tls.trust_store,
             s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
-        sinks = build_sinks(s)  # resolves python callables and sink settings
-        if not s.tradecloud.configured:
-            wrap_sinks(sinks, s, None)  # refuses sinks that need the Tradecloud API without credentials
-        return report
 
-    async def start(self) -> None:
+    def load(self) -> None:
+        """Build the TLS context; runs the checks of ``check`` and logs the certificate and its warnings."""
         s = self.settings
         certfile, keyfile = self._certificate_paths()
-        # Runs the certificate checks of ``check`` and logs the certificate and its warnings.
         self.tls = ReloadingServerContext(
             certfile,
             keyfile,
@@ -176,20 +163,10 @@ class Service:
             public_hostname=s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
-        # Builds and wraps the sinks once; refuses API options without [tradecloud] credentials.
-        # Sinks wrapped for the Tradecloud API work (GET triggers, enrichment, documents).
-        sinks = await self._resources.enter_async_context(delivery_sinks(s))
-        self.inbox = open_inbox(s)
-        await self.inbox.open()
-        self.dispatcher = Dispatcher(self.inbox, sinks, s.delivery)
-        await self.dispatcher.start()
-        app = Receiver(
-            s,
-            self.inbox,
-            sync_delivery=self.dispatcher,
-            openapi=build_openapi(s.routes.orders, s.routes.shipments),
-            on_stored=lambda _result: self.dispatcher.notify() if self.dispatcher else None,
-        )
+
+    def _config(self, app: ASGIApp) -> uvicorn.Config:
+        assert self.tls is not None
+        s = self.settings
         config = uvicorn.Config(
             app,
             host=s.server.host,
@@ -208,34 +185,17 @@ class Service:
         )
         config.load()
         config.ssl = self.tls.context
-        self.server = _Server(config)
-        self._tasks.append(asyncio.create_task(self._reload_certificates()))
+        return config
 
-    async def _reload_certificates(self) -> None:
-        assert self.tls is not None
-        while True:
-            await asyncio.sleep(self.settings.tls.reload_interval)
-            try:
-                self.tls.maybe_reload()  # logs what it loaded or refused
-            except Exception:  # a bad renewal must never take the server down
-                log.exception("certificate_reload_failed")
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(self.settings.delivery.shutdown_timeout)
-        await self._resources.aclose()
-        if self.inbox is not None:
-            await self.inbox.close()
-
-    async def run(self, on_ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
+    async def serve(
+        self, app: ASGIApp, on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None
+    ) -> None:
+        """Serve ``app`` until a signal stops uvicorn; ``load`` first."""
+        if self.tls is None:
+            self.load()
+        self.server = _Server(self._config(app))
+        reload = asyncio.create_task(self._reload_certificates())
         try:
-            await self.start()
-            assert self.server is not None
             tune_gc()
             sock = self._bind()
             serve = asyncio.create_task(self.server.serve(sockets=[sock]))
@@ -256,8 +216,18 @@ class Service:
                     await maybe
             await serve
         finally:
-            await self.stop()
-        log.info("stopped")
+            reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reload
+
+    async def _reload_certificates(self) -> None:
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(self.settings.tls.reload_interval)
+            try:
+                self.tls.maybe_reload()  # logs what it loaded or refused
+            except Exception:  # a bad renewal must never take the server down
+                log.exception("certificate_reload_failed")
 
     def _bind(self) -> socket.socket:
         host, port = self.settings.server.host, self.settings.server.port
@@ -278,14 +248,13 @@ class Service:
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.server.port
 
 
-def run(settings: Settings, on_ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
-    """Run the receiver until SIGTERM/SIGINT; raises StartupError on a bad setup."""
-    handshake_timeout = settings.server.tls_handshake_timeout
+def run(main: Coroutine[Any, Any, None], *, handshake_timeout: float) -> None:
+    """Run ``main`` on a uvloop loop whose TLS servers time out unfinished handshakes."""
 
     def loop_factory() -> uvloop.Loop:
         return _HandshakeTimeoutLoop(handshake_timeout)
 
-    uvloop.run(Service(settings).run(on_ready), loop_factory=loop_factory)
+    uvloop.run(main, loop_factory=loop_factory)
 
 
 class _HandshakeTimeoutLoop(uvloop.Loop):

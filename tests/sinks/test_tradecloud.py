@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.tradecloud_api.conftest import FAST, make_event
+from tests.tradecloud_api.fake_api import FakeTradecloud
 
 from tcwebhook.config import Settings, SinkSettings, TradecloudSettings
 from tcwebhook.contract.kinds import EventKind
@@ -14,11 +16,8 @@ from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.sinks.event import Event
 from tcwebhook.sinks.files import FilesSink
 from tcwebhook.sinks.python import PythonSink
+from tcwebhook.sinks.tradecloud import DocumentFile, TradecloudSink, wrap_sinks
 from tcwebhook.tradecloud_api import TradecloudClient
-from tcwebhook.tradecloud_api.sink import DocumentFile, TradecloudSink, wrap_sinks
-
-from .conftest import FAST, make_event
-from .fake_api import FakeTradecloud
 
 pytestmark = pytest.mark.anyio
 

@@ -136,6 +136,22 @@ def _needs_api(cfg: SinkSettings | None) -> bool:
     return cfg is not None and (cfg.enrich or cfg.documents or cfg.download_urls)
 
 
+def _needs_credentials(sink: str) -> StartupError:
+    return StartupError(
+        f"Sink {sink!r} uses enrich/documents/download_urls: set [tradecloud] "
+        "username and password of an integration user."
+    )
+
+
+def check_api_options(settings: Settings) -> None:
+    """Refuse sinks asking for ``enrich``/``documents``/``download_urls`` without API credentials."""
+    if settings.tradecloud.configured:
+        return
+    for cfg in settings.sinks:
+        if _needs_api(cfg):
+            raise _needs_credentials(cfg.name)
+
+
 def wrap_sinks(sinks: Sequence[Sink], settings: Settings, client: TradecloudClient | None) -> list[Sink]:
     """Wrap every sink so GET triggers resolve and each sink's API options apply.
 
@@ -151,10 +167,7 @@ def wrap_sinks(sinks: Sequence[Sink], settings: Settings, client: TradecloudClie
     for sink in sinks:
         cfg = configs.get(sink.name)
         if _needs_api(cfg) and client is None:
-            raise StartupError(
-                f"Sink {sink.name!r} uses enrich/documents/download_urls: set [tradecloud] "
-                "username and password of an integration user."
-            )
+            raise _needs_credentials(sink.name)
         documents = None
         if cfg is not None and client is not None and (cfg.documents or cfg.download_urls):
             documents = DocumentFetcher(client, object_ids=cfg.documents, urls=cfg.download_urls)

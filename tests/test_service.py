@@ -1,4 +1,4 @@
-"""run_worker: the dispatcher alone, with the sinks built from the settings."""
+"""The composition root: run_worker delivers with the sinks built from the settings."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.dispatch.conftest import order, until
 
 from tcwebhook.config import Settings
-from tcwebhook.dispatch import run_worker
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox import open_inbox
-
-from .conftest import order, until
+from tcwebhook.service import run_worker
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,171 @@
+"""The composition root: every object the settings describe is built here, and only here.
+
+``serve``, ``worker`` and ``check-config`` all start from this module::
+
+    Settings ──► Service.open()
+                   ├─ sinks       [[sinks]] → sinks.factory.build_sinks
+                   │              → sinks.tradecloud.wrap_sinks (GET triggers, enrich, documents)
+                   ├─ tradecloud  TradecloudClient, when [tradecloud] has credentials
+                   ├─ inbox       inbox.factory.open_inbox ([store] url)
+                   └─ dispatcher  Dispatcher(inbox, sinks)
+                 Service.receiver()  the ASGI app of ``serve`` (receiver + OpenAPI document)
+
+    serve:  HttpsServer.load() (certificate checks) → Service.open() → HttpsServer.serve(receiver)
+    worker: Service.open() → wait for SIGTERM/SIGINT
+
+``Service.close`` releases in reverse order: the dispatcher drains and closes the sinks, then the
+inbox and the API client close. A new component is built in ``open`` (register its clean-up on
+the exit stack there), and whatever can be checked without network or store goes in ``check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+
+import structlog
+
+from tcwebhook.config import Settings
+from tcwebhook.contract.openapi import build_openapi
+from tcwebhook.dispatch.dispatcher import Dispatcher
+from tcwebhook.errors import StartupError
+from tcwebhook.inbox.base import Inbox
+from tcwebhook.inbox.factory import open_inbox
+from tcwebhook.receiver.app import Receiver
+from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.factory import build_sinks
+from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
+from tcwebhook.tradecloud_api.client import TradecloudClient
+from tcwebhook.transport.certcheck import CertReport
+from tcwebhook.transport.server import HttpsServer, run
+
+log = structlog.get_logger(__name__)
+
+
+class Service:
+    """The store, the sinks, the Tradecloud client and the dispatcher of one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._inbox: Inbox | None = None
+        self._dispatcher: Dispatcher | None = None
+        self.tradecloud: TradecloudClient | None = None
+        self._resources = contextlib.AsyncExitStack()
+
+    @property
+    def inbox(self) -> Inbox:
+        if self._inbox is None:
+            raise RuntimeError("the service is not open")
+        return self._inbox
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            raise RuntimeError("the service is not open")
+        return self._dispatcher
+
+    def check(self) -> None:
+        """The checks of ``open`` that need no store and no network (``check-config``)."""
+        build_sinks(self.settings)  # resolves python callables and sink settings
+        check_api_options(self.settings)
+
+    def sinks(self) -> list[Sink]:
+        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
+        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud)
+
+    async def open(self) -> None:
+        """Build and start everything; raises StartupError (and releases what was built) if impossible."""
+        s = self.settings
+        try:
+            check_api_options(s)
+            if s.tradecloud.configured:
+                self.tradecloud = TradecloudClient(s.tradecloud)
+                self._resources.push_async_callback(self.tradecloud.aclose)
+            sinks = self.sinks()
+            inbox = open_inbox(s)
+            await inbox.open()
+            self._inbox = inbox
+            self._resources.push_async_callback(inbox.close)
+            dispatcher = Dispatcher(inbox, sinks, s.delivery)
+            await dispatcher.start()
+            self._dispatcher = dispatcher
+            self._resources.push_async_callback(dispatcher.stop, s.delivery.shutdown_timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop the dispatcher (it closes the sinks), then the store and the API client."""
+        await self._resources.aclose()
+
+    async def __aenter__(self) -> Service:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def receiver(self) -> Receiver:
+        """The ASGI app of ``serve``: stores webhooks, wakes (or, in sync mode, runs) the dispatcher."""
+        s = self.settings
+        return Receiver(
+            s,
+            self.inbox,
+            sync_delivery=self.dispatcher,
+            openapi=build_openapi(s.routes.orders, s.routes.shipments),
+            on_stored=self.dispatcher.notify,
+        )
+
+
+def check(settings: Settings) -> CertReport:
+    """Every start-up check of ``serve`` that needs no port and no store."""
+    report = HttpsServer(settings).check()
+    Service(settings).check()
+    return report
+
+
+def serve(settings: Settings, on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None) -> None:
+    """Receive (and deliver) until SIGTERM/SIGINT; raises StartupError on a bad setup."""
+
+    async def main() -> None:
+        server = HttpsServer(settings)
+        server.load()  # the certificate first: nothing else is opened for a bad one
+        async with Service(settings) as service:
+            await server.serve(service.receiver(), on_ready)
+        log.info("stopped")
+
+    run(main(), handshake_timeout=settings.server.tls_handshake_timeout)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Deliver, without receiving, until ``stop`` is set (or SIGINT/SIGTERM); then drain within the bound."""
+    if not settings.sinks:
+        raise StartupError("tcwebhook worker has nothing to deliver to: configure at least one [[sinks]] entry.")
+    stop = stop or asyncio.Event()
+    with _stop_on_signals(stop):
+        async with Service(settings):
+            if settings.delivery.mode == "sync":
+                log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
+            await stop.wait()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
