@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.simulator.calls import BodyFormat, WebhookRequest, plan_requests
 from tcwebhook.simulator.credentials import Credentials
-from tcwebhook.simulator.retry import RetryPolicy
 from tcwebhook.simulator.samples import Family, SampleFactory, parse_selection
 from tcwebhook.simulator.sender import (
     CONNECTION_ERROR,
@@ -25,7 +25,10 @@ from tcwebhook.simulator.sender import (
     Attempt,
     Outcome,
     Sender,
+    Verdict,
+    classify,
     require_https,
+    sender_backoff,
 )
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.trust import SELF_SIGNED_MESSAGE, client_context
@@ -33,7 +36,7 @@ from tcwebhook.simulator.trust import SELF_SIGNED_MESSAGE, client_context
 from .conftest import StartServer
 from .servers import DroppingFront, Pki
 
-FAST = RetryPolicy(max_retries=3, initial_wait=0.01, max_wait=0.05)
+FAST = sender_backoff(max_retries=3, initial_wait=0.01, max_wait=0.05)
 
 
 @dataclass
@@ -55,7 +58,7 @@ def send_all(
     ca: Path,
     requests: Iterable[WebhookRequest],
     *,
-    policy: RetryPolicy = FAST,
+    backoff: Backoff = FAST,
     timeout: float = 5.0,
     concurrency: int = 1,
     credentials: Credentials | None = None,
@@ -66,7 +69,7 @@ def send_all(
         sender = Sender(
             ssl_context=client_context(ca),
             credentials=credentials,
-            policy=policy,
+            backoff=backoff,
             timeout=timeout,
             max_connections=concurrency,
             observer=recorder,
@@ -80,6 +83,22 @@ def send_all(
 def samples(url: str, count: int = 1, events: str = "order", **kwargs: object) -> list[WebhookRequest]:
     factory = SampleFactory(seed=7)
     return list(plan_requests(factory.stream(parse_selection(events), count), count, url=url, **kwargs))  # type: ignore[arg-type]
+
+
+class TestClassify:
+    """Contract §2: 2xx done; 4xx and 500 final; > 500 and no answer retried."""
+
+    @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
+    def test_done(self, status: int) -> None:
+        assert classify(status) is Verdict.DONE
+
+    @pytest.mark.parametrize("status", [100, 301, 302, 400, 401, 403, 404, 409, 422, 429, 499, 500])
+    def test_final(self, status: int) -> None:
+        assert classify(status) is Verdict.FINAL
+
+    @pytest.mark.parametrize("status", [501, 502, 503, 504, 599, None])
+    def test_retry(self, status: int | None) -> None:
+        assert classify(status) is Verdict.RETRY
 
 
 class TestRetryRule:
@@ -127,8 +146,8 @@ class TestRetryRule:
 
     def test_backoff_grows(self, pki: Pki, serve: StartServer, good_context: object) -> None:
         server = serve(good_context, [503, 502, 504, 503, 200])
-        policy = RetryPolicy(max_retries=5, initial_wait=0.08, max_wait=10)
-        _, recorder = send_all(pki.ca_path, samples(server.url), policy=policy)
+        backoff = sender_backoff(max_retries=5, initial_wait=0.08, max_wait=10)
+        _, recorder = send_all(pki.ca_path, samples(server.url), backoff=backoff)
         arrivals = server.wait_for(5)
         assert recorder.waits == [0.08, 0.16, 0.32, 0.64]
         gaps = [b.at - a.at for a, b in itertools.pairwise(arrivals)]
@@ -139,16 +158,16 @@ class TestRetryRule:
 
     def test_max_retries_respected(self, pki: Pki, serve: StartServer, good_context: object) -> None:
         server = serve(good_context, default=503)
-        _, recorder = send_all(pki.ca_path, samples(server.url), policy=FAST)
+        _, recorder = send_all(pki.ca_path, samples(server.url), backoff=FAST)
         (outcome,) = recorder.outcomes
-        assert len(server.arrivals) == FAST.max_retries + 1
+        assert len(server.arrivals) == FAST.max_attempts
         assert outcome.result == "503" and not outcome.accepted
         assert outcome.detail == "gave up after 3 retries"
 
     def test_max_wait_caps_each_wait(self, pki: Pki, serve: StartServer, good_context: object) -> None:
         server = serve(good_context, default=503)
-        policy = RetryPolicy(max_retries=4, initial_wait=0.02, max_wait=0.05)
-        _, recorder = send_all(pki.ca_path, samples(server.url), policy=policy)
+        backoff = sender_backoff(max_retries=4, initial_wait=0.02, max_wait=0.05)
+        _, recorder = send_all(pki.ca_path, samples(server.url), backoff=backoff)
         assert recorder.waits == [0.02, 0.04, 0.05, 0.05]
         assert len(server.arrivals) == 5
 
@@ -164,7 +183,8 @@ class TestRetryRule:
 
     def test_connection_refused_is_retried(self, pki: Pki) -> None:
         requests = samples("https://localhost:9/hook")  # discard port: nothing listens
-        _, recorder = send_all(pki.ca_path, requests, policy=RetryPolicy(max_retries=2, initial_wait=0.01))
+        backoff = sender_backoff(max_retries=2, initial_wait=0.01, max_wait=30)
+        _, recorder = send_all(pki.ca_path, requests, backoff=backoff)
         (outcome,) = recorder.outcomes
         assert outcome.result == CONNECTION_ERROR and len(outcome.attempts) == 3
 

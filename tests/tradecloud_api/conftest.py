@@ -11,14 +11,14 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.tradecloud_api.retry import Backoff
 
 from .fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud
 
-FAST = Backoff(initial=0.01, multiplier=2.0, maximum=0.05, jitter=0.0)
+FAST = Backoff(initial=0.01, multiplier=2.0, cap=0.05, jitter=0.0)
 
 
 @pytest.fixture

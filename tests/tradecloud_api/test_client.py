@@ -6,12 +6,15 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings
 from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
 from tcwebhook.tradecloud_api import TradecloudClient
+from tcwebhook.tradecloud_api.client import retry_after_seconds
 
 from .conftest import FAST
 from .fake_api import PASSWORD, FakeTradecloud
@@ -231,6 +234,21 @@ class TestRetries:
             assert await tc.get_order("ord-1") == ORDER
         assert time.monotonic() - started < 2  # capped by the back-off maximum
 
+    async def test_no_wait_exceeds_the_cap(self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings) -> None:
+        """Jitter and Retry-After both stay under the cap (jitter used to be added after it)."""
+        fake_api.add_order(ORDER)
+        fake_api.fail("/v2/order/", 503, times=3, **{"Retry-After": "3600"})
+        fake_api.fail("/v2/shipment/", 503, times=3)
+        jittery = Backoff(initial=0.04, multiplier=2.0, cap=0.05, jitter=1.0)
+        with structlog.testing.capture_logs() as logs:
+            async with TradecloudClient(tc_settings, backoff=jittery) as tc:
+                assert await tc.get_order("ord-1") == ORDER
+                with pytest.raises(TradecloudNotFound):
+                    await tc.get_shipment("s-1")
+        delays = [e["delay"] for e in logs if e["event"] == "tradecloud_retry"]
+        assert len(delays) == 6 and max(delays) <= 0.05
+        assert delays[:3] == [0.05] * 3  # Retry-After, honoured up to the cap
+
     async def test_slow_answer_times_out_and_is_retried(
         self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings
     ) -> None:
@@ -272,6 +290,15 @@ class TestRetries:
         fake_api.add_shipment(shipment)
         async with client(tc_settings) as tc:
             assert await tc.get_shipment(shipment["id"]) == shipment
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("5", 5.0), ("0", 0.0), ("-1", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None)]
+)
+def test_retry_after_header(header: str, seconds: float | None) -> None:
+    """Retry-After counts only as plain non-negative seconds."""
+    assert retry_after_seconds(httpx.Response(503, headers={"Retry-After": header})) == seconds
+    assert retry_after_seconds(httpx.Response(503)) is None
 
 
 class TestSecrets:

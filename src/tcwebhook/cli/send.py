@@ -26,9 +26,17 @@ from tcwebhook.simulator.calls import (
     plan_requests,
 )
 from tcwebhook.simulator.credentials import Credentials
-from tcwebhook.simulator.retry import RetryPolicy, Verdict, classify
 from tcwebhook.simulator.samples import SampleFactory, parse_selection
-from tcwebhook.simulator.sender import TLS_REFUSED, Attempt, Outcome, Sender, require_https
+from tcwebhook.simulator.sender import (
+    TLS_REFUSED,
+    Attempt,
+    Outcome,
+    Sender,
+    Verdict,
+    classify,
+    require_https,
+    sender_backoff,
+)
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.trust import client_context
 
@@ -193,12 +201,12 @@ def send(
             duplicate_rate=duplicate_rate,
             rng=rng,
         )
-    policy = RetryPolicy(max_retries=max_retries, initial_wait=initial_wait, max_wait=max_wait)
+    backoff = sender_backoff(max_retries=max_retries, initial_wait=initial_wait, max_wait=max_wait)
     reporter = _Reporter(err, count, quiet=quiet or as_json)
     sender = Sender(
         ssl_context=ctx,
         credentials=credentials,
-        policy=policy,
+        backoff=backoff,
         timeout=timeout,
         max_connections=concurrency,
         observer=reporter,

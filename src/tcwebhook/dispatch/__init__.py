@@ -1,6 +1,5 @@
-"""Delivery of committed events to the sinks: the dispatcher and its retry policy."""
+"""Delivery of committed events to the sinks: the dispatcher and its back-off."""
 
-from tcwebhook.dispatch.dispatcher import Dispatcher, SyncOutcome, SyncStatus
-from tcwebhook.dispatch.retry import RetryPolicy
+from tcwebhook.dispatch.dispatcher import Dispatcher, SyncOutcome, SyncStatus, delivery_backoff
 
-__all__ = ["Dispatcher", "RetryPolicy", "SyncOutcome", "SyncStatus"]
+__all__ = ["Dispatcher", "SyncOutcome", "SyncStatus", "delivery_backoff"]

@@ -31,9 +31,9 @@ from enum import StrEnum
 
 import structlog
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.config import DeliverySettings
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.dispatch.retry import RetryPolicy
 from tcwebhook.errors import PermanentError, StoreError
 from tcwebhook.inbox.base import (
     AttemptOutcome,
@@ -47,7 +47,9 @@ from tcwebhook.sinks.base import Sink
 log = structlog.get_logger(__name__)
 
 _ERROR_CHARS = 2000
-_FINISH_TRIES = 6
+# Recording an outcome while the store is busy: six tries within about 1.5 s, then the lease
+# runs out and the delivery is attempted again (at-least-once).
+_FINISH_BACKOFF = Backoff(initial=0.05, multiplier=2.0, cap=1.0, max_attempts=6)
 _RELEASE_SECONDS = 2.0
 
 
@@ -67,6 +69,18 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return described[:_ERROR_CHARS]
+
+
+def delivery_backoff(settings: DeliverySettings) -> Backoff:
+    """The back-off between delivery attempts, from the ``[delivery]`` settings."""
+    return Backoff(
+        initial=settings.initial_delay,
+        multiplier=settings.multiplier,
+        cap=settings.max_delay,
+        jitter=settings.jitter,
+        max_attempts=settings.max_attempts,
+        max_age=settings.max_age,
+    )
 
 
 def default_owner() -> str:
@@ -93,7 +107,7 @@ class Dispatcher:
         self._sinks = {s.name: s for s in sinks}
         self._names = tuple(names)
         self._settings = settings
-        self._policy = RetryPolicy.from_settings(settings)
+        self._backoff = delivery_backoff(settings)
         self._rng = rng or random.Random()
         self.owner = owner or default_owner()
         stale = {EventKind.SHIPMENT: settings.stale_shipments, EventKind.ORDER: settings.stale_orders}
@@ -272,7 +286,7 @@ class Dispatcher:
             event_id=event.event_id, sink=claim.sink, attempt=claim.attempt
         )
         with bound:
-            if claim.attempt > self._policy.max_attempts:
+            if claim.attempt > self._settings.max_attempts:
                 # Earlier attempts were started and never finished (crashes): do not try forever.
                 error = f"gave up after {claim.attempt - 1} attempts that never finished"
                 log.error("delivery_dead", reason=error)
@@ -305,13 +319,13 @@ class Dispatcher:
             )
         now = time.time()
         age = now - claim.event.received_at.timestamp()
-        reason = self._policy.give_up(claim.attempt, age)
+        reason = self._backoff.give_up(claim.attempt, age)
         if reason is not None:
             log.error("delivery_dead", error=error, reason=reason)
             return AttemptResult(
                 DeliveryStatus.DEAD, AttemptOutcome.TRANSIENT, started, duration, f"{reason}; last error: {error}"
             )
-        delay = self._policy.delay(claim.attempt, self._rng)
+        delay = self._backoff.delay(claim.attempt, self._rng)
         log.warning("delivery_failed", error=error, retry_in=round(delay, 3))
         return AttemptResult(
             DeliveryStatus.PENDING, AttemptOutcome.TRANSIENT, started, duration, error, now + delay
@@ -319,14 +333,16 @@ class Dispatcher:
 
     async def _finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Record ``result``; retried briefly when the store is busy. False: not recorded."""
-        pause = 0.05
-        for _ in range(_FINISH_TRIES):
+        tries = 0
+        while True:
+            tries += 1
             try:
                 held = await self._inbox.finish(claim, result)
             except StoreError as exc:
                 log.warning("finish_failed", event_id=claim.event.event_id, sink=claim.sink, error=str(exc))
-                await asyncio.sleep(pause)
-                pause *= 2
+                if _FINISH_BACKOFF.give_up(tries) is not None:
+                    break
+                await asyncio.sleep(_FINISH_BACKOFF.delay(tries))
                 continue
             if not held:
                 log.warning("claim_lost", event_id=claim.event.event_id, sink=claim.sink)

@@ -7,9 +7,8 @@ them the way Tradecloud does (TLS 1.2+, verified certificates, the documented re
 
 from tcwebhook.simulator.calls import BodyFormat, WebhookRequest, encode, file_requests, plan_requests
 from tcwebhook.simulator.credentials import Credentials
-from tcwebhook.simulator.retry import RetryPolicy, Verdict, classify
 from tcwebhook.simulator.samples import Family, SampleEvent, SampleFactory, parse_selection
-from tcwebhook.simulator.sender import Attempt, Outcome, Sender, require_https
+from tcwebhook.simulator.sender import Attempt, Outcome, Sender, Verdict, classify, require_https, sender_backoff
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.tlscheck import Check, Status, TlsReport, check_tls
 from tcwebhook.simulator.trust import client_context
@@ -21,7 +20,6 @@ __all__ = [
     "Credentials",
     "Family",
     "Outcome",
-    "RetryPolicy",
     "SampleEvent",
     "SampleFactory",
     "Sender",
@@ -38,4 +36,5 @@ __all__ = [
     "parse_selection",
     "plan_requests",
     "require_https",
+    "sender_backoff",
 ]

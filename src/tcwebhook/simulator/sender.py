@@ -1,7 +1,8 @@
 """The webhook sender: what Tradecloud does towards one receiver, for tests and load runs.
 
 Every concurrent sender task ("lane") keeps one HTTP/1.1 connection alive; all lanes share
-one verifying TLS context. Each call follows the documented retry rule (``retry.RetryPolicy``).
+one verifying TLS context. Each call follows the documented retry rule (``classify``), waiting
+between attempts as a ``Backoff`` says.
 A refused certificate or a failed TLS handshake stops the whole run: every further call would
 be refused the same way.
 """
@@ -13,15 +14,16 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.simulator.calls import WebhookRequest
 from tcwebhook.simulator.credentials import Credentials
-from tcwebhook.simulator.retry import RetryPolicy, Verdict, classify
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.trust import (
     diagnose_handshake,
@@ -34,6 +36,35 @@ from tcwebhook.simulator.trust import (
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection-error"
 TLS_REFUSED = "tls-refused"
+
+# Tradecloud retries forever; a simulator has to stop, so the default gives up after 5 retries.
+DEFAULT_BACKOFF = Backoff(initial=0.5, multiplier=2.0, cap=30.0, max_attempts=6)
+
+
+class Verdict(StrEnum):
+    """What the sender does after one attempt (contract §2)."""
+
+    DONE = "done"  # 2xx
+    FINAL = "final"  # failed; resending is assumed to fail again
+    RETRY = "retry"  # temporary failure
+
+
+def classify(status: int | None) -> Verdict:
+    """The verdict for an HTTP status, or ``None`` for a timeout / connection error.
+
+    2xx is done; 4xx and 500 are final failures; anything above 500, a timeout or a dropped
+    connection is retried.
+    """
+    if status is None or status > 500:
+        return Verdict.RETRY
+    if 200 <= status < 300:
+        return Verdict.DONE
+    return Verdict.FINAL
+
+
+def sender_backoff(*, max_retries: int, initial_wait: float, max_wait: float) -> Backoff:
+    """The back-off of ``tcwebhook send --max-retries/--initial-wait/--max-wait``."""
+    return Backoff(initial=initial_wait, multiplier=2.0, cap=max_wait, max_attempts=max_retries + 1)
 
 
 def _user_agent() -> str:
@@ -101,14 +132,14 @@ class Sender:
         *,
         ssl_context: ssl.SSLContext,
         credentials: Credentials | None = None,
-        policy: RetryPolicy | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         timeout: float = 10.0,
         max_connections: int = 10,
         observer: Observer | None = None,
     ) -> None:
         self._ssl = ssl_context
         self._credentials = credentials
-        self.policy = policy or RetryPolicy()
+        self.backoff = backoff
         self._timeout = timeout
         self._max_connections = max(1, max_connections)
         self._observer = observer
@@ -198,7 +229,7 @@ class Sender:
         return Attempt(number, response.status_code, None, started, time.perf_counter() - t0), None
 
     async def send(self, request: WebhookRequest, *, lane: int = 0) -> Outcome:
-        """Send one call, retrying as the policy says; never raises for HTTP or network trouble.
+        """Send one call, retrying as ``backoff`` says; never raises for HTTP or network trouble.
 
         Calls on the same ``lane`` share one connection, so give concurrent calls distinct lanes.
         """
@@ -220,13 +251,13 @@ class Sender:
                 self._notify(outcome, attempt, None)
                 break
             outcome.result = str(attempt.status) if attempt.status is not None else str(attempt.error)
-            retries_done = number - 1
-            if not self.policy.should_retry(attempt.status, retries_done) or self.refusal:
-                if classify(attempt.status) is Verdict.RETRY:
-                    outcome.detail = f"gave up after {retries_done} retries"
+            retryable = classify(attempt.status) is Verdict.RETRY
+            if not retryable or self.backoff.give_up(number) is not None or self.refusal:
+                if retryable:
+                    outcome.detail = f"gave up after {number - 1} retries"
                 self._notify(outcome, attempt, None)
                 break
-            wait = self.policy.wait(retries_done)
+            wait = self.backoff.delay(number)
             self._notify(outcome, attempt, wait)
             await asyncio.sleep(wait)
         if self._observer is not None:

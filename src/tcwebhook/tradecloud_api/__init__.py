@@ -27,10 +27,8 @@ from tcwebhook.tradecloud_api.fetch import (
     fetch_target,
     plan_fetches,
 )
-from tcwebhook.tradecloud_api.retry import Backoff
 
 __all__ = [
-    "Backoff",
     "Coalescer",
     "DocumentFetcher",
     "DocumentMetadata",

@@ -9,6 +9,7 @@ success raises ``TradecloudApiError``. Tokens, passwords and pre-signed URLs are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import ssl
 import time
@@ -23,15 +24,19 @@ import httpx
 import orjson
 import structlog
 
+from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings
 from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
 from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
-from tcwebhook.tradecloud_api.retry import Backoff, is_retryable, retry_after_seconds
 
 log = structlog.get_logger(__name__)
 
 USER_AGENT = "tcwebhook"
+# Between attempts of one call; ``[tradecloud] max_retries`` sets how many attempts there are.
+DEFAULT_BACKOFF = Backoff(initial=0.5, multiplier=2.0, cap=20.0, jitter=0.2)
+# 5xx and throttling are worth another attempt; anything else is the answer.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DEFAULT_MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 # Ids come from webhook calls; anything that could leave its path segment is refused.
 _BAD_ID = re.compile(r"[/\\?#%\s\x00-\x1f\x7f]")
@@ -62,6 +67,18 @@ def _verify(settings: TradecloudSettings) -> ssl.SSLContext | bool:
         ) from None
 
 
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds, when it is a plain number."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare from this API, and our own back-off is fine
+    return seconds if seconds >= 0 else None
+
+
 def _filename_from(response: httpx.Response, url: str) -> str:
     disposition = response.headers.get("content-disposition")
     if disposition:
@@ -80,7 +97,7 @@ class TradecloudClient:
         self,
         settings: TradecloudSettings,
         *,
-        backoff: Backoff | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
     ) -> None:
@@ -90,7 +107,7 @@ class TradecloudClient:
                 "configure an integration user."
             )
         self._settings = settings
-        self._backoff = backoff or Backoff()
+        self._backoff = dataclasses.replace(backoff, max_attempts=settings.max_retries + 1)
         self._max_bytes = max_document_bytes
         verify = _verify(settings)
         timeout = httpx.Timeout(settings.timeout)
@@ -269,25 +286,25 @@ class TradecloudClient:
         retries: int | None = None,
     ) -> httpx.Response:
         """Repeat ``attempt`` on passing trouble; return the first final answer."""
-        limit = self._settings.max_retries if retries is None else retries
-        problem = "no attempt"
-        for n in range(limit + 1):
+        backoff = self._backoff if retries is None else dataclasses.replace(self._backoff, max_attempts=retries + 1)
+        number = 0
+        while True:
+            number += 1
             retry_after: float | None = None
             try:
                 response = await attempt()
             except httpx.TransportError as exc:
                 problem = type(exc).__name__
             else:
-                if not is_retryable(response):
+                if response.status_code not in RETRYABLE_STATUS:
                     return response
                 problem = f"HTTP {response.status_code}"
                 retry_after = retry_after_seconds(response)
-            if n == limit:
-                break
-            delay = self._backoff.delay(n, retry_after)
-            log.info("tradecloud_retry", call=what, problem=problem, attempt=n + 1, delay=delay)
+            if backoff.give_up(number) is not None:
+                raise TradecloudApiError(f"Tradecloud {what}: {problem} after {number} attempts")
+            delay = backoff.delay(number, at_least=retry_after)
+            log.info("tradecloud_retry", call=what, problem=problem, attempt=number, delay=delay)
             await asyncio.sleep(delay)
-        raise TradecloudApiError(f"Tradecloud {what}: {problem} after {limit + 1} attempts")
 
     async def _send(
         self, client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
