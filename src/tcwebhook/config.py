@@ -61,9 +61,55 @@ class BasicCredential(_Section):
         return self
 
 
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+
+
+class OAuthSettings(_Section):
+    """OAuth 2.0 client-credentials access tokens (JWTs) issued by Entra ID, ADFS or B2C."""
+
+    tenant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    issuer: str | tuple[str, ...] | None = None
+    jwks_url: str | None = None
+    audience: str | tuple[str, ...] = ()
+    allowed_client_ids: tuple[str, ...] = ()  # azp / appid; empty = any client
+    required_roles: tuple[str, ...] = ()
+    ca_bundle: Path | None = None
+    leeway: float = Field(default=60.0, ge=0)  # seconds of clock skew on exp / nbf / iat
+    # An unknown kid refreshes the key set at most this often, so random kids cannot hammer the IdP.
+    jwks_refresh_interval: float = Field(default=60.0, ge=0)
+    jwks_max_age: float = Field(default=24 * 3600.0, gt=0)  # refetch a key set older than this
+    jwks_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuthSettings:
+        if self.tenant_id is None and (self.issuer is None or self.jwks_url is None):
+            raise ValueError("set tenant_id, or both issuer and jwks_url")
+        if not self.audiences:
+            raise ValueError("audience is required (the Application ID URI or client id of the webhook app)")
+        if self.jwks_url is not None and not self.jwks_url.startswith("https://"):
+            raise ValueError("jwks_url must start with https://")
+        return self
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.audience,) if isinstance(self.audience, str) else self.audience
+
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        if self.issuer is not None:
+            return (self.issuer,) if isinstance(self.issuer, str) else self.issuer
+        # Entra issues v1 tokens (sts.windows.net) unless the app manifest asks for v2; same keys.
+        return (f"{ENTRA_AUTHORITY}/{self.tenant_id}/v2.0", f"https://sts.windows.net/{self.tenant_id}/")
+
+    @property
+    def keys_url(self) -> str:
+        return self.jwks_url or f"{ENTRA_AUTHORITY}/{self.tenant_id}/discovery/v2.0/keys"
+
+
 class AuthSettings(_Section):
     bearer_tokens: tuple[SecretStr, ...] = ()
     basic: tuple[BasicCredential, ...] = ()
+    oauth: OAuthSettings | None = None
     realm: str = "tcwebhook"
     failure_log_window: float = Field(default=60.0, gt=0)
 
@@ -75,7 +121,7 @@ class AuthSettings(_Section):
 
     @property
     def configured(self) -> bool:
-        return bool(self.bearer_tokens or self.basic)
+        return bool(self.bearer_tokens or self.basic or self.oauth)
 
 
 class StoreSettings(_Section):

@@ -8,7 +8,8 @@
                    ├─ tradecloud  TradecloudClient, when [tradecloud] has credentials
                    ├─ inbox       inbox.factory.open_inbox ([store] url)
                    └─ dispatcher  Dispatcher(inbox, sinks)
-                 Service.receiver()  the ASGI app of ``serve`` (receiver + OpenAPI document)
+                 Service.receiver()  the ASGI app of ``serve`` (receiver + OpenAPI document,
+                                     OAuthValidator when [auth.oauth] is set)
 
     serve:  HttpsServer.load() (certificate checks) → Service.open() → HttpsServer.serve(receiver)
     worker: Service.open() → wait for SIGTERM/SIGINT
@@ -28,6 +29,7 @@ from types import TracebackType
 
 import structlog
 
+from tcwebhook.auth.oauth import OAuthValidator
 from tcwebhook.config import Settings
 from tcwebhook.contract.openapi import build_openapi
 from tcwebhook.dispatch.dispatcher import Dispatcher
@@ -71,6 +73,8 @@ class Service:
         """The checks of ``open`` that need no store and no network (``check-config``)."""
         build_sinks(self.settings)  # resolves python callables and sink settings
         check_api_options(self.settings)
+        if self.settings.auth.oauth is not None:
+            OAuthValidator(self.settings.auth.oauth)  # refuses an unusable ca_bundle
 
     def sinks(self) -> list[Sink]:
         """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
@@ -119,6 +123,7 @@ class Service:
             sync_delivery=self.dispatcher,
             openapi=build_openapi(s.routes.orders, s.routes.shipments),
             on_stored=self.dispatcher.notify,
+            oauth=OAuthValidator(s.auth.oauth) if s.auth.oauth is not None else None,
         )
 
 

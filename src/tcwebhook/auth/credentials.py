@@ -18,9 +18,10 @@ from tcwebhook.config import AuthSettings
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     ok: bool
-    scheme: str | None = None  # "basic" | "bearer"
-    principal: str | None = None  # basic username, or "bearer#<n>" (never the token)
+    scheme: str | None = None  # "basic" | "bearer" | "oauth"
+    principal: str | None = None  # basic username, "bearer#<n>" or "oauth:<client id>" (never the token)
     error: str | None = None  # why it failed, safe to log (never the presented value)
+    description: str | None = None  # RFC 6750 error_description of a refused OAuth token
 
 
 class Authenticator:
@@ -28,21 +29,25 @@ class Authenticator:
 
     def __init__(self, settings: AuthSettings) -> None:
         self._tokens = [t.get_secret_value().encode() for t in settings.bearer_tokens]
+        self._oauth = settings.oauth is not None
         self._basic = [
             (c.username.encode(), f"{c.username}:{c.password.get_secret_value()}".encode()) for c in settings.basic
         ]
         challenges: list[bytes] = []
         if self._basic:
             challenges.append(f'Basic realm="{settings.realm}", charset="UTF-8"'.encode())
-        if self._tokens:
+        if self._tokens or self._oauth:
             challenges.append(f'Bearer realm="{settings.realm}"'.encode())
         self._challenges = tuple(challenges)
         self._realm = settings.realm
 
     def challenges(self, result: AuthResult | None = None) -> tuple[bytes, ...]:
         """``WWW-Authenticate`` values for a 401; RFC 6750 §3.1 error code for a bad token."""
-        if result is not None and result.scheme == "bearer" and self._tokens:
-            bearer = f'Bearer realm="{self._realm}", error="invalid_token"'.encode()
+        if result is not None and result.scheme == "bearer" and (self._tokens or self._oauth):
+            text = f'Bearer realm="{self._realm}", error="invalid_token"'
+            if result.description:
+                text += f', error_description="{result.description}"'
+            bearer = text.encode()
             return tuple(bearer if c.startswith(b"Bearer") else c for c in self._challenges)
         return self._challenges
 
@@ -59,7 +64,7 @@ class Authenticator:
         return AuthResult(False, error="unsupported authorization scheme")
 
     def _check_bearer(self, token: bytes) -> AuthResult:
-        if not token or not self._tokens:
+        if not token or not (self._tokens or self._oauth):
             return AuthResult(False, scheme="bearer", error="bearer token missing or not enabled")
         match = -1
         for i, candidate in enumerate(self._tokens):

@@ -19,7 +19,8 @@ import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tcwebhook.auth import Authenticator, FailureLog, redact_headers
+from tcwebhook.auth import Authenticator, AuthResult, FailureLog, JwksUnavailable, redact_headers
+from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
@@ -68,12 +69,16 @@ class Receiver:
         metrics: ReceiverMetrics | None = None,
         openapi: dict[str, Any] | None = None,
         on_stored: Callable[[StoreResult], None] | None = None,
+        oauth: OAuthValidator | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
         self.sync_delivery = sync_delivery if settings.delivery.mode == "sync" else None
         self.metrics = metrics or ReceiverMetrics()
         self.auth = Authenticator(settings.auth)
+        if oauth is None and settings.auth.oauth is not None:
+            oauth = OAuthValidator(settings.auth.oauth)
+        self.oauth = oauth
         self.failures = FailureLog(settings.auth.failure_log_window)
         self.on_stored = on_stored
         self._orders = settings.routes.orders
@@ -137,7 +142,7 @@ class Receiver:
             return await self._aux(path, method, scope, send, state), "other"
 
         try:
-            self._authenticate(scope)
+            await self._authenticate(scope)
             if path_id is None and method == "POST":
                 status = await self._post(route, scope, receive, send, state)
             elif method == "GET":  # not HEAD: a trigger stores an event, HEAD must not
@@ -168,7 +173,7 @@ class Receiver:
             return 200
         if path == "/metrics" and method == "GET":
             try:
-                self._authenticate(scope)
+                await self._authenticate(scope)
             except _Reply as reply:
                 await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
                 return reply.status
@@ -179,13 +184,15 @@ class Receiver:
 
     # -- authentication ------------------------------------------------------------------------
 
-    def _authenticate(self, scope: Scope) -> None:
+    async def _authenticate(self, scope: Scope) -> None:
         values = [v for k, v in scope["headers"] if k == b"authorization"]
         if len(values) > 1:
             result = self.auth.check(None)
             reason = "several Authorization headers"
         else:
             result = self.auth.check(values[0] if values else None)
+            if not result.ok and self.oauth is not None and result.scheme == "bearer":
+                result = await self._check_oauth(values[0])
             reason = result.error or ""
         if result.ok and len(values) == 1:
             return
@@ -193,7 +200,23 @@ class Receiver:
         self.failures.record(client[0] if client else "unknown", reason)
         self.metrics.auth_failures.inc()
         headers = [(b"www-authenticate", c) for c in self.auth.challenges(result)]
-        raise _Reply(401, "unauthorized", "valid Basic or Bearer credentials are required", headers)
+        detail = result.description or "valid Basic or Bearer credentials are required"
+        raise _Reply(401, "unauthorized", detail, headers)
+
+    async def _check_oauth(self, header: bytes) -> AuthResult:
+        """A JWT-shaped bearer the static tokens refused, checked as an OAuth access token."""
+        assert self.oauth is not None
+        token = header.strip().partition(b" ")[2].strip()
+        if not looks_like_jwt(token):
+            return AuthResult(False, scheme="bearer", error="bearer token not accepted")
+        try:
+            return await self.oauth.check(token)
+        except JwksUnavailable as exc:
+            # The token may well be good: a 401 would make Tradecloud drop the event for good.
+            log.warning("oauth_keys_unavailable", error=str(exc))
+            raise _Reply(
+                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+            ) from None
 
     # -- POST webhook --------------------------------------------------------------------------
 
