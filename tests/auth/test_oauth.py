@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import trustme
 from pydantic import ValidationError
+from tests.auth.idp import AUDIENCE, CLIENT_ID, IdPServer, ec_key, hs256_with_public_key, rsa_key, tampered, unsigned
 
 from tcwebhook.auth import Authenticator, JwksUnavailable, OAuthValidator, looks_like_jwt
 from tcwebhook.config import AuthSettings, OAuthSettings
-
-from tests.auth.idp import AUDIENCE, CLIENT_ID, IdPServer, ec_key, hs256_with_public_key, rsa_key, tampered, unsigned
 
 pytestmark = pytest.mark.anyio
 
