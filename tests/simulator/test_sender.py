@@ -31,7 +31,8 @@ from tcwebhook.simulator.sender import (
     sender_backoff,
 )
 from tcwebhook.simulator.stats import Tally
-from tcwebhook.simulator.trust import SELF_SIGNED_MESSAGE, client_context
+from tcwebhook.simulator.trust import SELF_SIGNED_MESSAGE
+from tcwebhook.transport.certs import client_context
 
 from .conftest import StartServer
 from .servers import DroppingFront, Pki

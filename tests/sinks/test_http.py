@@ -251,7 +251,7 @@ class TestConfiguration:
     def test_bad_ca_bundle(self, tmp_path: Path) -> None:
         bad = tmp_path / "ca.pem"
         bad.write_text("not a certificate")
-        with pytest.raises(StartupError, match="cannot load the CA bundle"):
+        with pytest.raises(StartupError, match=r"Sink 'erp': ca_bundle .* holds no usable PEM certificate"):
             HttpSink("erp", "https://x", ca_bundle=bad)
 
     def test_bad_url(self) -> None:

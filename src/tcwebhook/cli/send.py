@@ -38,7 +38,7 @@ from tcwebhook.simulator.sender import (
     sender_backoff,
 )
 from tcwebhook.simulator.stats import Tally
-from tcwebhook.simulator.trust import client_context
+from tcwebhook.transport.certs import client_context
 
 MAX_EVENT_LINES = 50
 

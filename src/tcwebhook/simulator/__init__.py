@@ -11,7 +11,7 @@ from tcwebhook.simulator.samples import Family, SampleEvent, SampleFactory, pars
 from tcwebhook.simulator.sender import Attempt, Outcome, Sender, Verdict, classify, require_https, sender_backoff
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.tlscheck import Check, Status, TlsReport, check_tls
-from tcwebhook.simulator.trust import client_context
+from tcwebhook.transport.certs import client_context
 
 __all__ = [
     "Attempt",

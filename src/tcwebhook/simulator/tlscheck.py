@@ -30,7 +30,6 @@ from tcwebhook.simulator.samples import SampleFactory, family_of
 from tcwebhook.simulator.trust import (
     SELF_SIGNED_MESSAGE,
     PeerChain,
-    client_context,
     common_name,
     days_left,
     diagnose_handshake,
@@ -38,11 +37,8 @@ from tcwebhook.simulator.trust import (
     explain_untrusted,
     fetch_peer_chain,
     find_ssl_error,
-    hostname_matches,
-    is_self_signed,
-    sni_name,
-    subject_alt_names,
 )
+from tcwebhook.transport.certs import client_context, hostname_matches, is_self_signed, sni_name, subject_alt_names
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -239,7 +235,7 @@ def _certificate_checks(report: TlsReport, peer: PeerChain, now: datetime) -> No
         report.add("Not self-signed", Status.PASS, f"'{subject}' issued by '{common_name(leaf.issuer)}'")
 
     names = subject_alt_names(leaf)
-    if hostname_matches(leaf, report.host):
+    if hostname_matches(names, report.host):
         report.add("Hostname matches", Status.PASS, f"{report.host} is in {', '.join(names)}")
     elif not names:
         report.add("Hostname matches", Status.FAIL, "the certificate has no subjectAltName; clients ignore the CN")

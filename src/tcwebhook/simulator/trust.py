@@ -1,7 +1,8 @@
 """How the sender decides to trust a webhook server, and why it refuses one.
 
-The sender verifies like Tradecloud: TLS 1.2 or newer, the certificate chain checked against
-the system roots (or a test CA bundle), the host name checked. When verification fails, a
+The sender verifies like Tradecloud (``transport.certs.client_context``): TLS 1.2 or newer, the
+chain checked against the usual public roots (or only a test CA bundle), the host name checked.
+When verification fails, a
 second handshake without verification fetches what the server presents, so the refusal can
 say *why* (self-signed, chain incomplete, expired, wrong host).
 """
@@ -9,20 +10,17 @@ say *why* (self-signed, chain incomplete, expired, wrong host).
 from __future__ import annotations
 
 import _ssl
-import ipaddress
 import socket
 import ssl
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from tcwebhook.errors import StartupError
+from tcwebhook.transport.certs import is_self_signed, sni_name, subject_alt_names
 
 SELF_SIGNED_MESSAGE = (
     "the server presents a self-signed certificate; Tradecloud refuses self-signed "
@@ -38,23 +36,6 @@ _NO_LOCAL_ISSUER = 20
 _CANNOT_VERIFY_LEAF = 21
 _NO_ISSUER = 2
 _HOSTNAME_MISMATCH = 62
-
-
-def client_context(ca_bundle: Path | None = None, *, check_hostname: bool = True) -> ssl.SSLContext:
-    """A verifying client context: TLS 1.2 minimum, system roots or only ``ca_bundle``."""
-    try:
-        ctx = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
-    except FileNotFoundError:
-        raise StartupError(f"CA bundle {ca_bundle} does not exist: pass an existing PEM file.") from None
-    except ssl.SSLError as exc:
-        raise StartupError(
-            f"CA bundle {ca_bundle} holds no usable PEM certificate ({exc.reason}): "
-            "pass the CA certificate(s) in PEM form."
-        ) from None
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = check_hostname
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def unverified_context() -> ssl.SSLContext:
@@ -78,15 +59,6 @@ class PeerChain:
     @property
     def leaf(self) -> x509.Certificate:
         return self.certificates[0]
-
-
-def sni_name(host: str) -> str | None:
-    """The name to send as SNI: none for an IP address literal."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host
-    return None
 
 
 def _sent_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -134,51 +106,6 @@ def common_name(name: x509.Name) -> str:
         value = attrs[0].value
         return value if isinstance(value, str) else value.decode(errors="replace")
     return name.rfc4514_string() or "(empty name)"
-
-
-def is_self_signed(cert: x509.Certificate) -> bool:
-    """Issuer equals subject and the certificate's own key verifies its signature."""
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def subject_alt_names(cert: x509.Certificate) -> list[str]:
-    """DNS names and IP addresses the certificate is valid for."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    out: list[str] = list(san.get_values_for_type(x509.DNSName))
-    out += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return out
-
-
-def _dns_match(pattern: str, host: str) -> bool:
-    pattern = pattern.lower().rstrip(".")
-    if pattern.startswith("*."):
-        # A wildcard covers exactly one left-most label (RFC 6125 §6.4.3).
-        head, _, rest = host.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return pattern == host
-
-
-def hostname_matches(cert: x509.Certificate, host: str) -> bool:
-    """Whether ``host`` is covered by the certificate's subjectAltName (the CN is ignored)."""
-    host = host.strip("[]").lower().rstrip(".")
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return any(_dns_match(p, host) for p in san.get_values_for_type(x509.DNSName))
-    return ip in san.get_values_for_type(x509.IPAddress)
 
 
 def find_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ssl
 import time
 from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-import certifi
 import httpx
 import structlog
 
@@ -25,6 +23,7 @@ from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
+from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
 
@@ -45,27 +44,6 @@ class _BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
         yield request
-
-
-def tls_context(*, verify: bool, ca_bundle: Path | None, sink: str = "http") -> ssl.SSLContext:
-    """The client TLS context: ``ca_bundle`` alone, else the system store plus certifi."""
-    if not verify:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    try:
-        if ca_bundle is not None:
-            return ssl.create_default_context(cafile=str(ca_bundle))
-        # Internal ERP endpoints often use a company CA installed in the OS store, public ones a
-        # CA from certifi's Mozilla bundle: trust both.
-        ctx = ssl.create_default_context()
-        ctx.load_verify_locations(cafile=certifi.where())
-        return ctx
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(
-            f"Sink {sink!r}: cannot load the CA bundle {ca_bundle} ({exc}); give a readable PEM file."
-        ) from None
 
 
 def _header_value(value: str) -> str:
@@ -111,7 +89,7 @@ class HttpSink:
         self._headers = self._static_headers(headers or {}, has_auth=has_auth)
         self._auth = self._make_auth(bearer_token, basic_username, basic_password)
         self._secrets = self._secret_strings(bearer_token, basic_username, basic_password)
-        self._tls = tls_context(verify=verify, ca_bundle=ca_bundle, sink=name)
+        self._tls = client_context(ca_bundle, verify=verify, setting=f"Sink {name!r}: ca_bundle")
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from email.message import Message
@@ -29,6 +28,7 @@ from tcwebhook.config import TradecloudSettings
 from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
 from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
+from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
 
@@ -53,18 +53,6 @@ def _where(url: str | httpx.URL) -> str:
     """Scheme, host and path of a URL: pre-signed query strings are credentials."""
     parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _verify(settings: TradecloudSettings) -> ssl.SSLContext | bool:
-    if settings.ca_bundle is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(settings.ca_bundle))
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(
-            f"[tradecloud] ca_bundle {settings.ca_bundle} cannot be used ({exc}): "
-            "point it at a PEM file with the CA certificates to trust."
-        ) from None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -109,7 +97,7 @@ class TradecloudClient:
         self._settings = settings
         self._backoff = dataclasses.replace(backoff, max_attempts=settings.max_retries + 1)
         self._max_bytes = max_document_bytes
-        verify = _verify(settings)
+        verify = client_context(settings.ca_bundle, setting="[tradecloud] ca_bundle")
         timeout = httpx.Timeout(settings.timeout)
         base = settings.api_base.rstrip("/")
         self._api = httpx.AsyncClient(

@@ -7,7 +7,6 @@ service at start-up (``CertificateError``) rather than surface as failed webhook
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 import ssl
@@ -19,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -36,6 +35,7 @@ from cryptography.x509.verification import (
 )
 
 from tcwebhook.errors import CertificateError
+from tcwebhook.transport.certs import hostname_matches, ip_literal, is_self_signed, normalise_host, subject_alt_names
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN CERTIFICATE-----\s.+?-----END CERTIFICATE-----", re.DOTALL
@@ -128,20 +128,20 @@ def check_pem_pair(
     key = _parse_key(pair.key_pem, pair.keyfile, pair.certfile)
     leaf = _leaf_matching_key(certs, key, pair.certfile, pair.keyfile)
     intermediates = certs[1:]
-    if _is_self_signed(leaf):
+    if is_self_signed(leaf):
         raise CertificateError(
             f"The certificate in {pair.certfile} ({_name(leaf.subject)}) is self-signed, which "
             "Tradecloud will not trust: use a certificate issued by a public CA such as "
             "Let's Encrypt."
         )
     _check_validity(leaf, now, f"The certificate in {pair.certfile}")
-    sans = _san_names(leaf)
+    sans = subject_alt_names(leaf)
     if not sans:
         raise CertificateError(
             f"The certificate in {pair.certfile} has no DNS or IP subjectAltName, so TLS clients "
             "cannot match it to a host name: reissue it with the public host name as a SAN."
         )
-    if public_hostname is not None and not _covers(sans, public_hostname):
+    if public_hostname is not None and not hostname_matches(sans, public_hostname):
         raise CertificateError(
             f"The certificate in {pair.certfile} does not cover server.public_hostname "
             f"{public_hostname!r} (it names {', '.join(sans)}): use a certificate for that name "
@@ -277,16 +277,6 @@ def _leaf_matching_key(
     )
 
 
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     if now > end:
@@ -301,54 +291,10 @@ def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
         )
 
 
-def _san_names(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    dns = san.get_values_for_type(x509.DNSName)
-    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return (*dns, *ips)
-
-
-def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
-
-
-def _normalise_host(host: str) -> str:
-    host = host.strip().rstrip(".").lower()
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
-def _covers(sans: Sequence[str], hostname: str) -> bool:
-    """RFC 6125 matching: exact names, a wildcard only as the whole left-most label, IPs exactly."""
-    wanted_ip = _as_ip(hostname)
-    if wanted_ip is not None:
-        return any(_as_ip(san) == wanted_ip for san in sans)
-    host = _normalise_host(hostname)
-    for san in sans:
-        if _as_ip(san) is not None:
-            continue
-        pattern = san.rstrip(".").lower()
-        if pattern == host:
-            return True
-        if pattern.startswith("*."):
-            label, _, rest = host.partition(".")
-            if label and rest and rest == pattern[2:]:
-                return True
-    return False
-
-
 def _probe_name(sans: Sequence[str]) -> str:
     """A concrete name the certificate must serve, for chain checks when no host name is set."""
     for san in sans:
-        if _as_ip(san) is None:
+        if ip_literal(san) is None:
             # A wildcard has to be checked through one name it covers.
             return "tcwebhook-probe" + san[1:] if san.startswith("*.") else san
     return sans[0]
@@ -457,10 +403,10 @@ def _leaf_policy() -> ExtensionPolicy:
 
 
 def _verifier_subject(name: str) -> Subject:
-    ip = _as_ip(name)
+    ip = ip_literal(name)
     if ip is not None:
         return x509.IPAddress(ip)
-    return x509.DNSName(_normalise_host(name))
+    return x509.DNSName(normalise_host(name))
 
 
 def _verify_chain(
@@ -511,7 +457,7 @@ def _explain_chain_failure(
             _check_validity(top, now, f"The intermediate {_name(top.subject)} in {certfile}")
         except CertificateError as expired:
             return str(expired)
-    if top.issuer not in anchor_names and not _is_self_signed(top):
+    if top.issuer not in anchor_names and not is_self_signed(top):
         if top is leaf:
             return (
                 f"The intermediate certificate that issued {_name(leaf.subject)} "
@@ -525,7 +471,7 @@ def _explain_chain_failure(
             f"{_name(top.issuer)} is neither in certfile nor in {store_label}: add the missing "
             "intermediate to certfile after the leaf, or trust the right root."
         )
-    if _is_self_signed(top) and top.subject not in anchor_names:
+    if is_self_signed(top) and top.subject not in anchor_names:
         return (
             f"The chain in {certfile} leads to the root {_name(top.subject)}, which "
             f"{store_label} does not trust: use a certificate from a trusted CA or set "
