@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from jwt import PyJWK
 from jwt.exceptions import InvalidKeyError, PyJWKError
 
 from tcwebhook.config import OAuthSettings
-from tcwebhook.errors import StartupError, TcwebhookError
+from tcwebhook.errors import TcwebhookError
+from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
 
@@ -52,18 +52,6 @@ class KeyLookup:
     reason: str = ""  # why there is no key (safe to show the sender)
 
 
-def client_verify(ca_bundle: object) -> ssl.SSLContext | bool:
-    """TLS verification for the key-set host: the system roots, or a private CA bundle."""
-    if ca_bundle is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(ca_bundle))
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(
-            f"[auth.oauth] ca_bundle {ca_bundle} cannot be used ({exc}): point it at a PEM file of CA certificates."
-        ) from None
-
-
 class JwksCache:
     """Signing keys by ``kid``; ``lookup`` refreshes as described in the module docstring."""
 
@@ -78,7 +66,7 @@ class JwksCache:
         self._refresh_interval = settings.jwks_refresh_interval
         self._max_age = settings.jwks_max_age
         self._timeout = settings.jwks_timeout
-        self._verify = client_verify(settings.ca_bundle)
+        self._verify = client_context(settings.ca_bundle, setting="[auth.oauth] ca_bundle")
         self._clock = clock
         self._transport = transport
         self._keys: dict[str, SigningKey] = {}
