@@ -208,7 +208,10 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     log_path = directory / "dev.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [*CLI, "dev", "--data-dir", str(directory / "data"), "--port", str(port)],
+            [
+                *CLI, "dev", "--data-dir", str(directory / "data"),
+                "--port", str(port), "--console-port", str(free_port()),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=directory,

@@ -212,6 +212,50 @@ class TradecloudSettings(_Section):
         return bool(self.username and self.password)
 
 
+class ConsoleUser(_Section):
+    """One login of the operator console; ``password`` in clear text is for tests and dev only."""
+
+    username: str = Field(min_length=1, max_length=200)
+    password_hash: SecretStr | None = None  # argon2, from `tcwebhook console hash-password`
+    password: SecretStr | None = None
+    role: Literal["viewer", "operator"] = "viewer"
+
+    @model_validator(mode="after")
+    def _one_password(self) -> ConsoleUser:
+        if (self.password_hash is None) == (self.password is None):
+            raise ValueError(f"console user {self.username!r} needs exactly one of password_hash or password")
+        if self.password_hash is not None and not self.password_hash.get_secret_value().startswith("$argon2"):
+            raise ValueError(
+                f"console user {self.username!r}: password_hash is not an argon2 hash "
+                "(make one with `tcwebhook console hash-password`)"
+            )
+        if self.password is not None and not self.password.get_secret_value():
+            raise ValueError(f"console user {self.username!r}: the password cannot be empty")
+        return self
+
+
+class ConsoleSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"  # operators reach it through a tunnel or a proxy, not the internet
+    port: int = Field(default=8444, ge=0, le=65535)
+    certfile: Path | None = None  # default: [tls] certfile
+    keyfile: Path | None = None  # default: [tls] keyfile
+    users: tuple[ConsoleUser, ...] = ()
+    session_idle_timeout: float = Field(default=30 * 60.0, gt=0)  # seconds without a request
+    # Failed logins: at most this many per client address and per username in the window.
+    login_attempts: int = Field(default=5, gt=0)
+    login_window: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ConsoleSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("[console] certfile and keyfile go together")
+        names = [u.username for u in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError("[[console.users]] usernames must be unique")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything tcwebhook reads from its configuration; immutable once built."""
 
@@ -233,6 +277,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     sinks: tuple[SinkSettings, ...] = ()
     tradecloud: TradecloudSettings = TradecloudSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -76,12 +76,20 @@ def check_config(config: ConfigOption = None) -> None:
 def _dev_credentials(path: Path) -> dict[str, str]:
     if path.is_file():
         data: dict[str, str] = json.loads(path.read_text())
+        if "console_password" not in data:  # made by a version without the console
+            data["console_password"] = secrets.token_urlsafe(18)
+            _save_credentials(path, data)
         return data
     data = {
         "bearer_token": secrets.token_urlsafe(32),
         "basic_username": "tradecloud",
         "basic_password": secrets.token_urlsafe(24),
+        "console_password": secrets.token_urlsafe(18),
     }
+    return _save_credentials(path, data)
+
+
+def _save_credentials(path: Path, data: dict[str, str]) -> dict[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -96,6 +104,7 @@ def dev(
     ),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8443,
+    console_port: Annotated[int, typer.Option(help="Port of the operator console.")] = 8444,
 ) -> None:
     from tcwebhook.transport.devca import ensure_dev_pki
 
@@ -113,6 +122,10 @@ def dev(
         "auth.bearer_tokens": [creds["bearer_token"]],
         "auth.basic": [{"username": creds["basic_username"], "password": creds["basic_password"]}],
         "logging.format": "console",
+        "console.enabled": True,
+        "console.host": host,
+        "console.port": console_port,
+        "console.users": [{"username": "admin", "password": creds["console_password"], "role": "operator"}],
     }
     settings = startup_guard(lambda: load_settings(config, **overrides))
     if not settings.sinks:
@@ -142,6 +155,9 @@ def dev(
         console.print(f"  bearer token       {token}")
         console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
         console.print(f"  inbox              {settings.store_url}")
+        if service.console is not None:
+            console.print(f"  operator console   https://localhost:{service.console.bound_port}/")
+            console.print(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
             console.print(f"  sink {sink.name:<13} {sink.type} {sink.directory or sink.url or sink.callable}")
         console.print("\nSend a sample event:")

@@ -14,6 +14,7 @@ from tcwebhook.inbox.base import (
     NewEvent,
     QuarantineEntry,
     ReplayResult,
+    SinkHealth,
     StoredEvent,
     StoreResult,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "NewEvent",
     "QuarantineEntry",
     "ReplayResult",
+    "SinkHealth",
     "SqliteInbox",
     "StoreResult",
     "StoredEvent",

@@ -202,6 +202,14 @@ class ReplayResult:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
+    """Which events a listing returns; every field given must match.
+
+    ``sink`` keeps the events that have a delivery for that sink, and then ``status`` is the
+    status of *that delivery* (a ``DeliveryStatus`` value) instead of the event's summed-up one:
+    ``sink="erp", status="dead"`` are the dead letters of ``erp``.
+    ``before_seq`` pages newest-first listings by keyset: only events with a smaller ``seq``.
+    """
+
     status: str | None = None
     kind: EventKind | None = None
     event_name: str | None = None  # glob
@@ -209,6 +217,22 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100
+    sink: str | None = None
+    search: str | None = None  # like ``number``, and a message id (meta.messageId) too
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """What the console and the metrics show about one sink's deliveries."""
+
+    sink: str
+    backlog: int  # pending deliveries
+    oldest_pending_at: datetime | None  # when the oldest pending event was received
+    dead: int  # dead deliveries (dead letters)
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
 
 
 @runtime_checkable
@@ -263,6 +287,20 @@ class Inbox(Protocol):
     async def pending_sinks(self) -> Sequence[str]:
         """Sink names that have pending deliveries (to spot sinks removed from the config)."""
 
+    # -- operator views (console, metrics) -----------------------------------------------------
+
+    async def count_by_status(self) -> Mapping[str, int]:
+        """Events per ``EventStatus`` value (every value present, zeros too), and under
+        ``"quarantined"`` the quarantine entries not reprocessed yet."""
+
+    async def sink_health(self, sinks: Sequence[str]) -> Sequence[SinkHealth]:
+        """One entry per name in ``sinks`` and per other sink with pending or dead deliveries,
+        sorted by name."""
+
+    async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
+        """Events received since ``since`` counted per bucket (bucket start, count), oldest first;
+        empty buckets are left out."""
+
     # -- delivery state, used by the dispatcher ------------------------------------------------
 
     async def claim_due(
@@ -297,9 +335,15 @@ class Inbox(Protocol):
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
 
     async def replay(
-        self, event_ids: Sequence[str], *, only_dead: bool = False, force: bool = False
+        self,
+        event_ids: Sequence[str],
+        *,
+        only_dead: bool = False,
+        force: bool = False,
+        sink: str | None = None,
     ) -> ReplayResult:
         """Make deliveries pending again (and create them for sinks configured since).
 
-        ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once.
+        ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once;
+        ``sink`` touches that sink's deliveries only (and creates none for other sinks).
         """

@@ -104,7 +104,17 @@ _V1 = (
     "CREATE INDEX quarantine_received ON quarantine(received_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# The operator console and the metrics: listings by status and by sink in arrival order (keyset
+# pages on a million rows), per-sink backlog and dead-letter counts, a sink's last success and
+# last error. ``events_status`` covers what the partial ``events_open`` did.
+_V2 = (
+    "CREATE INDEX events_status ON events(status, seq)",
+    "DROP INDEX events_open",
+    "CREATE INDEX deliveries_sink ON deliveries(sink, status, seq)",
+    "CREATE INDEX attempts_sink ON attempts(sink, outcome, started_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

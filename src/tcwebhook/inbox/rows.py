@@ -16,6 +16,8 @@ EVENT_COLUMNS = (
     " shipment_id, purchase_order_number, shipment_number, message_id, last_updated_at, headers,"
     " status"
 )
+# The same, qualified for a query that joins the deliveries as ``d`` and the events as ``e``.
+EVENT_COLUMNS_E = ", ".join(f"e.{name.strip()}" for name in EVENT_COLUMNS.split(","))
 DELIVERY_COLUMNS = (
     "sink, status, attempts, next_attempt_at, claim_owner, claim_expires, last_error, updated_at"
 )
@@ -92,27 +94,44 @@ def quarantine_from_row(row: Sequence[Any]) -> QuarantineEntry:
     )
 
 
-def filter_clause(flt: EventFilter) -> tuple[str, list[Any]]:
-    """``WHERE …`` (or "") and its arguments for an event filter."""
+def filter_clause(flt: EventFilter, prefix: str = "") -> tuple[str, list[Any]]:
+    """``WHERE …`` (or "") and its arguments for an event filter.
+
+    ``prefix`` qualifies the events columns (``"e."``) when the query joins the deliveries; the
+    ``sink`` filter itself is the caller's join (see ``SqliteInbox.list_events``).
+    """
+    p = prefix
     where: list[str] = []
     args: list[Any] = []
-    if flt.status:
-        where.append("status = ?")
+    if flt.status and not flt.sink:
+        where.append(f"{p}status = ?")
         args.append(str(flt.status))
     if flt.kind:
-        where.append("kind = ?")
+        where.append(f"{p}kind = ?")
         args.append(flt.kind.value)
     if flt.event_name:
-        where.append("event_name GLOB ?")
+        where.append(f"{p}event_name GLOB ?")
         args.append(flt.event_name)
-    if flt.number:
-        # Order and shipment ids are found through the routing key, which is indexed.
-        where.append("(key IN (?, ?) OR purchase_order_number = ? OR shipment_number = ?)")
-        args.extend((f"order:{flt.number}", f"shipment:{flt.number}", flt.number, flt.number))
+    for value, message_id in ((flt.number, False), (flt.search, True)):
+        if not value:
+            continue
+        # Order and shipment ids are found through the routing key, which is indexed; a message
+        # id is the dedupe key (unique index).
+        clause = (
+            f"({p}key IN (?, ?, ?) OR {p}purchase_order_number = ? OR {p}shipment_number = ?"
+            + (f" OR {p}dedupe_key = ?)" if message_id else ")")
+        )
+        where.append(clause)
+        args.extend((f"order:{value}", f"shipment:{value}", f"order:legacy:{value}", value, value))
+        if message_id:
+            args.append(value)
     if flt.since is not None:
-        where.append("received_at >= ?")
+        where.append(f"{p}received_at >= ?")
         args.append(flt.since.timestamp())
     if flt.until is not None:
-        where.append("received_at < ?")
+        where.append(f"{p}received_at < ?")
         args.append(flt.until.timestamp())
+    if flt.before_seq is not None:
+        where.append(f"{p}seq < ?")
+        args.append(flt.before_seq)
     return (" WHERE " + " AND ".join(where) if where else ""), args

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,15 +43,17 @@ from tcwebhook.inbox.base import (
     NewEvent,
     QuarantineEntry,
     ReplayResult,
+    SinkHealth,
     StoredEvent,
     StoreResult,
 )
-from tcwebhook.inbox.ids import new_id, updated_micros
+from tcwebhook.inbox.ids import new_id, to_datetime, updated_micros
 from tcwebhook.inbox.migrations import migrate
 from tcwebhook.inbox.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    EVENT_COLUMNS_E,
     QUARANTINE_COLUMNS,
     attempt_from_row,
     delivery_from_row,
@@ -146,6 +149,34 @@ def _store_event(
         blocked = key is not None and conn.execute(dsql.KEY_BUSY, (sink, key)).fetchone() is not None
         conn.execute(dsql.INSERT_DELIVERY, (seq, sink, key, next_at, blocked, params[2]))
     return StoreResult(event_id=params[0], seq=seq, duplicate=False)
+
+
+def _listing(flt: EventFilter, columns: str, *, newest_first: bool) -> tuple[str, list[Any]]:
+    """The SELECT (without its LIMIT value) of an event listing and its arguments.
+
+    With a ``sink`` the query walks that sink's deliveries in arrival order (index
+    ``deliveries_sink``), so a sink's dead letters page as fast as the whole table does.
+    """
+    order = "DESC" if newest_first else "ASC"
+    if flt.sink is None:
+        where, args = filter_clause(flt)
+        return f"SELECT {columns} FROM events{where} ORDER BY seq {order} LIMIT ?", args  # noqa: S608
+    where, args = filter_clause(flt, prefix="e.")
+    clauses = ["d.sink = ?"]
+    head: list[Any] = [flt.sink]
+    if flt.status:
+        clauses.append("d.status = ?")
+        head.append(str(flt.status))
+    if flt.before_seq is not None:
+        clauses.append("d.seq < ?")
+        head.append(flt.before_seq)
+    joined = " AND ".join(clauses) + (" AND " + where.removeprefix(" WHERE ") if where else "")
+    qualified = EVENT_COLUMNS_E if columns == EVENT_COLUMNS else f"e.{columns}"
+    sql = (
+        f"SELECT {qualified} FROM deliveries AS d JOIN events AS e ON e.seq = d.seq"  # noqa: S608
+        f" WHERE {joined} ORDER BY d.seq {order} LIMIT ?"
+    )
+    return sql, [*head, *args]
 
 
 def _reprocess(
@@ -373,13 +404,11 @@ class SqliteInbox:
         return await self._read(q)
 
     async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
-        where, args = filter_clause(flt)
-        sql = f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        sql, args = _listing(flt, EVENT_COLUMNS, newest_first=True)
         return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(sql, (*args, flt.limit))])
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
-        where, args = filter_clause(flt)
-        sql = f"SELECT event_id FROM events{where} ORDER BY seq LIMIT ?"  # noqa: S608
+        sql, args = _listing(flt, "event_id", newest_first=False)
         return await self._read(lambda conn: [r[0] for r in conn.execute(sql, (*args, flt.limit))])
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
@@ -410,6 +439,34 @@ class SqliteInbox:
     async def pending_sinks(self) -> Sequence[str]:
         sql = "SELECT DISTINCT sink FROM deliveries WHERE status = 'pending' ORDER BY sink"
         return await self._read(lambda conn: [r[0] for r in conn.execute(sql)])
+
+    async def count_by_status(self) -> Mapping[str, int]:
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            counts = dict.fromkeys((s.value for s in EventStatus), 0)
+            counts.update(dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status")))
+            counts["quarantined"] = conn.execute(
+                "SELECT count(*) FROM quarantine WHERE reprocessed_event_id IS NULL"
+            ).fetchone()[0]
+            return counts
+
+        return await self._read(q)
+
+    async def sink_health(self, sinks: Sequence[str]) -> Sequence[SinkHealth]:
+        names = tuple(sinks)
+        return await self._read(lambda conn: dsql.sink_health(conn, names))
+
+    async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
+        width = max(int(bucket_seconds), 1)
+        sql = (
+            "SELECT CAST(received_at / ? AS INTEGER) AS bucket, count(*) FROM events"
+            " WHERE received_at >= ? GROUP BY bucket ORDER BY bucket"
+        )
+        return await self._read(
+            lambda conn: [
+                (to_datetime(bucket * width), count)
+                for bucket, count in conn.execute(sql, (width, since.timestamp()))
+            ]
+        )
 
     async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry:
         def q(conn: sqlite3.Connection) -> QuarantineEntry:
@@ -468,12 +525,17 @@ class SqliteInbox:
             await self._write(lambda conn: dsql.extend_leases(conn, held, time.time() + lease))
 
     async def replay(
-        self, event_ids: Sequence[str], *, only_dead: bool = False, force: bool = False
+        self,
+        event_ids: Sequence[str],
+        *,
+        only_dead: bool = False,
+        force: bool = False,
+        sink: str | None = None,
     ) -> ReplayResult:
         ids = tuple(event_ids)
         return await self._write(
             lambda conn: dsql.replay(
-                conn, ids, sinks=self._sinks, only_dead=only_dead, force=force, now=time.time()
+                conn, ids, sinks=self._sinks, only_dead=only_dead, force=force, now=time.time(), sink=sink
             )
         )
 

@@ -26,6 +26,7 @@ from tcwebhook.inbox.base import (
     DeliveryStatus,
     EventClaim,
     ReplayResult,
+    SinkHealth,
     StoredEvent,
 )
 from tcwebhook.inbox.ids import to_datetime
@@ -326,11 +327,17 @@ def replay(
     only_dead: bool,
     force: bool,
     now: float,
+    sink: str | None = None,
 ) -> ReplayResult:
     requeued = 0
     touched = 0
     missing: list[str] = []
     only = " AND status = 'dead'" if only_dead else ""
+    sink_args: tuple[str, ...] = ()
+    if sink is not None:
+        only += " AND sink = ?"
+        sink_args = (sink,)
+        sinks = [s for s in sinks if s == sink]
     for event_id in event_ids:
         row = conn.execute("SELECT seq, key FROM events WHERE event_id = ?", (event_id,)).fetchone()
         if row is None:
@@ -346,7 +353,7 @@ def replay(
             "   AND p.status = 'pending' AND p.seq < deliveries.seq)),"
             " updated_at = ? WHERE seq = ? AND (claim_expires IS NULL OR claim_expires <= ?)"
             + only,
-            (now, int(force), now, seq, now),
+            (now, int(force), now, seq, now, *sink_args),
         ).rowcount
         if not only_dead:
             # Sinks configured after the event arrived get it too.
@@ -362,3 +369,45 @@ def replay(
             requeued += count
             refresh_status(conn, seq)
     return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing))
+
+
+_LAST_ATTEMPT = (
+    "SELECT started_at, error FROM attempts WHERE sink = ? AND outcome = ? ORDER BY started_at DESC LIMIT 1"
+)
+
+
+def sink_health(conn: sqlite3.Connection, sinks: Sequence[str]) -> list[SinkHealth]:
+    """Backlog, dead letters and last outcomes per sink; each figure is one index range."""
+    names = set(sinks)
+    names.update(r[0] for r in conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status = 'pending'"))
+    names.update(r[0] for r in conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status = 'dead'"))
+    found: list[SinkHealth] = []
+    for name in sorted(names):
+        backlog, oldest_seq = conn.execute(
+            "SELECT count(*), min(seq) FROM deliveries WHERE sink = ? AND status = 'pending'", (name,)
+        ).fetchone()
+        oldest = None
+        if oldest_seq is not None:
+            oldest = conn.execute("SELECT received_at FROM events WHERE seq = ?", (oldest_seq,)).fetchone()[0]
+        dead = conn.execute(
+            "SELECT count(*) FROM deliveries WHERE sink = ? AND status = 'dead'", (name,)
+        ).fetchone()[0]
+        success = conn.execute(_LAST_ATTEMPT, (name, AttemptOutcome.DELIVERED.value)).fetchone()
+        errors = [
+            row
+            for outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.PERMANENT, AttemptOutcome.ABANDONED)
+            if (row := conn.execute(_LAST_ATTEMPT, (name, outcome.value)).fetchone()) is not None
+        ]
+        error = max(errors, default=None, key=lambda row: float(row[0]))
+        found.append(
+            SinkHealth(
+                sink=name,
+                backlog=int(backlog),
+                oldest_pending_at=None if oldest is None else to_datetime(oldest),
+                dead=int(dead),
+                last_success_at=None if success is None else to_datetime(success[0]),
+                last_error_at=None if error is None else to_datetime(error[0]),
+                last_error=None if error is None else error[1],
+            )
+        )
+    return found

@@ -1,0 +1,324 @@
+"""The operator console: a small server-rendered Starlette application.
+
+Every page needs a session; every state change is a POST carrying the session's CSRF token (a
+form field, compared in constant time); actions need the ``operator`` role, and the server
+refuses them (403) for a viewer whatever the page showed. Pages are Jinja2 templates with one
+stylesheet served from the package: no script, no third-party asset, and a Content-Security-
+Policy that allows nothing else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tcwebhook.config import Settings
+from tcwebhook.console import render
+from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
+from tcwebhook.console.users import UserBook
+from tcwebhook.errors import EventNotFound, StoreUnavailable
+from tcwebhook.inbox.base import Inbox
+
+log = structlog.get_logger(__name__)
+
+SESSION_COOKIE = "tcwebhook_session"
+LOGIN_COOKIE = "tcwebhook_login"  # the login form's own CSRF token (double submit)
+MAX_FORM_BYTES = 256 * 1024
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds the CSP and friends to every response, and ``no-store`` to all but the stylesheet."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = str(scope.get("path", "")).startswith("/static/")
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(_SECURITY_HEADERS)
+                if not cacheable:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleHooks:
+    """What the console needs from the process it runs in, beyond the inbox."""
+
+    # The webhook certificate's expiry (what Tradecloud sees), None when unknown.
+    certificate_expiry: Callable[[], datetime | None]
+    # Called after a replay or reprocess, so an in-process dispatcher looks at once.
+    on_requeued: Callable[[], None] = lambda: None
+
+
+class Forbidden(Exception):
+    pass
+
+
+class Console:
+    """The console's state (users, sessions, throttle) and its request handlers."""
+
+    def __init__(self, settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.hooks = hooks
+        cfg = settings.console
+        self.users = UserBook(cfg.users)
+        self.sessions = SessionStore(cfg.session_idle_timeout)
+        self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
+        self.sink_names = tuple(s.name for s in settings.sinks)
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.globals.update(when=render.when, age=render.age)
+        self._css = resources.files("tcwebhook.console").joinpath("static/console.css").read_bytes()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session: Session | None = request.scope.get("console_session")
+        started = request.scope.get("console_started", time.perf_counter())
+        html = self.templates.get_template(name).render(
+            session=session,
+            user=session.user if session else None,
+            csrf=session.csrf_token if session else "",
+            path=request.url.path,
+            note=request.query_params.get("note", "")[:300],
+            render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def session_of(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    async def form(self, request: Request) -> dict[str, list[str]]:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+            raise Forbidden("form too large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise Forbidden("form too large")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            raise Forbidden("not a form")
+        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=2000)
+
+    def check_origin(self, request: Request) -> None:
+        """A browser's cross-site POST names another origin: refuse it before anything else."""
+        origin = request.headers.get("origin")
+        if origin is None or origin == "null":
+            return
+        host = request.headers.get("host", "")
+        if origin.rstrip("/") != f"https://{host}":
+            raise Forbidden("cross-origin request")
+
+
+def _first(form: Mapping[str, list[str]], name: str) -> str:
+    values = form.get(name) or [""]
+    return values[0]
+
+
+def _cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict"
+    )
+
+
+Handler = Callable[[Console, Request], Awaitable[Response]]
+
+
+def _page(handler: Handler, console: Console) -> Callable[[Request], Awaitable[Response]]:
+    """A GET page: a session is needed (else the login form)."""
+
+    async def endpoint(request: Request) -> Response:
+        request.scope["console_started"] = time.perf_counter()
+        session = console.session_of(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        request.scope["console_session"] = session
+        bound = structlog.contextvars.bound_contextvars(console_user=session.user.username)
+        with bound:
+            return await _guard(console, request, handler)
+
+    return endpoint
+
+
+def _action(handler: Handler, console: Console, *, operator: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """A POST: same-origin, a session, its CSRF token, and (for actions) the operator role."""
+
+    async def endpoint(request: Request) -> Response:
+        request.scope["console_started"] = time.perf_counter()
+        try:
+            console.check_origin(request)
+            session = console.session_of(request)
+            if session is None:
+                raise Forbidden("no session")
+            request.scope["console_session"] = session
+            form = await console.form(request)
+            token = _first(form, "csrf_token")
+            if not token or not hmac.compare_digest(token.encode(), session.csrf_token.encode()):
+                raise Forbidden("missing or wrong CSRF token")
+            if operator and not session.user.operator:
+                raise Forbidden(f"{session.user.username} is a viewer")
+        except Forbidden as exc:
+            log.warning("console_refused", path=request.url.path, reason=str(exc), peer=_peer(request))
+            return console.page(request, "error.html", 403, title="Forbidden", message=f"Refused: {exc}.")
+        request.scope["console_form"] = form
+        bound = structlog.contextvars.bound_contextvars(console_user=session.user.username)
+        with bound:
+            return await _guard(console, request, handler)
+
+    return endpoint
+
+
+async def _guard(console: Console, request: Request, handler: Handler) -> Response:
+    try:
+        return await handler(console, request)
+    except EventNotFound as exc:
+        return console.page(request, "error.html", 404, title="Not found", message=str(exc))
+    except StoreUnavailable as exc:
+        log.warning("console_store_unavailable", error=str(exc))
+        return console.page(request, "error.html", 503, title="Store unavailable", message=str(exc))
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# -- login and logout --------------------------------------------------------------------------
+
+
+async def login_form(console: Console, request: Request, *, error: str = "", status: int = 200) -> Response:
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    response = console.page(request, "login.html", status, login_token=token, error=error)
+    _cookie(response, LOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+async def login(console: Console, request: Request) -> Response:
+    peer = _peer(request)
+    try:
+        console.check_origin(request)
+        form = await console.form(request)
+    except Forbidden as exc:
+        return console.page(request, "error.html", 403, title="Forbidden", message=f"Refused: {exc}.")
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    given = _first(form, "csrf_token")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        log.warning("console_refused", path="/login", reason="missing or wrong CSRF token", peer=peer)
+        return await login_form(console, request, error="The form expired: log in again.", status=403)
+    username = _first(form, "username").strip()[:200]
+    password = _first(form, "password")
+    wait = console.throttle.retry_after(peer, username)
+    if wait > 0:
+        log.warning("console_login_throttled", username=username, peer=peer, retry_after=round(wait))
+        response = await login_form(
+            console, request, error=f"Too many failed logins: try again in {int(wait) + 1} s.", status=429
+        )
+        response.headers["retry-after"] = str(int(wait) + 1)
+        return response
+    user = console.users.verify(username, password) if username and password else None
+    if user is None:
+        console.throttle.failed(peer, username)
+        log.warning("console_login_failed", username=username, peer=peer)
+        return await login_form(console, request, error="Wrong username or password.", status=401)
+    token, _session = console.sessions.create(user)
+    log.info("console_login", username=user.username, role=user.role, peer=peer)
+    response = RedirectResponse("/", status_code=303)
+    _cookie(response, SESSION_COOKIE, token)
+    response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+async def logout(console: Console, request: Request) -> Response:
+    console.sessions.end(request.cookies.get(SESSION_COOKIE))
+    session: Session = request.scope["console_session"]
+    log.info("console_logout", username=session.user.username)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
+    """The console as an ASGI application (wrap it in a TLS listener: see ``console.server``)."""
+    from tcwebhook.console import views
+
+    console = Console(settings, inbox, hooks)
+    console.users.warn_clear_passwords()
+
+    async def get_login(request: Request) -> Response:
+        if console.session_of(request) is not None:
+            return RedirectResponse("/", status_code=303)
+        return await login_form(console, request)
+
+    async def post_login(request: Request) -> Response:
+        return await login(console, request)
+
+    async def stylesheet(_request: Request) -> Response:
+        return Response(console._css, media_type="text/css", headers={"cache-control": "max-age=3600"})
+
+    routes = [
+        Route("/login", get_login, methods=["GET"]),
+        Route("/login", post_login, methods=["POST"]),
+        Route("/logout", _action(logout, console, operator=False), methods=["POST"]),
+        Route("/static/console.css", stylesheet, methods=["GET"]),
+        Route("/", _page(views.overview, console), methods=["GET"]),
+        Route("/events", _page(views.events, console), methods=["GET"]),
+        Route("/events/replay", _action(views.replay, console), methods=["POST"]),
+        Route("/events/{event_id}", _page(views.event, console), methods=["GET"]),
+        Route("/events/{event_id}/body", _page(views.event_body, console), methods=["GET"]),
+        Route("/dead", _page(views.dead, console), methods=["GET"]),
+        Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
+        Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
+        Route("/quarantine/{entry_id}", _page(views.quarantine_entry, console), methods=["GET"]),
+        Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
+        Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.console = console
+    return SecurityHeaders(app)

@@ -1,0 +1,179 @@
+"""The console's own HTTPS listener: inside ``tcwebhook serve`` or alone (``tcwebhook console``).
+
+It never shares the webhook port: the webhook listener faces Tradecloud, the console faces
+operators (``[console] host`` defaults to loopback). It uses the webhook certificate unless
+``[console] certfile``/``keyfile`` name another, and picks up renewed files the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+import uvicorn
+from cryptography import x509
+
+from tcwebhook.config import Settings
+from tcwebhook.console.app import ConsoleHooks, build_app
+from tcwebhook.errors import StartupError
+from tcwebhook.inbox.base import Inbox
+from tcwebhook.transport.tls import ReloadingServerContext
+
+log = structlog.get_logger(__name__)
+
+
+def certificate_expiry(path: Path | None) -> datetime | None:
+    """``notAfter`` of the first certificate in a PEM file; None when there is none to read."""
+    if path is None:
+        return None
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return certs[0].not_valid_after_utc.astimezone(UTC) if certs else None
+
+
+def console_certificate(settings: Settings) -> tuple[Path, Path]:
+    c = settings.console
+    if c.certfile is not None and c.keyfile is not None:
+        return c.certfile, c.keyfile
+    if settings.tls.certfile is None or settings.tls.keyfile is None:
+        raise StartupError(
+            "The console needs a certificate: set [tls] certfile/keyfile, or [console] certfile/keyfile."
+        )
+    return settings.tls.certfile, settings.tls.keyfile
+
+
+def check_console(settings: Settings) -> None:
+    """The console's start-up checks that need no port: users, a certificate named."""
+    if not settings.console.users:
+        raise StartupError(
+            "The console has no user: add a [[console.users]] entry with a password_hash "
+            "from `tcwebhook console hash-password`."
+        )
+    console_certificate(settings)
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves the signals to the process's main server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class ConsoleListener:
+    """Start with ``start`` (binds, so a taken port fails at start-up), stop with ``stop``."""
+
+    def __init__(self, settings: Settings, inbox: Inbox, hooks: ConsoleHooks, *, signals: bool = False) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.hooks = hooks
+        self._signals = signals
+        self.tls: ReloadingServerContext | None = None
+        self.server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reload: asyncio.Task[None] | None = None
+        self.bound_port = settings.console.port
+
+    async def start(self) -> None:
+        check_console(self.settings)
+        s = self.settings
+        certfile, keyfile = console_certificate(s)
+        self.tls = ReloadingServerContext(
+            certfile, keyfile, trust_store=s.tls.trust_store, expiry_warning_days=s.tls.expiry_warning_days
+        )
+        sock = self._bind()
+        config = uvicorn.Config(
+            build_app(s, self.inbox, self.hooks),
+            loop="none",
+            lifespan="off",
+            ws="none",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_keep_alive=15,
+            timeout_graceful_shutdown=5,
+            limit_concurrency=200,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        config.load()
+        config.ssl = self.tls.context
+        self.server = uvicorn.Server(config) if self._signals else _QuietServer(config)
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="tcwebhook-console")
+        while not self.server.started and not self._task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
+            await asyncio.sleep(0.02)
+        if self._task.done():
+            self._task.result()
+        self.bound_port = int(sock.getsockname()[1])
+        self._reload = asyncio.create_task(self._reload_certificates())
+        log.info("console_listening", url=f"https://{s.console.host}:{self.bound_port}/")
+
+    def _bind(self) -> socket.socket:
+        host, port = self.settings.console.host, self.settings.console.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family, backlog=128)
+        except OSError as exc:
+            raise StartupError(
+                f"Cannot listen for the console on {host}:{port} ({exc.strerror}): stop what uses the port "
+                "or choose another [console] port."
+            ) from None
+
+    async def _reload_certificates(self) -> None:
+        assert self.tls is not None
+        while True:
+            await asyncio.sleep(self.settings.tls.reload_interval)
+            try:
+                self.tls.maybe_reload()
+            except Exception:  # a bad renewal must never take the console down
+                log.exception("console_certificate_reload_failed")
+
+    async def wait(self) -> None:
+        """Until the server stops (a signal, when it handles them)."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload
+        if self.server is not None and self._task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def run_console(
+    settings: Settings, on_ready: Callable[[ConsoleListener], Awaitable[None] | None] | None = None
+) -> None:
+    """``tcwebhook console``: the console alone, on the configured store, until SIGTERM/SIGINT.
+
+    Replays made here are delivered by the ``serve`` or ``worker`` that runs the dispatcher.
+    """
+    from tcwebhook.inbox.factory import open_inbox
+
+    check_console(settings)
+    inbox = open_inbox(settings, hold_new=False)
+    await inbox.open()
+    try:
+        hooks = ConsoleHooks(certificate_expiry=lambda: certificate_expiry(settings.tls.certfile))
+        listener = ConsoleListener(settings, inbox, hooks, signals=True)
+        await listener.start()
+        try:
+            if on_ready is not None:
+                maybe = on_ready(listener)
+                if maybe is not None:
+                    await maybe
+            await listener.wait()
+        finally:
+            await listener.stop()
+    finally:
+        await inbox.close()

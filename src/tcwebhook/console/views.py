@@ -1,0 +1,351 @@
+"""The console's pages and actions (see ``console.app`` for sessions, CSRF and roles)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from tcwebhook.console import render
+from tcwebhook.console.app import Console
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.errors import ContractError, EventNotFound, StoreError
+from tcwebhook.inbox.base import (
+    Attempt,
+    DeliveryStatus,
+    EventFilter,
+    EventStatus,
+    NewEvent,
+    QuarantineEntry,
+    StoredEvent,
+)
+
+log = structlog.get_logger(__name__)
+
+PAGE_SIZE = 50
+CHART_HOURS = 6
+CHART_BUCKET = 60  # seconds: events per minute
+REPLAY_BATCH = 200
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+STATUSES = [s.value for s in EventStatus]
+DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
+KINDS = [k.value for k in EventKind]
+
+
+def parse_moment(value: str, now: datetime) -> datetime | None:
+    """A span back from now (``30m``, ``2h``, ``7d``) or an ISO 8601 time (zone-less is UTC)."""
+    value = value.strip()
+    if not value:
+        return None
+    span = _SPAN.match(value)
+    if span:
+        return now - timedelta(**{_UNITS[span.group(2)]: float(span.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def number_of(event: StoredEvent) -> str:
+    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+
+
+async def _certificate(console: Console, now: datetime) -> dict[str, Any]:
+    expiry = await asyncio.to_thread(console.hooks.certificate_expiry)
+    if expiry is None:
+        return {"known": False}
+    return {"known": True, "not_after": expiry, "days_left": (expiry - now) // timedelta(days=1)}
+
+
+async def _store_status(console: Console) -> str | None:
+    """None when the store answers, else why not."""
+    try:
+        async with asyncio.timeout(2.0):
+            await console.inbox.ping()
+    except TimeoutError:
+        return "no answer within 2 s"
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+async def overview(console: Console, request: Request) -> Response:
+    now = datetime.now(UTC)
+    since = render.hours_ago(CHART_HOURS, now)
+    store_error = await _store_status(console)
+    counts = await console.inbox.count_by_status()
+    sinks = await console.inbox.sink_health(console.sink_names)
+    buckets = await console.inbox.arrivals(since, CHART_BUCKET)
+    chart = render.arrivals_chart(buckets, since=since, bucket_seconds=CHART_BUCKET, now=now)
+    return console.page(
+        request,
+        "overview.html",
+        counts=counts,
+        statuses=[*STATUSES, "quarantined"],
+        sinks=sinks,
+        chart=chart,
+        chart_hours=CHART_HOURS,
+        certificate=await _certificate(console, now),
+        store_error=store_error,
+        now=now,
+    )
+
+
+def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str, str], list[str]]:
+    """The listing filter of the query string, the values to show again, and input problems."""
+    q = request.query_params
+    shown = {name: q.get(name, "").strip() for name in ("status", "kind", "event", "sink", "since", "until", "q")}
+    problems: list[str] = []
+    kind = None
+    if shown["kind"]:
+        if shown["kind"] in KINDS:
+            kind = EventKind(shown["kind"])
+        else:
+            problems.append(f"unknown kind {shown['kind']!r}")
+    allowed = DELIVERY_STATUSES if shown["sink"] else STATUSES
+    status = shown["status"] or None
+    if status and status not in allowed:
+        problems.append(f"unknown status {status!r}")
+        status = None
+    since = parse_moment(shown["since"], now)
+    until = parse_moment(shown["until"], now)
+    for name, value, parsed in (("since", shown["since"], since), ("until", shown["until"], until)):
+        if value and parsed is None:
+            problems.append(f"{name}: {value!r} is neither ISO 8601 nor a span like 30m, 2h, 7d")
+    before = q.get("before", "")
+    flt = EventFilter(
+        status=status,
+        kind=kind,
+        event_name=shown["event"] or None,
+        sink=shown["sink"] or None,
+        search=shown["q"] or None,
+        since=since,
+        until=until,
+        before_seq=int(before) if before.isdigit() else None,
+        limit=PAGE_SIZE + 1,
+    )
+    return flt, shown, problems
+
+
+async def events(console: Console, request: Request) -> Response:
+    now = datetime.now(UTC)
+    flt, shown, problems = _filter_from(request, now)
+    rows = list(await console.inbox.list_events(flt))
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    kept = {k: v for k, v in shown.items() if v}
+    older = urlencode({**kept, "before": rows[-1].seq}) if more and rows else None
+    return console.page(
+        request,
+        "events.html",
+        rows=rows,
+        number_of=number_of,
+        shown=shown,
+        problems=problems,
+        statuses=DELIVERY_STATUSES if shown["sink"] else STATUSES,
+        kinds=KINDS,
+        sinks=console.sink_names,
+        older=older,
+        newest=urlencode(kept),
+        paged=flt.before_seq is not None,
+        back=request.url.path + ("?" + request.url.query if request.url.query else ""),
+    )
+
+
+def _timeline(attempts: list[Attempt], sink: str) -> list[Attempt]:
+    return [a for a in attempts if a.sink == sink]
+
+
+async def event(console: Console, request: Request) -> Response:
+    event_id = request.path_params["event_id"]
+    stored = await console.inbox.get_event(event_id)
+    deliveries = await console.inbox.deliveries(event_id)
+    attempts = list(await console.inbox.attempts(event_id))
+    body, lexer = render.pretty_body(stored.body, stored.content_type)
+    related: list[StoredEvent] = []
+    anchor = stored.order_id or stored.purchase_order_number or stored.shipment_id or stored.shipment_number
+    if anchor:
+        found = await console.inbox.list_events(EventFilter(search=anchor, limit=21))
+        related = [e for e in found if e.event_id != stored.event_id][:20]
+    return console.page(
+        request,
+        "event.html",
+        event=stored,
+        deliveries=[(d, _timeline(attempts, d.sink)) for d in deliveries],
+        body=body,
+        lexer=lexer,
+        related=related,
+        number_of=number_of,
+        fields=_fields(stored),
+    )
+
+
+def _fields(e: StoredEvent) -> list[tuple[str, str]]:
+    pairs = [
+        ("event id", e.event_id),
+        ("status", e.status),
+        ("received (UTC)", render.when(e.received_at)),
+        ("kind", e.kind.value),
+        ("event name", e.event_name),
+        ("order id", e.order_id),
+        ("purchase order", e.purchase_order_number),
+        ("shipment id", e.shipment_id),
+        ("shipment number", e.shipment_number),
+        ("message id", e.message_id),
+        ("last updated at", e.last_updated_at),
+        ("ordering key", e.key),
+        ("content type", e.content_type),
+        ("size", f"{len(e.body)} bytes"),
+        ("sequence", str(e.seq)),
+    ]
+    return [(k, v) for k, v in pairs if v]
+
+
+def _download(body: bytes, content_type: str, name: str) -> Response:
+    # Served as an attachment, never rendered: the bytes are whatever the sender posted.
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={
+            "content-disposition": f'attachment; filename="{name}"',
+            "x-original-content-type": content_type.replace("\r", "").replace("\n", "")[:200],
+        },
+    )
+
+
+def _extension(content_type: str) -> str:
+    return "xml" if "xml" in content_type else "json" if "json" in content_type else "bin"
+
+
+async def event_body(console: Console, request: Request) -> Response:
+    stored = await console.inbox.get_event(request.path_params["event_id"])
+    return _download(stored.body, stored.content_type, f"{stored.event_id}.{_extension(stored.content_type)}")
+
+
+async def dead(console: Console, request: Request) -> Response:
+    sinks = await console.inbox.sink_health(console.sink_names)
+    chosen = request.query_params.get("sink", "")
+    rows: list[tuple[StoredEvent, str]] = []
+    more = False
+    before = request.query_params.get("before", "")
+    if chosen:
+        flt = EventFilter(
+            sink=chosen,
+            status=DeliveryStatus.DEAD.value,
+            before_seq=int(before) if before.isdigit() else None,
+            limit=PAGE_SIZE + 1,
+        )
+        found = list(await console.inbox.list_events(flt))
+        more = len(found) > PAGE_SIZE
+        for e in found[:PAGE_SIZE]:
+            errors = [d.last_error or "" for d in await console.inbox.deliveries(e.event_id) if d.sink == chosen]
+            rows.append((e, errors[0] if errors else ""))
+    older = urlencode({"sink": chosen, "before": rows[-1][0].seq}) if more and rows else None
+    return console.page(
+        request,
+        "dead.html",
+        sinks=sinks,
+        chosen=chosen,
+        rows=rows,
+        number_of=number_of,
+        older=older,
+        back=request.url.path + ("?" + request.url.query if request.url.query else ""),
+    )
+
+
+async def quarantine(console: Console, request: Request) -> Response:
+    entries = await console.inbox.list_quarantined(PAGE_SIZE * 4)
+    return console.page(request, "quarantine.html", entries=entries)
+
+
+async def quarantine_entry(console: Console, request: Request) -> Response:
+    entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
+    body, lexer = render.pretty_body(entry.body, entry.content_type)
+    return console.page(request, "quarantine_entry.html", entry=entry, body=body, lexer=lexer)
+
+
+async def quarantine_body(console: Console, request: Request) -> Response:
+    entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
+    return _download(entry.body, entry.content_type, f"quarantine-{entry.id}.{_extension(entry.content_type)}")
+
+
+# -- actions (operator) ------------------------------------------------------------------------
+
+
+def _back(form: dict[str, list[str]], default: str, note: str) -> Response:
+    target = (form.get("back") or [default])[0]
+    if not target.startswith("/") or target.startswith("//"):
+        target = default  # never redirect off the console
+    glue = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{glue}{urlencode({'note': note})}", status_code=303)
+
+
+async def replay(console: Console, request: Request) -> Response:
+    form: dict[str, list[str]] = request.scope["console_form"]
+    ids = [i for i in form.get("event_id", []) if i][:1000]
+    if not ids:
+        return _back(form, "/events", "Nothing selected.")
+    result = await console.inbox.replay(ids, force="force" in form)
+    console.hooks.on_requeued()
+    log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
+    note = f"Replayed: re-queued {result.requeued} deliveries of {result.events} event(s)."
+    if result.missing:
+        note += f" Not found: {', '.join(result.missing[:5])}."
+    return _back(form, "/events", note)
+
+
+async def replay_dead(console: Console, request: Request) -> Response:
+    form: dict[str, list[str]] = request.scope["console_form"]
+    sink = (form.get("sink") or [""])[0]
+    if not sink:
+        return _back(form, "/dead", "No sink given.")
+    started = time.perf_counter()
+    ids = list(await console.inbox.list_event_ids(EventFilter(sink=sink, status="dead", limit=1_000_000)))
+    requeued = 0
+    for start in range(0, len(ids), REPLAY_BATCH):
+        result = await console.inbox.replay(ids[start : start + REPLAY_BATCH], only_dead=True, sink=sink)
+        requeued += result.requeued
+    console.hooks.on_requeued()
+    log.info("console_replay_dead", sink=sink, events=len(ids), requeued=requeued,
+             seconds=round(time.perf_counter() - started, 3))
+    return _back(form, f"/dead?{urlencode({'sink': sink})}", f"Replayed {requeued} dead deliveries of {sink}.")
+
+
+def reparsed(entry: QuarantineEntry) -> NewEvent:
+    """The entry as an event, if the contract accepts it now (ContractError if it still does not)."""
+    from tcwebhook.contract.models import Route
+    from tcwebhook.contract.parse import parse_webhook
+
+    parsed = parse_webhook(cast(Route, entry.route), entry.body, entry.content_type or None)
+    return NewEvent.from_parsed(
+        parsed, content_type=entry.content_type or "application/json", body=entry.body, headers=entry.headers
+    )
+
+
+async def reprocess(console: Console, request: Request) -> Response:
+    form: dict[str, list[str]] = request.scope["console_form"]
+    entry_id = request.path_params["entry_id"]
+    entry = await console.inbox.get_quarantined(entry_id)
+    back = f"/quarantine/{entry_id}"
+    try:
+        stored = await console.inbox.reprocess_quarantined(entry_id, reparsed(entry))
+    except ContractError as exc:
+        return _back(form, back, f"Still refused: {exc}")
+    except EventNotFound:
+        raise
+    console.hooks.on_requeued()
+    log.info("console_reprocess", quarantine_id=entry_id, event_id=stored.event_id, duplicate=stored.duplicate)
+    note = "Reprocessed: already stored (duplicate)." if stored.duplicate else "Reprocessed and stored."
+    return RedirectResponse(f"/events/{stored.event_id}?{urlencode({'note': note})}", status_code=303)
