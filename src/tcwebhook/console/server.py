@@ -70,11 +70,22 @@ class _QuietServer(uvicorn.Server):
 class ConsoleListener:
     """Start with ``start`` (binds, so a taken port fails at start-up), stop with ``stop``."""
 
-    def __init__(self, settings: Settings, inbox: Inbox, hooks: ConsoleHooks, *, signals: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        inbox: Inbox,
+        hooks: ConsoleHooks,
+        *,
+        signals: bool = False,
+        webhook_tls: ReloadingServerContext | None = None,
+    ) -> None:
         self.settings = settings
         self.inbox = inbox
         self.hooks = hooks
         self._signals = signals
+        # Without a certificate of its own the console shares the webhook listener's context
+        # (and its reloading): one certificate, loaded and checked once.
+        self._shared_tls = webhook_tls if settings.console.certfile is None else None
         self.tls: ReloadingServerContext | None = None
         self.server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -84,10 +95,13 @@ class ConsoleListener:
     async def start(self) -> None:
         check_console(self.settings)
         s = self.settings
-        certfile, keyfile = console_certificate(s)
-        self.tls = ReloadingServerContext(
-            certfile, keyfile, trust_store=s.tls.trust_store, expiry_warning_days=s.tls.expiry_warning_days
-        )
+        if self._shared_tls is not None:
+            self.tls = self._shared_tls
+        else:
+            certfile, keyfile = console_certificate(s)
+            self.tls = ReloadingServerContext(
+                certfile, keyfile, trust_store=s.tls.trust_store, expiry_warning_days=s.tls.expiry_warning_days
+            )
         sock = self._bind()
         config = uvicorn.Config(
             build_app(s, self.inbox, self.hooks),
@@ -112,7 +126,8 @@ class ConsoleListener:
         if self._task.done():
             self._task.result()
         self.bound_port = int(sock.getsockname()[1])
-        self._reload = asyncio.create_task(self._reload_certificates())
+        if self._shared_tls is None:
+            self._reload = asyncio.create_task(self._reload_certificates())
         log.info("console_listening", url=f"https://{s.console.host}:{self.bound_port}/")
 
     def _bind(self) -> socket.socket:
