@@ -11,8 +11,10 @@
                  Service.receiver()  the ASGI app of ``serve`` (receiver + OpenAPI document,
                                      OAuthValidator when [auth.oauth] is set)
 
-    serve:  HttpsServer.load() (certificate checks) → Service.open() → HttpsServer.serve(receiver)
-    worker: Service.open() → wait for SIGTERM/SIGINT
+    serve:   HttpsServer.load() (certificate checks) → Service.open() → console (if [console] enabled)
+             → HttpsServer.serve(receiver)
+    worker:  Service.open() → wait for SIGTERM/SIGINT
+    console: open_inbox() alone (no sinks, no dispatcher) → ConsoleListener until SIGTERM/SIGINT
 
 ``Service.close`` releases in reverse order: the dispatcher drains and closes the sinks, then the
 inbox and the API client close. A new component is built in ``open`` (register its clean-up on
@@ -24,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -43,6 +47,10 @@ from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.transport.certcheck import CertReport
 from tcwebhook.transport.server import HttpsServer, run
+from tcwebhook.transport.tls import ReloadingServerContext
+
+if TYPE_CHECKING:
+    from tcwebhook.console.server import ConsoleListener
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +83,10 @@ class Service:
         check_api_options(self.settings)
         if self.settings.auth.oauth is not None:
             OAuthValidator(self.settings.auth.oauth)  # refuses an unusable ca_bundle
+        if self.settings.console.enabled:
+            from tcwebhook.console.server import check_console
+
+            check_console(self.settings)
 
     def sinks(self) -> list[Sink]:
         """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
@@ -114,6 +126,31 @@ class Service:
     ) -> None:
         await self.close()
 
+    @contextlib.asynccontextmanager
+    async def console(self, webhook_tls: ReloadingServerContext | None) -> AsyncIterator[ConsoleListener | None]:
+        """The operator console on its own listener while the context lasts ([console] enabled)."""
+        if not self.settings.console.enabled:
+            yield None
+            return
+        from tcwebhook.console.app import ConsoleHooks
+        from tcwebhook.console.server import ConsoleListener, certificate_expiry
+
+        settings = self.settings
+        dispatcher = self.dispatcher
+
+        def expiry() -> datetime | None:
+            if webhook_tls is not None:
+                return webhook_tls.report.not_after
+            return certificate_expiry(settings.tls.certfile)
+
+        hooks = ConsoleHooks(certificate_expiry=expiry, on_requeued=dispatcher.notify)
+        listener = ConsoleListener(settings, self.inbox, hooks, webhook_tls=webhook_tls)
+        await listener.start()
+        try:
+            yield listener
+        finally:
+            await listener.stop()
+
     def receiver(self) -> Receiver:
         """The ASGI app of ``serve``: stores webhooks, wakes (or, in sync mode, runs) the dispatcher."""
         s = self.settings
@@ -140,11 +177,22 @@ def serve(settings: Settings, on_ready: Callable[[HttpsServer], Awaitable[None] 
     async def main() -> None:
         server = HttpsServer(settings)
         server.load()  # the certificate first: nothing else is opened for a bad one
-        async with Service(settings) as service:
+        async with Service(settings) as service, service.console(server.tls):
             await server.serve(service.receiver(), on_ready)
         log.info("stopped")
 
     run(main(), handshake_timeout=settings.server.tls_handshake_timeout)
+
+
+def serve_console(settings: Settings) -> None:
+    """``tcwebhook console``: the console alone on the configured store, until SIGTERM/SIGINT.
+
+    No sinks and no dispatcher here: replays made in it are delivered by the ``serve`` or
+    ``worker`` that delivers for this store, at its next poll.
+    """
+    from tcwebhook.console.server import run_console
+
+    asyncio.run(run_console(settings, open_inbox(settings, hold_new=False)))
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -134,7 +134,8 @@ def post_order(server: RunningServer, po: str) -> str:
         "meta": {"messageId": str(uuid.uuid4())},
     }
     with server.client() as client:
-        r = client.post(server.url_orders, content=orjson.dumps(body), headers={**server.bearer(), "content-type": "application/json"})
+        headers = {**server.bearer(), "content-type": "application/json"}
+        r = client.post(server.url_orders, content=orjson.dumps(body), headers=headers)
     assert r.status_code == 202, r.text
     return str(r.json()["eventId"])
 

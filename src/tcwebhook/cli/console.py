@@ -31,13 +31,11 @@ def console(
     """Serve the console alone over HTTPS, on the configured store (for a host that only operates)."""
     if ctx.invoked_subcommand is not None:
         return
-    import asyncio
-
-    from tcwebhook.console.server import run_console
+    from tcwebhook.service import serve_console
 
     settings = startup_guard(lambda: load_settings(config, **{"console.host": host, "console.port": port}))
     configure_logging(settings)
-    startup_guard(lambda: asyncio.run(run_console(settings)))
+    startup_guard(lambda: serve_console(settings))
 
 
 @console_app.command("hash-password")

@@ -155,9 +155,8 @@ def dev(
         console.print(f"  bearer token       {token}")
         console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
         console.print(f"  inbox              {settings.store_url}")
-        if service.console is not None:
-            console.print(f"  operator console   https://localhost:{service.console.bound_port}/")
-            console.print(f"  console login      admin / {creds['console_password']}")
+        console.print(f"  operator console   https://localhost:{settings.console.port}/")
+        console.print(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
             console.print(f"  sink {sink.name:<13} {sink.type} {sink.directory or sink.url or sink.callable}")
         console.print("\nSend a sample event:")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator
 from datetime import UTC, datetime
@@ -60,7 +61,7 @@ def check_console(settings: Settings) -> None:
 
 
 class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves the signals to the process's main server."""
+    """A uvicorn server that leaves the signals to its owner (``serve``, or ``run_console``)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -76,13 +77,11 @@ class ConsoleListener:
         inbox: Inbox,
         hooks: ConsoleHooks,
         *,
-        signals: bool = False,
         webhook_tls: ReloadingServerContext | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
         self.hooks = hooks
-        self._signals = signals
         # Without a certificate of its own the console shares the webhook listener's context
         # (and its reloading): one certificate, loaded and checked once.
         self._shared_tls = webhook_tls if settings.console.certfile is None else None
@@ -119,7 +118,7 @@ class ConsoleListener:
         )
         config.load()
         config.ssl = self.tls.context
-        self.server = uvicorn.Server(config) if self._signals else _QuietServer(config)
+        self.server = _QuietServer(config)
         self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="tcwebhook-console")
         while not self.server.started and not self._task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
             await asyncio.sleep(0.02)
@@ -155,6 +154,10 @@ class ConsoleListener:
         if self._task is not None:
             await self._task
 
+    def request_stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
     async def stop(self) -> None:
         if self._reload is not None:
             self._reload.cancel()
@@ -167,21 +170,20 @@ class ConsoleListener:
 
 
 async def run_console(
-    settings: Settings, on_ready: Callable[[ConsoleListener], Awaitable[None] | None] | None = None
+    settings: Settings,
+    inbox: Inbox,
+    on_ready: Callable[[ConsoleListener], Awaitable[None] | None] | None = None,
 ) -> None:
-    """``tcwebhook console``: the console alone, on the configured store, until SIGTERM/SIGINT.
-
-    Replays made here are delivered by the ``serve`` or ``worker`` that runs the dispatcher.
-    """
-    from tcwebhook.inbox.factory import open_inbox
-
+    """The console alone on ``inbox`` (opened and closed here) until SIGTERM/SIGINT."""
     check_console(settings)
-    inbox = open_inbox(settings, hold_new=False)
     await inbox.open()
     try:
         hooks = ConsoleHooks(certificate_expiry=lambda: certificate_expiry(settings.tls.certfile))
-        listener = ConsoleListener(settings, inbox, hooks, signals=True)
+        listener = ConsoleListener(settings, inbox, hooks)
         await listener.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, listener.request_stop)
         try:
             if on_ready is not None:
                 maybe = on_ready(listener)
