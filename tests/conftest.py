@@ -106,6 +106,12 @@ def wait_ready(server: RunningServer, timeout: float = 30) -> None:
     raise RuntimeError(f"server not ready in {timeout}s:\n{server.logs()}")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    # asyncio only: the service runs on asyncio (uvloop), and trio may be installed (selenium needs it).
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def test_ca() -> trustme.CA:
     return trustme.CA()
