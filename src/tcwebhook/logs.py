@@ -145,7 +145,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_args: writer,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     # Library loggers (uvicorn, asyncio) go through the same renderer and scrubber.
     handler = logging.StreamHandler(stream or sys.stdout)
