@@ -4,19 +4,14 @@
 against the route's envelope model and pulls out ids, dedupe and routing keys. Its errors are
 ``UnsupportedMediaType`` (415) and ``InvalidBody`` (400), with a message naming the field.
 ``parse_stored`` gives sinks the same result for an event read back from the inbox.
-
-A JSON body is first checked with the plain validator of ``contract.plain`` (the models' rules,
-no model instances); the typed envelope is then built only when someone asks for it. Anything
-that validator refuses goes through the model, whose verdict and message are the ones given.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -34,14 +29,11 @@ from tcwebhook.contract.models import (
 )
 from tcwebhook.contract.names import (
     BODY_KEY_KINDS,
-    ORDER_BODY_KEYS,
     ORDER_FETCH_EVENT,
-    SHIPMENT_BODY_KEYS,
     SHIPMENT_FETCH_EVENT,
     canonical_event_name,
     is_documented,
 )
-from tcwebhook.contract.plain import plain_validator, single_event_key
 from tcwebhook.contract.txml import xml_to_data
 from tcwebhook.errors import InvalidBody, UnsupportedMediaType
 
@@ -81,17 +73,9 @@ class ParsedWebhook:
     last_updated_at: str | None  # event lastUpdatedAt / shipment meta.lastUpdatedAt, as received
     dedupe_key: str  # message id, else "sha256:<hex of the raw body>"
     routing_key: str | None  # per-key FIFO key, see kinds.routing_key
-    # The typed envelope, or how to build it on first use (the receiver never needs it).
-    _envelope: Envelope | Callable[[], Envelope] = field(repr=False, compare=False)
-
-    @property
-    def envelope(self) -> Envelope:
-        """The typed body (``OrderWebhook``, ``ShipmentWebhook`` or ``FetchNotification``)."""
-        value = self._envelope
-        if callable(value):
-            value = value()
-            object.__setattr__(self, "_envelope", value)
-        return value
+    # The typed body (``OrderWebhook``, ``ShipmentWebhook`` or ``FetchNotification``); the facts
+    # above are what identifies a webhook, so two parses of one body compare equal.
+    envelope: Envelope = field(repr=False, compare=False)
 
     @property
     def event(self) -> EventObject:
@@ -138,22 +122,7 @@ def parse_webhook(route: Route, body: bytes, content_type: str | None) -> Parsed
     Raises ``UnsupportedMediaType`` for a Content-Type other than JSON/XML in UTF-8 and
     ``InvalidBody`` for a body that is not a webhook of this route's family.
     """
-    model = ENVELOPES[route]
-    fmt = media_format(content_type)
-    if fmt == "json":
-        _bound_json_size(body)
-        data = body[3:] if body.startswith(_BOM) else body
-        plain = _PLAIN[route]
-        if plain is not None:
-            try:
-                fields = plain.validate_json(data)
-            except ValidationError:
-                fields = None
-            body_key = single_event_key(fields, model, _BODY_KEYS[route], route) if fields else None
-            if fields is not None and body_key is not None:
-                return _summarize(route, fields, body_key, body, lambda: model.model_validate_json(data))
-    envelope = _validate(model, body, fmt)
-    return _summarize(route, envelope, envelope.body_key, body, envelope)
+    return _summarize(_validate(ENVELOPES[route], body, media_format(content_type)), body)
 
 
 def parse_stored(kind: EventKind, content_type: str, body: bytes) -> ParsedWebhook:
@@ -163,13 +132,7 @@ def parse_stored(kind: EventKind, content_type: str, body: bytes) -> ParsedWebho
     """
     if kind.is_fetch:
         return _fetch(kind, body)
-    route = ROUTE_OF_KIND[kind]
-    envelope = _validate(ENVELOPES[route], body, media_format(content_type))
-    return _summarize(route, envelope, envelope.body_key, body, envelope)
-
-
-_PLAIN = {route: plain_validator(model) for route, model in ENVELOPES.items()}
-_BODY_KEYS: dict[Route, tuple[str, ...]] = {"orders": ORDER_BODY_KEYS, "shipments": SHIPMENT_BODY_KEYS}
+    return parse_webhook(ROUTE_OF_KIND[kind], body, content_type)
 
 
 def _validate(
@@ -240,56 +203,37 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _get(node: Any, name: str) -> Any:
-    """Attribute ``name`` of a validated object: a model, or plain ``(fields, extra, set)``."""
-    if node is None:
-        return None
-    if type(node) is tuple:
-        return node[0].get(name)
-    return getattr(node, name)
-
-
-# Attribute name of each event key (``orderEvent`` -> ``order_event``) in the envelope models.
-_EVENT_ATTRS = {
-    key: name
-    for model in ENVELOPES.values()
-    for name, info in model.model_fields.items()
-    if (key := info.serialization_alias or info.alias or name) in BODY_KEY_KINDS
-}
-
-
-def _summarize(
-    route: Route,
-    envelope: Any,
-    body_key: str,
-    body: bytes,
-    typed: Envelope | Callable[[], Envelope],
-) -> ParsedWebhook:
+def _summarize(envelope: OrderWebhook | ShipmentWebhook, body: bytes) -> ParsedWebhook:
+    body_key = envelope.body_key
     kind = BODY_KEY_KINDS[body_key]
-    event = _get(envelope, _EVENT_ATTRS[body_key])
     order_id = shipment_id = po_number = shipment_number = last_updated_at = None
     in_event_message_id: str | None = None
-    if route == "orders":
-        order_id = _get(event, "order_id")
-        last_updated_at = _get(event, "last_updated_at")
-        in_event_message_id = _get(_get(event, "meta"), "message_id")
-        po_number = _get(_get(event, "buyer_order"), "purchase_order_number")
-        if po_number is None and kind is EventKind.ORDER_DOCUMENTS:
-            po_number = _get(_get(event, "order"), "purchase_order_number")
+    if isinstance(envelope, OrderWebhook):
+        event = envelope.event
+        order_id = event.order_id
+        last_updated_at = event.last_updated_at
+        if event.meta is not None:
+            in_event_message_id = event.meta.message_id
+        if event.buyer_order is not None:
+            po_number = event.buyer_order.purchase_order_number
+        if po_number is None and isinstance(event, OrderDocumentsEvent) and event.order is not None:
+            po_number = event.order.purchase_order_number
     else:
-        shipment_id = _get(event, "id")
-        shipment_number = _get(_get(event, "supplier_shipment"), "shipment_number")
-        meta = _get(event, "meta")
-        last_updated_at = _get(meta, "last_updated_at")
-        in_event_message_id = _get(meta, "message_id")
-        po_number = _shipment_po_number(event)
-    message_id = _get(_get(envelope, "meta"), "message_id") or in_event_message_id
+        shipment = envelope.event
+        shipment_id = shipment.id
+        if shipment.supplier_shipment is not None:
+            shipment_number = shipment.supplier_shipment.shipment_number
+        if shipment.meta is not None:
+            last_updated_at = shipment.meta.last_updated_at
+            in_event_message_id = shipment.meta.message_id
+        po_number = _shipment_po_number(shipment)
+    message_id = (envelope.meta.message_id if envelope.meta is not None else None) or in_event_message_id
     message_id = message_id or None  # an empty id identifies nothing
     dedupe_key = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
     return ParsedWebhook(
         kind=kind,
         body_key=body_key,
-        event_name=_get(envelope, "event_name"),
+        event_name=envelope.event_name,
         order_id=order_id or None,
         shipment_id=shipment_id or None,
         purchase_order_number=po_number or None,
@@ -298,16 +242,13 @@ def _summarize(
         last_updated_at=last_updated_at,
         dedupe_key=dedupe_key,
         routing_key=routing_key(kind, order_id=order_id, shipment_id=shipment_id),
-        _envelope=typed,
+        envelope=envelope,
     )
 
 
-def _shipment_po_number(shipment: Any) -> str | None:
+def _shipment_po_number(shipment: Shipment) -> str | None:
     # A shipment may serve several orders; the lowest number is a stable pick for search.
-    lines = list(_get(shipment, "lines") or ())
-    for carrier in _get(shipment, "load_carriers") or ():
-        lines.extend(_get(carrier, "lines") or ())
-    numbers = {n for n in (_get(line, "purchase_order_number") for line in lines) if n}
+    numbers = {line.purchase_order_number for line in shipment.all_lines if line.purchase_order_number}
     return min(numbers) if numbers else None
 
 
@@ -336,5 +277,5 @@ def _fetch(kind: EventKind, body: bytes) -> ParsedWebhook:
         last_updated_at=None,
         dedupe_key="sha256:" + hashlib.sha256(body).hexdigest(),
         routing_key=key_value,
-        _envelope=note,
+        envelope=note,
     )
