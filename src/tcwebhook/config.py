@@ -38,6 +38,11 @@ class ServerSettings(_Section):
     tls_handshake_timeout: float = Field(default=10.0, gt=0)
     shutdown_timeout: float = Field(default=15.0, gt=0)
     max_connections: int | None = Field(default=1000, gt=0)
+    # Request head limits: past them the request is answered 414/431 and the connection closed
+    # before the rest is read (the parser's cost of one huge header grows with its square).
+    max_request_line_bytes: int = Field(default=8 * 1024, ge=64)
+    max_header_bytes: int = Field(default=64 * 1024, ge=256)
+    max_header_count: int = Field(default=100, ge=8)
 
 
 class TlsSettings(_Section):

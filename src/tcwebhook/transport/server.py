@@ -20,11 +20,11 @@ from typing import Any
 import structlog
 import uvicorn
 import uvloop
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
+from tcwebhook.transport.protocol import build_protocol
 from tcwebhook.transport.tls import ReloadingServerContext
 
 log = structlog.get_logger(__name__)
@@ -48,53 +48,6 @@ def tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
-def protocol_with_request_timeout(timeout: float) -> type[HttpToolsProtocol]:
-    """An HTTP protocol that closes connections whose request headers trickle in too slowly.
-
-    uvicorn only times out idle keep-alive connections; a client sending one header byte a
-    minute would otherwise hold a connection forever.
-    """
-
-    class TimedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(timeout, self._header_timeout)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            # Idle between requests is the keep-alive timer's job, armed by the base class.
-            self._disarm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return TimedHttpToolsProtocol
 
 
 class _Server(uvicorn.Server):
@@ -172,7 +125,7 @@ class HttpsServer:
             host=s.server.host,
             port=s.server.port,
             loop="none",
-            http=protocol_with_request_timeout(s.server.request_timeout),
+            http=build_protocol(s.server),
             ws="none",
             lifespan="off",
             log_config=None,
