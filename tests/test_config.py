@@ -22,20 +22,20 @@ class TestLoadSettings:
     def test_toml_and_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         cfg = tmp_path / "c.toml"
         cfg.write_text(
-            '[server]\nport = 9000\n[auth]\nbearer_tokens = ["from-file-123"]\n'
-            '[[auth.basic]]\nusername = "u"\npassword = "p-secret"\n'
+            '[server]\nport = 9000\n[auth]\nbearer_tokens = ["from-file-0123456789"]\n'
+            '[[auth.basic]]\nusername = "u"\npassword = "p-secret-0123456789"\n'
         )
         monkeypatch.setenv("TCWEBHOOK_SERVER__PORT", "9100")
         monkeypatch.setenv("TCWEBHOOK_ROUTES__ORDERS", "/hooks/orders")
         s = load_settings(cfg)
         assert s.server.port == 9100
         assert s.routes.orders == "/hooks/orders"
-        assert s.auth.bearer_tokens[0].get_secret_value() == "from-file-123"
-        assert "p-secret" not in repr(s) and "from-file-123" not in repr(s)
+        assert s.auth.bearer_tokens[0].get_secret_value() == "from-file-0123456789"
+        assert "p-secret-0123456789" not in repr(s) and "from-file-0123456789" not in repr(s)
 
     def test_env_list_as_json(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setenv("TCWEBHOOK_AUTH__BEARER_TOKENS", '["a-token-1", "a-token-2"]')
+        monkeypatch.setenv("TCWEBHOOK_AUTH__BEARER_TOKENS", '["a-token-1-0123456789", "a-token-2-0123456789"]')
         assert len(load_settings().auth.bearer_tokens) == 2
 
     def test_immutable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from tcwebhook.config import Settings
 from tcwebhook.logs import REDACTED, configure_logging
 
 TOKEN = "log-token-0123456789abcdef"
-ODD_PASSWORD = 'pa"ss\\wörd-42'  # needs escaping in JSON, and is not ASCII
+ODD_PASSWORD = 'pa"ss\\wörd-42-0123456789'  # needs escaping in JSON, and is not ASCII
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -21,6 +22,9 @@ from tcwebhook.errors import StartupError
 
 DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
 ENV_PREFIX = "TCWEBHOOK_"
+# Webhook credentials are ours to choose: short ones can be guessed over the internet.
+MIN_WEBHOOK_SECRET = 16
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class _Section(BaseModel):
@@ -61,8 +65,8 @@ class BasicCredential(_Section):
     def _no_colon(self) -> BasicCredential:
         if ":" in self.username:
             raise ValueError("a Basic username cannot contain ':' (RFC 7617)")
-        if not self.password.get_secret_value():
-            raise ValueError("a Basic password cannot be empty")
+        if len(self.password.get_secret_value()) < MIN_WEBHOOK_SECRET:
+            raise ValueError(f"a Basic password needs at least {MIN_WEBHOOK_SECRET} characters")
         return self
 
 
@@ -120,8 +124,8 @@ class AuthSettings(_Section):
 
     @model_validator(mode="after")
     def _tokens_not_empty(self) -> AuthSettings:
-        if any(not t.get_secret_value().strip() for t in self.bearer_tokens):
-            raise ValueError("a bearer token cannot be empty")
+        if any(len(t.get_secret_value().strip()) < MIN_WEBHOOK_SECRET for t in self.bearer_tokens):
+            raise ValueError(f"a bearer token needs at least {MIN_WEBHOOK_SECRET} characters")
         return self
 
     @property
@@ -188,6 +192,8 @@ class SinkSettings(_Section):
     permanent_codes: tuple[int, ...] = (400, 404, 409, 422)
     # files
     subfolders: bool = False
+    # Files 0640 and new folders 0750 instead of 0600/0700: for an ERP import user in our group.
+    group_readable: bool = False
     # Tradecloud API extras (need [tradecloud] credentials)
     enrich: bool = False
     documents: bool = False
@@ -211,6 +217,14 @@ class TradecloudSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     refresh_interval: float = Field(default=9 * 60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _safe_api(self) -> TradecloudSettings:
+        parts = urlsplit(self.api_base)
+        # The integration user's password goes to this address; loopback is for test doubles.
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+            raise ValueError("api_base must be an https:// URL")
+        return self
 
     @property
     def configured(self) -> bool:

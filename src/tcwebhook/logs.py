@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -13,6 +14,7 @@ import orjson
 import structlog
 
 from tcwebhook.config import Settings
+from tcwebhook.terminal import escape_log_values
 
 REDACTED = "[redacted]"
 
@@ -21,8 +23,9 @@ class SecretScrubber:
     """Last line of defence: no configured secret value survives into a log line."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Short values would redact ordinary words; the config never generates them that short.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Every length: a short secret may redact ordinary words too, which beats leaking it.
+        # (Webhook credentials are at least 16 characters; short ones are someone else's choice.)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -111,15 +114,24 @@ class LineWriter:
 
 
 def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, also as it appears Base64-encoded in a Basic header."""
     values = [t.get_secret_value() for t in settings.auth.bearer_tokens]
-    values += [c.password.get_secret_value() for c in settings.auth.basic]
+    for cred in settings.auth.basic:
+        values += _basic_forms(cred.username, cred.password.get_secret_value())
     if settings.tradecloud.password is not None:
-        values.append(settings.tradecloud.password.get_secret_value())
+        values += _basic_forms(settings.tradecloud.username or "", settings.tradecloud.password.get_secret_value())
     for sink in settings.sinks:
-        for secret in (sink.bearer_token, sink.basic_password):
-            if secret is not None:
-                values.append(secret.get_secret_value())
-    return values
+        if sink.bearer_token is not None:
+            values.append(sink.bearer_token.get_secret_value())
+        if sink.basic_password is not None:
+            values += _basic_forms(sink.basic_username or "", sink.basic_password.get_secret_value())
+    return [v for v in values if v]
+
+
+def _basic_forms(username: str, password: str) -> list[str]:
+    if not password:
+        return []
+    return [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
 
 
 def configure_logging(settings: Settings, stream: Any = None) -> None:
@@ -134,7 +146,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     if settings.logging.format == "json":
         renderer = JsonLineRenderer(scrubber)  # scrubs secrets itself, on the finished line
     else:
-        shared.append(scrubber)
+        # Console lines go to a terminal: a request path's escape bytes must not act on it.
+        shared += [scrubber, escape_log_values]
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     writer = LineWriter(stream)
     structlog.configure(

@@ -19,8 +19,8 @@ def auth() -> Authenticator:
         AuthSettings(
             bearer_tokens=(SecretStr("old-token-123456"), SecretStr("new-token-654321")),
             basic=(
-                BasicCredential(username="tc", password=SecretStr("pw-one-xyz")),
-                BasicCredential(username="tc2", password=SecretStr("pw:with:colons")),
+                BasicCredential(username="tc", password=SecretStr("pw-one-xyz-0123456789")),
+                BasicCredential(username="tc2", password=SecretStr("pw:with:colons:0123456789")),
             ),
         )
     )
@@ -35,8 +35,8 @@ class TestAuthenticator:
         assert auth.check(b"bearer new-token-654321").ok  # scheme is case-insensitive
 
     def test_basic_credentials_any_entry(self, auth: Authenticator) -> None:
-        assert auth.check(basic("tc", "pw-one-xyz")).principal == "tc"
-        assert auth.check(basic("tc2", "pw:with:colons")).principal == "tc2"
+        assert auth.check(basic("tc", "pw-one-xyz-0123456789")).principal == "tc"
+        assert auth.check(basic("tc2", "pw:with:colons:0123456789")).principal == "tc2"
 
     @pytest.mark.parametrize(
         "header",
@@ -49,7 +49,7 @@ class TestAuthenticator:
             b"Basic !!!notbase64",
             b"Basic " + base64.b64encode(b"no-colon"),
             basic("tc", "wrong"),
-            basic("tc2", "pw-one-xyz"),
+            basic("tc2", "pw-one-xyz-0123456789"),
             b"Digest username=tc",
             b"Token old-token-123456",
         ],
@@ -66,7 +66,7 @@ class TestAuthenticator:
         assert b'Bearer realm="tcwebhook", error="invalid_token"' in auth.challenges(bad)
 
     def test_only_bearer_configured(self) -> None:
-        only = Authenticator(AuthSettings(bearer_tokens=(SecretStr("tok-abcdef"),)))
+        only = Authenticator(AuthSettings(bearer_tokens=(SecretStr("tok-abcdef-0123456789"),)))
         assert only.challenges() == (b'Bearer realm="tcwebhook"',)
         assert not only.check(basic("a", "b")).ok
 

@@ -474,9 +474,11 @@ class TestSyncMode:
             r = post(server, client, refused)
             assert r.status_code == 400, r.text
             assert r.json()["error"] == "rejected_by_erp"
-            assert "cannot book a rejection" in r.json()["detail"]
+            assert "cannot book a rejection" not in r.json()["detail"]  # the ERP's text is not the sender's
             refused_id = r.json()["eventId"]
             assert status_of(server, refused_id) == "dead"
+            shown = cli(server, "events", "show", refused_id)
+            assert "cannot book a rejection" in (shown["attempts"][0]["error"] or "")
             r = post(server, client, refused)  # a resend is refused again, not handed to the ERP
             assert (r.status_code, r.json()["eventId"]) == (400, refused_id)
 

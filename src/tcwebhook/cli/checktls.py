@@ -14,18 +14,20 @@ from rich.table import Table
 from tcwebhook.errors import StartupError
 from tcwebhook.simulator.credentials import Credentials
 from tcwebhook.simulator.tlscheck import Status, TlsReport, check_tls
+from tcwebhook.terminal import cell
 
 _STYLES = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
 
 
 def _table(report: TlsReport) -> Table:
-    table = Table(title=f"check-tls {report.url}", header_style="bold")
+    table = Table(title=cell(f"check-tls {report.url}"), header_style="bold")
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for check in report.checks:
         style = _STYLES[check.status]
-        table.add_row(check.name, f"[{style}]{check.status.value}[/{style}]", check.detail)
+        # Details quote the server's certificate and answers: plain text only.
+        table.add_row(check.name, f"[{style}]{check.status.value}[/{style}]", cell(check.detail))
     return table
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
 from tcwebhook.cli.output import (
@@ -27,6 +28,7 @@ from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import Attempt, Delivery, EventFilter, EventStatus, Inbox, StoredEvent
+from tcwebhook.terminal import cell, markup_safe
 
 events_app = typer.Typer(help="Inspect, and replay, the events in the inbox.", no_args_is_help=True)
 
@@ -98,9 +100,17 @@ def _events_table(events: Sequence[StoredEvent], errors: dict[str, str] | None =
     if errors is not None:
         table.add_column("last error")
     for e in events:
-        row = [when(e.received_at), e.event_id, e.kind.value, e.event_name, _number(e), status_markup(e.status)]
+        # Ids, names and numbers come from request bodies: shown as text, never as markup.
+        row: list[str | Text] = [
+            when(e.received_at),
+            cell(e.event_id),
+            e.kind.value,
+            cell(e.event_name),
+            cell(_number(e)),
+            status_markup(e.status),
+        ]
         if errors is not None:
-            row.append(errors.get(e.event_id, ""))
+            row.append(cell(errors.get(e.event_id, "")))
         table.add_row(*row)
     return table
 
@@ -191,7 +201,7 @@ def show(
     fields.add_column(style="bold")
     fields.add_column()
     for name, value in _event_json(event).items():
-        fields.add_row(name, status_markup(str(value)) if name == "status" else str("" if value is None else value))
+        fields.add_row(name, status_markup(str(value)) if name == "status" else cell(value))
     out.print(fields)
     out.print()
     table = Table(title="deliveries", title_justify="left")
@@ -201,7 +211,7 @@ def show(
         next_at = when(d.next_attempt_at) if d.status == "pending" else ""
         if d.status == "pending" and d.next_attempt_at is None:
             next_at = "when the sender resends"
-        table.add_row(d.sink, status_markup(d.status), str(d.attempts), next_at, d.last_error or "")
+        table.add_row(cell(d.sink), status_markup(d.status), str(d.attempts), next_at, cell(d.last_error))
     out.print(table)
     if attempts:
         table = Table(title="attempts", title_justify="left")
@@ -209,15 +219,20 @@ def show(
             table.add_column(column)
         for a in attempts:
             table.add_row(
-                when(a.started_at), a.sink, str(a.number), a.outcome, f"{a.duration * 1000:.1f} ms", a.error or ""
+                when(a.started_at),
+                cell(a.sink),
+                str(a.number),
+                cell(a.outcome),
+                f"{a.duration * 1000:.1f} ms",
+                cell(a.error),
             )
         out.print(table)
     if event.headers:
         out.print("\n[bold]headers[/bold]")
         for name, value in event.headers.items():
-            out.print(f"  {name}: {value}")
+            out.print(f"  {markup_safe(name)}: {markup_safe(value)}")
     text, lexer = pretty(event.body, event.content_type)
-    out.print(f"\n[bold]body[/bold] ({event.content_type}, {len(event.body)} bytes)")
+    out.print(f"\n[bold]body[/bold] ({markup_safe(event.content_type)}, {len(event.body)} bytes)")
     out.print(Syntax(text, lexer, word_wrap=True, theme="ansi_dark"))
 
 
@@ -268,6 +283,6 @@ def replay(
             f"({summary['selected']} selected)."
         )
         for event_id in summary["missing"]:
-            err.print(f"[red]not found:[/red] {event_id}")
+            err.print(f"[red]not found:[/red] {markup_safe(event_id)}")
     if summary["missing"]:
         raise typer.Exit(1)

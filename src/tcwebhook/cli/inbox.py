@@ -24,6 +24,7 @@ from tcwebhook.errors import EventNotFound, StoreError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.logs import configure_logging
+from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
 
@@ -67,10 +68,10 @@ def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitabl
     try:
         return startup_guard(lambda: asyncio.run(main()))
     except EventNotFound as exc:
-        err.print(f"[red]not found:[/red] {exc}")
+        err.print(f"[red]not found:[/red] {markup_safe(exc)}")
         raise typer.Exit(1) from None
     except StoreError as exc:
-        err.print(f"[red]store error:[/red] {exc}")
+        err.print(f"[red]store error:[/red] {markup_safe(exc)}")
         raise typer.Exit(1) from None
 
 

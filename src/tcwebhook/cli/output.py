@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tcwebhook.terminal import visible
+
 err = Console(stderr=True, highlight=False)
 
 _STYLE = {"pending": "yellow", "delivered": "green", "dead": "bold red", "superseded": "dim", "stored": "cyan"}
@@ -53,7 +55,13 @@ def body_json(body: bytes) -> dict[str, str]:
 
 
 def pretty(body: bytes, content_type: str) -> tuple[str, str]:
-    """The body for people: (text, lexer). JSON and XML are indented; anything else as is."""
+    """The body for people: (text, lexer), control characters made visible."""
+    text, lexer = _indented(body, content_type)
+    return visible(text, keep_lines=True), lexer
+
+
+def _indented(body: bytes, content_type: str) -> tuple[str, str]:
+    """JSON and XML indented; anything else as is."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.errors import ContractError, EventNotFound
 from tcwebhook.inbox.base import Inbox, NewEvent, QuarantineEntry
+from tcwebhook.terminal import cell, markup_safe
 
 quarantine_app = typer.Typer(help="Inspect and reprocess request bodies that were rejected.", no_args_is_help=True)
 
@@ -50,7 +51,12 @@ def quarantine_list(config: ConfigOption = None, limit: LimitOption = 100, json_
     table.add_column("reprocessed as", no_wrap=True)
     for q in entries:
         table.add_row(
-            when(q.received_at), q.id, q.route, str(q.status_code), q.reason, q.reprocessed_event_id or ""
+            when(q.received_at),
+            cell(q.id),
+            cell(q.route),
+            str(q.status_code),
+            cell(q.reason),  # quotes the refused body
+            cell(q.reprocessed_event_id),
         )
     stdout_console().print(table)
 
@@ -71,14 +77,15 @@ def quarantine_show(
     fields.add_column(style="bold")
     fields.add_column()
     for name, value in _quarantine_json(entry).items():
-        fields.add_row(name, "" if value is None else str(value))
+        fields.add_row(name, cell(value))
     out.print(fields)
     if entry.headers:
         out.print("\n[bold]headers[/bold]")
         for name, value in entry.headers.items():
-            out.print(f"  {name}: {value}")
+            out.print(f"  {markup_safe(name)}: {markup_safe(value)}")
     text, lexer = pretty(entry.body, entry.content_type)
-    out.print(f"\n[bold]body[/bold] ({entry.content_type or 'no content type'}, {len(entry.body)} bytes)")
+    shown_type = markup_safe(entry.content_type or "no content type")
+    out.print(f"\n[bold]body[/bold] ({shown_type}, {len(entry.body)} bytes)")
     out.print(Syntax(text, lexer, word_wrap=True, theme="ansi_dark"))
 
 
@@ -124,9 +131,9 @@ def quarantine_reprocess(
         out = stdout_console()
         for row in results:
             if row["error"]:
-                err.print(f"[red]{row['id']}[/red]: {row['error']}")
+                err.print(f"[red]{markup_safe(row['id'])}[/red]: {markup_safe(row['error'])}")
             else:
                 note = " (already stored: duplicate)" if row["duplicate"] else ""
-                out.print(f"{row['id']} -> event [bold]{row['event_id']}[/bold]{note}")
+                out.print(f"{markup_safe(row['id'])} -> event [bold]{markup_safe(row['event_id'])}[/bold]{note}")
     if any(row["error"] for row in results):
         raise typer.Exit(1)

@@ -39,6 +39,7 @@ from tcwebhook.simulator.sender import (
 )
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.transport.certs import client_context
+from tcwebhook.terminal import cell, markup_safe
 
 MAX_EVENT_LINES = 50
 
@@ -78,14 +79,15 @@ class _Reporter:
             self._console.print("… further retry and failure lines suppressed")
 
     def attempted(self, outcome: Outcome, attempt: Attempt, next_wait: float | None) -> None:
-        what = attempt.status if attempt.status is not None else attempt.error
-        ident = f"{outcome.label} {outcome.message_id or ''}".strip()
+        # The server's answers (and their details) are not ours: no markup, no control bytes.
+        what = markup_safe(attempt.status if attempt.status is not None else attempt.error)
+        ident = markup_safe(f"{outcome.label} {outcome.message_id or ''}".strip())
         if next_wait is not None:
             self._line(f"[yellow]↻[/yellow] {what} {ident} (attempt {attempt.number}) → retry in {next_wait:.2f} s")
         elif outcome.accepted or outcome.result == TLS_REFUSED:
             return  # a refusal is explained once, after the run
         elif classify(attempt.status) is Verdict.RETRY:
-            self._line(f"[red]✗[/red] {what} {ident}: {outcome.detail or 'gave up'}")
+            self._line(f"[red]✗[/red] {what} {ident}: {markup_safe(outcome.detail or 'gave up')}")
         else:
             self._line(f"[red]✗[/red] {what} {ident}: final, 4xx and 500 are not retried")
 
@@ -98,7 +100,7 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for code, n in summary["status"].items():
-        table.add_row(f"status {code}", str(n))
+        table.add_row(cell(f"status {code}"), str(n))
     table.add_row("events sent", str(summary["sent"]))
     if summary["not_sent"]:
         table.add_row("not sent", str(summary["not_sent"]))
@@ -215,7 +217,7 @@ def send(
         tally = asyncio.run(_run(sender, requests, concurrency))
     summary = tally.summary(planned=count)
     if tally.refusal:
-        err.print(f"[red]refused:[/red] {tally.refusal}")
+        err.print(f"[red]refused:[/red] {markup_safe(tally.refusal)}")
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tcwebhook.config import Settings, load_settings
 from tcwebhook.errors import StartupError
+from tcwebhook.filemodes import PRIVATE_FILE, open_replace
 from tcwebhook.logs import configure_logging
 
 T = TypeVar("T")
@@ -91,7 +92,7 @@ def _dev_credentials(path: Path) -> dict[str, str]:
 
 def _save_credentials(path: Path, data: dict[str, str]) -> dict[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_replace(path, PRIVATE_FILE)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
     return data
@@ -247,7 +248,8 @@ def init(
         raise typer.Exit(1)
     text = _EXAMPLE.replace("{token}", secrets.token_urlsafe(32)).replace("{password}", secrets.token_urlsafe(24))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # open() applies the mode only when it creates the file: --force over an old one sets it too.
+    fd = open_replace(path, PRIVATE_FILE)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     console.print(

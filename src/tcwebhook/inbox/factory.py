@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
+from tcwebhook.filemodes import PRIVATE_DIR, make_dirs, restrict
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.sqlite import SqliteInbox
 
@@ -19,6 +20,9 @@ def open_inbox(
     ``hold_new`` (default: synchronous delivery mode) makes them wait for the request that stored
     them (``Dispatcher.deliver_now``) instead of the background loop.
     """
+    # The inbox, documents and dev credentials live here: whole orders, for this user only.
+    make_dirs(settings.data_dir, PRIVATE_DIR)
+    restrict(settings.data_dir, PRIVATE_DIR)
     url = settings.store_url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     sinks = tuple(s.name for s in settings.sinks) if sink_names is None else tuple(sink_names)

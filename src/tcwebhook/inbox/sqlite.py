@@ -14,6 +14,8 @@ for ``claim_event`` instead of the background loop: see ``dispatch.dispatcher``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +32,7 @@ import structlog
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound, StartupError, StoreError, StoreUnavailable
+from tcwebhook.filemodes import PRIVATE_DIR, PRIVATE_FILE, make_dirs, open_new, restrict
 from tcwebhook.inbox import sqlite_delivery as dsql
 from tcwebhook.inbox.base import (
     Attempt,
@@ -257,7 +260,13 @@ class SqliteInbox:
     def _prepare(self) -> None:
         where = str(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent, PRIVATE_DIR)
+            # SQLite gives -wal and -shm the mode of the database file, so that one decides.
+            if not self.path.exists():
+                with contextlib.suppress(FileExistsError):  # another process was quicker
+                    os.close(open_new(self.path, PRIVATE_FILE))
+            for suffix in ("", "-wal", "-shm"):
+                restrict(self.path.with_name(self.path.name + suffix), PRIVATE_FILE)
         except OSError as exc:
             raise StartupError(
                 f"Cannot create the inbox directory {self.path.parent} ({exc.strerror}): "

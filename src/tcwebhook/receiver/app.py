@@ -38,8 +38,11 @@ Route = Literal["orders", "shipments"]
 log = structlog.get_logger("tcwebhook.request")
 
 RETRY_AFTER = b"5"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+# Matched with ``fullmatch``: ``$`` alone also matches before a trailing newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 _JSON = b"application/json"
+SYNC_REJECTED = "the receiving system refused this event; it is kept as dead-lettered"
+SYNC_UNAVAILABLE = "the receiving system is unavailable, retry later"
 
 
 class SyncDelivery(Protocol):
@@ -266,23 +269,26 @@ class Receiver:
         assert self.sync_delivery is not None
         outcome = await self.sync_delivery.deliver_now(result.event_id)
         name = str(getattr(outcome, "value", outcome))
-        detail = str(getattr(outcome, "detail", "") or "")
         if name == "delivered":
-            status, body = 200, {"status": "delivered", "eventId": result.event_id}
-        elif name == "permanent":
-            status, body = 400, {"error": "rejected_by_erp", "detail": detail, "eventId": result.event_id}
-        else:
             state["responded"] = True
-            await _json(
-                send,
-                503,
-                {"error": "erp_unavailable", "detail": detail, "eventId": result.event_id},
-                [(b"retry-after", RETRY_AFTER)],
-            )
-            return 503
+            await _json(send, 200, {"status": "delivered", "eventId": result.event_id})
+            return 200
+        # The sink's error names ERP hosts, users and tables: it stays in the inbox (attempts)
+        # and in this log line; the sender gets a fixed sentence and the event id to quote.
+        self._log.warning(
+            "sync_delivery_failed",
+            event_id=result.event_id,
+            outcome=name,
+            error=str(getattr(outcome, "detail", "") or ""),
+        )
         state["responded"] = True
-        await _json(send, status, body)
-        return status
+        if name == "permanent":
+            body = {"error": "rejected_by_erp", "detail": SYNC_REJECTED, "eventId": result.event_id}
+            await _json(send, 400, body)
+            return 400
+        body = {"error": "erp_unavailable", "detail": SYNC_UNAVAILABLE, "eventId": result.event_id}
+        await _json(send, 503, body, [(b"retry-after", RETRY_AFTER)])
+        return 503
 
     async def _store(self, event: NewEvent) -> StoreResult:
         try:
@@ -350,7 +356,7 @@ class Receiver:
             if not found:
                 raise _Reply(400, "invalid_request", f"give the {' or '.join(names)} in the path or the query")
             field, value = found[0]
-        if not value or "/" in value or not _ID.match(value):
+        if not value or not _ID.fullmatch(value):
             raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)

@@ -38,7 +38,9 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> Sink:
             permanent_codes=cfg.permanent_codes,
         )
     assert cfg.directory is not None
-    return FilesSink(cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders)
+    return FilesSink(
+        cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders, group_readable=cfg.group_readable
+    )
 
 
 def build_sinks(settings: Settings) -> list[Sink]:

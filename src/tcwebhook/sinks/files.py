@@ -20,6 +20,7 @@ import re
 import secrets
 from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -27,6 +28,7 @@ import structlog
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, TransientError
+from tcwebhook.filemodes import dir_mode, file_mode, make_dirs, open_new
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike, is_xml
 from tcwebhook.sinks.filters import SinkFilter
@@ -74,11 +76,12 @@ def file_stem(event: EventLike) -> str:
 class _AtomicFile:
     """A hidden temp file beside ``target`` that becomes ``target`` only on ``commit``."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, *, group_readable: bool = False) -> None:
         self.target = target
         self.tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: BinaryIO = self.tmp.open("xb")
+        make_dirs(target.parent, dir_mode(group_readable))
+        # The mode is set on the temp file, so the final name never exists with a wider one.
+        self._handle: BinaryIO = os.fdopen(open_new(self.tmp, file_mode(group_readable)), "wb")
 
     def write(self, chunk: bytes) -> None:
         self._handle.write(chunk)
@@ -104,8 +107,8 @@ class _AtomicFile:
         self.tmp.unlink(missing_ok=True)
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    file = _AtomicFile(target)
+def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> None:
+    file = _AtomicFile(target, group_readable=group_readable)
     try:
         file.write(data)
     except BaseException:
@@ -124,13 +127,15 @@ class FilesSink:
         *,
         events: Iterable[str] = (),
         subfolders: bool = False,
+        group_readable: bool = False,
     ) -> None:
         self.name = name
         self.directory = Path(directory)
         self.filter = SinkFilter.parse(events, sink=name)
         self.subfolders = subfolders
+        self.group_readable = group_readable
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.directory, dir_mode(group_readable))
         except OSError as exc:
             raise StartupError(
                 f"Sink {name!r}: cannot create the directory {self.directory} ({exc.strerror})."
@@ -161,7 +166,7 @@ class FilesSink:
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         target = self.path_for(event)
-        await self._io(target, _write_atomic, target, event.body)
+        await self._io(target, _write_atomic, target, event.body, self.group_readable)
         log.debug("sink.files.delivered", sink=self.name, event_id=event.event_id, file=target.name)
 
     async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path:
@@ -171,7 +176,7 @@ class FilesSink:
         the event file finds them already in place.
         """
         target = self.attachment_path(event, filename)
-        await self._io(target, _write_atomic, target, data)
+        await self._io(target, _write_atomic, target, data, self.group_readable)
         return target
 
     async def write_attachment_stream(self, event: EventLike, filename: str, chunks: AsyncIterable[bytes]) -> Path:
@@ -181,7 +186,7 @@ class FilesSink:
         return target
 
     async def _stream(self, target: Path, chunks: AsyncIterable[bytes]) -> None:
-        file = await self._io(target, _AtomicFile, target)
+        file = await self._io(target, partial(_AtomicFile, group_readable=self.group_readable), target)
         try:
             # Errors of the source (a broken download) pass through as they are.
             async for chunk in chunks:
