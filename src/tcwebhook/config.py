@@ -6,12 +6,13 @@ when present), environment variables ``TCWEBHOOK_<SECTION>__<KEY>`` (lists and t
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,9 @@ ENV_PREFIX = "TCWEBHOOK_"
 # Webhook credentials are ours to choose: short ones can be guessed over the internet.
 MIN_WEBHOOK_SECRET = 16
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# A host name, an IP address, or "*." and a domain: no scheme, port or path.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]+")
 
 
 class _Section(BaseModel):
@@ -198,6 +202,20 @@ class SinkSettings(_Section):
     enrich: bool = False
     documents: bool = False
     download_urls: bool = False
+    # Partner document URLs are fetched only from these hosts (names or "*.example.com"); none by default.
+    download_hosts: tuple[str, ...] = ()
+    # Test rigs only: let download_hosts resolve to loopback/private addresses.
+    allow_private_download_addresses: bool = False
+    max_documents: int = Field(default=100, gt=0)  # per event, past it: dead-letter
+    max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
+
+    @field_validator("download_hosts")
+    @classmethod
+    def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(f"download_hosts: {host!r} is not a host name (or *.domain)")
+        return tuple(h.lower() for h in hosts)
 
     @model_validator(mode="after")
     def _type_keys(self) -> SinkSettings:

@@ -15,8 +15,9 @@
     ├── DeliveryError                a sink could not deliver an event
     │   ├── PermanentError           never retried: dead-letter at once
     │   └── TransientError           retried with back-off
-    └── TradecloudApiError           the Tradecloud API answered unexpectedly
-        └── TradecloudNotFound       404 for an order, shipment or document
+    ├── TradecloudApiError           the Tradecloud API answered unexpectedly
+    │   └── TradecloudNotFound       404 for an order, shipment or document
+    └── DownloadRefused              a document download the sink's policy forbids (URL, size)
 
 The HTTP layer maps these to status codes in one place (``receiver.app``); anything not
 in this tree that escapes a request handler becomes 503, never 500, because Tradecloud
@@ -94,3 +95,10 @@ class TradecloudApiError(TcwebhookError):
 
 class TradecloudNotFound(TradecloudApiError):
     """The Tradecloud API answered 404 for the object asked for."""
+
+
+class DownloadRefused(TcwebhookError):
+    """A document download refused by policy: its URL or host is not allowed, or it is too large.
+
+    Resending the same event cannot change that, so the delivery is dead-lettered with the reason.
+    """

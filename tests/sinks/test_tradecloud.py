@@ -48,7 +48,7 @@ class Recorder:
 class TestFilesSink:
     """Documents and the full order land beside the event file."""
 
-    async def test_documents_are_written_beside_the_event(
+    async def test_documents_are_written_in_the_events_folder(
         self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
     ) -> None:
         fake_api.add_document(OBJ, "spec.pdf", b"%PDF spec", "application/pdf")
@@ -63,10 +63,13 @@ class TestFilesSink:
             await sink.deliver(event)
         stem = inner.path_for(event).name.removesuffix(".json")
         files = sorted(p.name for p in (tmp_path / "drop").iterdir())
-        assert files == sorted([f"{stem}.json", f"{stem}.spec.pdf", f"{stem}.spec-2.pdf"])
-        assert (tmp_path / "drop" / f"{stem}.spec.pdf").read_bytes() == b"%PDF spec"
-        assert (tmp_path / "drop" / f"{stem}.spec-2.pdf").read_bytes() == b"%PDF copy"
+        assert files == sorted([f"{stem}.json", f"{stem}.documents"])
+        folder = tmp_path / "drop" / f"{stem}.documents"
+        assert sorted(p.name for p in folder.iterdir()) == ["spec-2.pdf", "spec.pdf"]
+        assert (folder / "spec.pdf").read_bytes() == b"%PDF spec"
+        assert (folder / "spec-2.pdf").read_bytes() == b"%PDF copy"
         assert (tmp_path / "drop" / f"{stem}.json").read_bytes() == event.body
+        assert not (tmp_path / "data" / "documents" / "erp" / event.event_id).exists()  # staging removed
 
     async def test_enrich_writes_the_full_order(
         self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path

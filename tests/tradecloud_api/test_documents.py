@@ -9,13 +9,21 @@ import pytest
 
 from tcwebhook.config import TradecloudSettings
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.errors import PermanentError, TradecloudApiError, TradecloudNotFound, TransientError
+from tcwebhook.errors import (
+    DownloadRefused,
+    PermanentError,
+    TradecloudApiError,
+    TradecloudNotFound,
+    TransientError,
+)
 from tcwebhook.tradecloud_api import (
     DocumentFetcher,
+    PartnerDownloader,
     TradecloudClient,
+    UrlPolicy,
     find_documents,
     safe_filename,
-    save_documents,
+    unique_names,
 )
 
 from .conftest import FAST, make_event
@@ -108,16 +116,35 @@ class TestDownloadDocument:
             with pytest.raises(TradecloudNotFound):
                 await tc.download_document("no-such-object")
 
-    async def test_partner_url_download(self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings) -> None:
+    async def test_partner_url_download(
+        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
+    ) -> None:
         url = fake_api.add_partner_file("certificate 3.1.pdf", PDF)
         async with client(tc_settings) as tc:
-            file = await tc.download_url_file(url)
-            assert file.filename == "certificate 3.1.pdf" and file.content == PDF
-            with pytest.raises(TradecloudNotFound):
-                await tc.download_url(url + "-missing")
-            with pytest.raises(ValueError, match="http"):
-                await tc.download_url("file:///etc/passwd")
+            partner = PartnerDownloader(UrlPolicy.of(["127.0.0.1"], allow_private=True), verify=tc.verify)
+            try:
+                info = await partner.download_to(url, tmp_path / "f", 10**9)
+                assert (info.filename, info.size) == ("certificate 3.1.pdf", len(PDF))
+                assert (tmp_path / "f").read_bytes() == PDF
+                with pytest.raises(TradecloudNotFound):
+                    await partner.download_to(url + "-missing", tmp_path / "g", 10**9)
+                with pytest.raises(DownloadRefused, match="https"):
+                    await partner.download_to("file:///etc/passwd", tmp_path / "h", 10**9)
+            finally:
+                await partner.aclose()
         assert all("authorization" not in c.headers for c in fake_api.calls_to("/partner/"))
+
+    async def test_streamed_to_file(
+        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
+    ) -> None:
+        fake_api.add_document(OBJ, "a.pdf", PDF, "application/pdf")
+        async with client(tc_settings) as tc:
+            info = await tc.download_document_to(OBJ, tmp_path / "a", 10**9)
+            assert (info.filename, info.content_type, info.size) == ("a.pdf", "application/pdf", len(PDF))
+            assert (tmp_path / "a").read_bytes() == PDF
+            with pytest.raises(DownloadRefused, match="1000 bytes"):
+                await tc.download_document_to(OBJ, tmp_path / "b", 1000)
+        assert not (tmp_path / "b").exists()
 
     async def test_size_limit(self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings) -> None:
         fake_api.add_document(OBJ, "a.pdf", PDF, "application/pdf")
@@ -192,33 +219,47 @@ class TestDocumentFetcher:
         url = fake_api.add_partner_file("drawing.pdf", b"partner copy")
         body = {"orderDocumentsEvent": {"documents": [{"objectId": OBJ}, {"url": url}]}}
         event = make_event(EventKind.ORDER_DOCUMENTS, body)
+        policy = UrlPolicy.of(["127.0.0.1"], allow_private=True)
         async with client(tc_settings) as tc:
-            assert [d.file.content for d in await DocumentFetcher(tc).fetch(event)] == [PDF]
-            fetched = await DocumentFetcher(tc, urls=True).fetch(event)
-            assert await DocumentFetcher(tc).fetch(make_event(EventKind.ORDER, body)) == []
-        paths = save_documents(fetched, tmp_path / "out")
-        assert [p.name for p in paths] == ["drawing.pdf", "drawing-2.pdf"]
-        assert paths[0].read_bytes() == PDF and paths[1].read_bytes() == b"partner copy"
+            only_objects = await DocumentFetcher(tc).fetch(event, tmp_path / "one")
+            assert [d.path.read_bytes() for d in only_objects] == [PDF]
+            partner = PartnerDownloader(policy, verify=tc.verify)
+            fetcher = DocumentFetcher(tc, urls=True, partner=partner)
+            fetched = await fetcher.fetch(event, tmp_path / "out")
+            await fetcher.aclose()
+            assert await DocumentFetcher(tc).fetch(make_event(EventKind.ORDER, body), tmp_path / "x") == []
+        assert [d.filename for d in fetched] == ["drawing.pdf", "drawing-2.pdf"]
+        assert [d.path for d in fetched] == [tmp_path / "out" / "drawing.pdf", tmp_path / "out" / "drawing-2.pdf"]
+        assert fetched[0].path.read_bytes() == PDF and fetched[1].path.read_bytes() == b"partner copy"
         assert sorted(os.listdir(tmp_path / "out")) == ["drawing-2.pdf", "drawing.pdf"]
 
+    def test_unique_names(self) -> None:
+        assert unique_names(["a.pdf", "A.pdf", "a-2.pdf", "b", "b"]) == ["a.pdf", "A-2.pdf", "a-2-2.pdf", "b", "b-2"]
+
     async def test_missing_document_dead_letters(
-        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings
+        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
     ) -> None:
         event = make_event(EventKind.SHIPMENT, {"shipment": {"documents": [{"objectId": "gone"}]}})
         async with client(tc_settings) as tc:
             with pytest.raises(PermanentError, match=r"objectId gone at shipment\.documents"):
-                await DocumentFetcher(tc).fetch(event)
+                await DocumentFetcher(tc).fetch(event, tmp_path)
 
-    async def test_outage_is_transient(self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings) -> None:
+    async def test_outage_is_transient(
+        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
+    ) -> None:
         fake_api.add_document(OBJ, "a.pdf", PDF, "application/pdf")
         fake_api.fail("/v2/object-storage/", 503, times=50)
         event = make_event(EventKind.SHIPMENT, {"shipment": {"documents": [{"objectId": OBJ}]}})
         async with client(tc_settings) as tc:
             with pytest.raises(TransientError, match="HTTP 503"):
-                await DocumentFetcher(tc).fetch(event)
+                await DocumentFetcher(tc).fetch(event, tmp_path)
 
-    async def test_non_http_url_dead_letters(self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings) -> None:
+    async def test_non_https_url_dead_letters(
+        self, fake_api: FakeTradecloud, tc_settings: TradecloudSettings, tmp_path: Path
+    ) -> None:
         event = make_event(EventKind.SHIPMENT, {"shipment": {"documents": [{"url": "ftp://x/y"}]}})
         async with client(tc_settings) as tc:
-            with pytest.raises(PermanentError, match="http"):
-                await DocumentFetcher(tc, urls=True).fetch(event)
+            fetcher = DocumentFetcher(tc, urls=True)
+            with pytest.raises(PermanentError, match="https"):
+                await fetcher.fetch(event, tmp_path)
+            await fetcher.aclose()

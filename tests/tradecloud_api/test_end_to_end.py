@@ -74,7 +74,7 @@ async def settled(inbox: Inbox, ids: Sequence[str], within: float = 15.0) -> lis
 
 
 def drop(tmp_path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((tmp_path / "drop").iterdir())}
+    return {p.name: p.read_bytes() if p.is_file() else b"" for p in sorted((tmp_path / "drop").iterdir())}
 
 
 class TestGetTriggers:
@@ -156,13 +156,20 @@ class TestDocumentsAndEnrichment:
                 2, EventKind.ORDER, {"orderEvent": {"orderId": "ord-1", "lines": [{"id": "l2"}]}}, order_id="ord-1"
             ),
         ]
-        options = {"documents": True, "download_urls": True, "enrich": True}
+        options = {
+            "documents": True,
+            "download_urls": True,
+            "enrich": True,
+            "download_hosts": ("127.0.0.1",),
+            "allow_private_download_addresses": True,  # the fake partner server is on loopback
+        }
         async with running(tmp_path, tc_settings, events, **options) as (inbox, ids):
             assert await settled(inbox, ids) == ["delivered", "delivered"]
         files = drop(tmp_path)
-        [drawing] = [v for k, v in files.items() if k.endswith(".drawing.pdf")]
-        [cert] = [v for k, v in files.items() if k.endswith(".cert.pdf")]
+        [folder] = (tmp_path / "drop").glob("*.documents")
+        documents = {p.name: p.read_bytes() for p in folder.iterdir()}
+        assert documents == {"drawing.pdf": pdf, "cert.pdf": b"certificate"}
         [full] = [v for k, v in files.items() if k.endswith(".full-order.json")]
-        assert drawing == pdf and cert == b"certificate" and orjson.loads(full) == ORDER
-        assert len(files) == 5  # two event files, two documents, one full order
+        assert orjson.loads(full) == ORDER
+        assert len(files) == 4  # two event files, the documents folder, one full order
         assert [c.status for c in fake_api.calls_to("/s3/")] == [403, 200]

@@ -38,8 +38,8 @@ from tcwebhook.simulator.sender import (
     sender_backoff,
 )
 from tcwebhook.simulator.stats import Tally
-from tcwebhook.transport.certs import client_context
 from tcwebhook.terminal import cell, markup_safe
+from tcwebhook.transport.certs import client_context
 
 MAX_EVENT_LINES = 50
 

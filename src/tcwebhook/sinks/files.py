@@ -107,6 +107,18 @@ class _AtomicFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def _copy_atomic(target: Path, source: Path, group_readable: bool = False) -> None:
+    file = _AtomicFile(target, group_readable=group_readable)
+    try:
+        with source.open("rb") as src:
+            while chunk := src.read(1024 * 1024):
+                file.write(chunk)
+    except BaseException:
+        file.abort()
+        raise
+    file.commit()
+
+
 def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> None:
     file = _AtomicFile(target, group_readable=group_readable)
     try:
@@ -164,6 +176,14 @@ class FilesSink:
             name = "attachment" + "." + name  # would otherwise replace the event file itself
         return self.folder_for(event) / f"{file_stem(event)}.{name}"
 
+    def documents_folder(self, event: EventLike) -> Path:
+        """The event's own folder for its documents: ``<event file stem>.documents``.
+
+        Documents are named by trading partners; kept apart, a partner's ``full-order.json`` or
+        ``x.json`` can neither replace one of our files nor meet an importer reading ``*.json``.
+        """
+        return self.folder_for(event) / f"{file_stem(event)}.documents"
+
     async def deliver(self, event: StoredEvent | Event) -> None:
         target = self.path_for(event)
         await self._io(target, _write_atomic, target, event.body, self.group_readable)
@@ -177,6 +197,15 @@ class FilesSink:
         """
         target = self.attachment_path(event, filename)
         await self._io(target, _write_atomic, target, data, self.group_readable)
+        return target
+
+    async def write_document_file(self, event: EventLike, name: str, source: Path) -> Path:
+        """Copy ``source`` into the event's documents folder as ``name`` (already a safe, unique
+        file name), atomically; returns the path."""
+        if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\", "\x00")):
+            raise ValueError(f"{name!r} is not a plain file name")
+        target = self.documents_folder(event) / name
+        await self._io(target, _copy_atomic, target, source, self.group_readable)
         return target
 
     async def write_attachment_stream(self, event: EventLike, filename: str, chunks: AsyncIterable[bytes]) -> Path:

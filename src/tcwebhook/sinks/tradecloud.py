@@ -2,9 +2,11 @@
 
 For each delivery attempt: a GET-webhook trigger is replaced by the fetched object; with the
 sink's ``enrich`` option an order event gets ``extras["full_order"]``; with ``documents`` (and
-``download_urls``) the event's files are downloaded. A sink that can store attachments (the
-files sink) receives them beside the event file (and the full order as ``full-order.json``);
-any other sink gets ``extras["documents"]``, a list of ``DocumentFile`` with a local path.
+``download_urls``) the event's files are downloaded, streamed into
+``<data_dir>/documents/<sink>/<event id>/``. A sink that stores documents itself (the files sink)
+gets them copied into a folder of the event's own (``<event file stem>.documents/``), apart from
+tcwebhook's files beside the event (``<stem>.full-order.json``); any other sink gets
+``extras["documents"]``, a list of ``DocumentFile`` with the local path.
 Failures surface as ``PermanentError``/``TransientError``, so the dispatcher's ordering, retries
 and dead-lettering apply unchanged.
 """
@@ -12,6 +14,7 @@ and dead-lettering apply unchanged.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +35,8 @@ from tcwebhook.tradecloud_api.documents import (
     DocumentRef,
     FetchedDocument,
     safe_filename,
-    save_documents,
-    unique_names,
 )
+from tcwebhook.tradecloud_api.downloads import PartnerDownloader, UrlPolicy
 from tcwebhook.tradecloud_api.enrich import EXTRA_KEY, Enricher
 from tcwebhook.tradecloud_api.fetch import ApiObject, FetchResolver
 
@@ -46,7 +48,16 @@ FULL_ORDER_FILE = "full-order.json"
 
 @runtime_checkable
 class AttachmentWriter(Protocol):
+    """A sink that keeps tcwebhook's own files of an event (the full order) beside it."""
+
     async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path: ...
+
+
+@runtime_checkable
+class DocumentWriter(Protocol):
+    """A sink that keeps an event's documents itself, apart from its own files."""
+
+    async def write_document_file(self, event: EventLike, name: str, source: Path) -> Path: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +82,8 @@ class TradecloudSink:
         documents: DocumentFetcher | None = None,
         documents_dir: Path | None = None,
     ) -> None:
-        if documents is not None and documents_dir is None and not isinstance(inner, AttachmentWriter):
-            raise ValueError("documents need a documents_dir unless the sink stores attachments")
+        if documents is not None and documents_dir is None:
+            raise ValueError("documents need a documents_dir to be downloaded into")
         self.name = inner.name
         self.inner = inner
         self._resolver = resolver
@@ -84,7 +95,11 @@ class TradecloudSink:
         return self.inner.accepts(event)
 
     async def close(self) -> None:
-        await self.inner.close()
+        try:
+            await self.inner.close()
+        finally:
+            if self._documents is not None:
+                await self._documents.aclose()
 
     async def deliver(self, event: StoredEvent) -> None:
         stored = event
@@ -99,9 +114,11 @@ class TradecloudSink:
         if self._enricher is not None and self._enricher.wants(stored):
             extras[EXTRA_KEY] = await self._enricher.full_order(stored)
         if self._documents is not None and self._documents.wants(stored):
-            fetched = await self._documents.fetch(stored)
+            assert self._documents_dir is not None
+            folder = self._documents_dir / safe_filename(self.name) / safe_filename(event.event_id)
+            fetched = await self._documents.fetch(stored, folder)
             if fetched:
-                extras[DOCUMENTS_KEY] = await self._store(stored, fetched)
+                extras[DOCUMENTS_KEY] = await self._store(stored, fetched, folder)
         if EXTRA_KEY in extras and isinstance(self.inner, AttachmentWriter):
             await self._write_full_order(stored, extras[EXTRA_KEY])
         if stored is event and not extras:
@@ -110,20 +127,14 @@ class TradecloudSink:
         # Sinks take either form; they read the same fields from both.
         await self.inner.deliver(Event.from_stored(stored, extras))  # type: ignore[arg-type]
 
-    async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument]) -> list[DocumentFile]:
-        if isinstance(self.inner, AttachmentWriter):
-            # Attachments first: an importer reacting to the event file finds them in place.
-            paths = [
-                await self.inner.write_attachment(event, name, doc.file.content)
-                for doc, name in zip(docs, unique_names(docs), strict=True)
-            ]
-        else:
-            assert self._documents_dir is not None
-            folder = self._documents_dir / safe_filename(self.name) / safe_filename(event.event_id)
-            paths = await asyncio.to_thread(save_documents, docs, folder)
+    async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument], folder: Path) -> list[DocumentFile]:
+        paths = [doc.path for doc in docs]
+        if isinstance(self.inner, DocumentWriter):
+            # Documents first: an importer reacting to the event file finds them in place.
+            paths = [await self.inner.write_document_file(event, doc.filename, doc.path) for doc in docs]
+            await asyncio.to_thread(shutil.rmtree, folder, True)
         return [
-            DocumentFile(path, doc.filename, doc.file.content_type, doc.ref)
-            for doc, path in zip(docs, paths, strict=True)
+            DocumentFile(path, doc.filename, doc.content_type, doc.ref) for doc, path in zip(docs, paths, strict=True)
         ]
 
     async def _write_full_order(self, event: StoredEvent, order: ApiObject) -> None:
@@ -170,7 +181,18 @@ def wrap_sinks(sinks: Sequence[Sink], settings: Settings, client: TradecloudClie
             raise _needs_credentials(sink.name)
         documents = None
         if cfg is not None and client is not None and (cfg.documents or cfg.download_urls):
-            documents = DocumentFetcher(client, object_ids=cfg.documents, urls=cfg.download_urls)
+            partner = None
+            if cfg.download_urls:
+                policy = UrlPolicy.of(cfg.download_hosts, allow_private=cfg.allow_private_download_addresses)
+                partner = PartnerDownloader(policy, verify=client.verify, timeout=settings.tradecloud.timeout)
+            documents = DocumentFetcher(
+                client,
+                object_ids=cfg.documents,
+                urls=cfg.download_urls,
+                partner=partner,
+                max_documents=cfg.max_documents,
+                max_total_bytes=cfg.max_document_bytes_total,
+            )
         wrapped.append(
             TradecloudSink(
                 sink,

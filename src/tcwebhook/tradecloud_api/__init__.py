@@ -17,8 +17,9 @@ from tcwebhook.tradecloud_api.documents import (
     FetchedDocument,
     find_documents,
     safe_filename,
-    save_documents,
+    unique_names,
 )
+from tcwebhook.tradecloud_api.downloads import DownloadInfo, PartnerDownloader, UrlPolicy
 from tcwebhook.tradecloud_api.enrich import Enricher
 from tcwebhook.tradecloud_api.fetch import (
     FetchPlan,
@@ -33,16 +34,19 @@ __all__ = [
     "DocumentFetcher",
     "DocumentMetadata",
     "DocumentRef",
+    "DownloadInfo",
     "DownloadedFile",
     "Enricher",
     "FetchPlan",
     "FetchResolver",
     "FetchTarget",
     "FetchedDocument",
+    "PartnerDownloader",
     "TradecloudClient",
+    "UrlPolicy",
     "fetch_target",
     "find_documents",
     "plan_fetches",
     "safe_filename",
-    "save_documents",
+    "unique_names",
 ]

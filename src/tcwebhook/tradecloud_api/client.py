@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from email.message import Message
-from pathlib import PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
@@ -28,9 +28,12 @@ from tcwebhook.config import TradecloudSettings
 from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
 from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
+from tcwebhook.tradecloud_api.downloads import DownloadInfo, stream_to_file
 from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
+
+_Sender = Callable[[httpx.AsyncClient, str, str, Mapping[str, str]], Awaitable[httpx.Response]]
 
 USER_AGENT = "tcwebhook"
 # Between attempts of one call; ``[tradecloud] max_retries`` sets how many attempts there are.
@@ -67,17 +70,6 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _filename_from(response: httpx.Response, url: str) -> str:
-    disposition = response.headers.get("content-disposition")
-    if disposition:
-        msg = Message()
-        msg["content-disposition"] = disposition
-        name = msg.get_filename()
-        if name:
-            return name
-    return unquote(PurePosixPath(urlsplit(url).path).name) or "document"
-
-
 class TradecloudClient:
     """Async client of the Tradecloud API for one integration user; use ``async with``."""
 
@@ -97,7 +89,7 @@ class TradecloudClient:
         self._settings = settings
         self._backoff = dataclasses.replace(backoff, max_attempts=settings.max_retries + 1)
         self._max_bytes = max_document_bytes
-        verify = client_context(settings.ca_bundle, setting="[tradecloud] ca_bundle")
+        verify = self._verify = client_context(settings.ca_bundle, setting="[tradecloud] ca_bundle")
         timeout = httpx.Timeout(settings.timeout)
         base = settings.api_base.rstrip("/")
         self._api = httpx.AsyncClient(
@@ -121,6 +113,11 @@ class TradecloudClient:
             clock=clock,
         )
         self._closed = False
+
+    @property
+    def verify(self) -> ssl.SSLContext:
+        """The TLS verification of this client (``[tradecloud] ca_bundle``), for related downloads."""
+        return self._verify
 
     @property
     def tokens(self) -> TokenManager:
@@ -191,18 +188,33 @@ class TradecloudClient:
         content_type = response.headers.get("content-type", meta.content_type)
         return DownloadedFile(meta.filename, content_type.split(";")[0].strip(), response.content)
 
-    async def download_url(self, url: str) -> bytes:
-        """The content behind a document's ``url`` (a partner's content server)."""
-        return (await self.download_url_file(url)).content
+    async def download_document_to(self, object_id: str, dest: Path, limit: int) -> DownloadInfo:
+        """Like ``download_document_file``, but streamed into ``dest`` and at most ``limit`` bytes
+        (``DownloadRefused`` beyond): documents can be hundreds of megabytes each."""
+        limit = min(limit, self._max_bytes)
+        meta = await self.get_document_metadata(object_id)
+        for attempt in range(2):
+            if not meta.download_url:
+                break
+            size, outcome = await self._try_presigned_to(meta.download_url, dest, limit)
+            if size is not None:
+                return DownloadInfo(meta.filename, meta.content_type, size)
+            if outcome == "refused" and attempt == 0:
+                meta = await self.get_document_metadata(object_id)
+                continue
+            break
+        path = _object_path("/object-storage/document", object_id, "document")
+        written: list[int] = []
 
-    async def download_url_file(self, url: str) -> DownloadedFile:
-        """Download ``url`` without Tradecloud credentials; name it from the answer or path."""
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError("only http and https document URLs can be downloaded")
-        response = await self._with_retries(lambda: self._send(self._plain, "GET", url, {}), f"download {_where(url)}")
-        self._check(response, "document url")
-        content_type = response.headers.get("content-type", "application/octet-stream")
-        return DownloadedFile(_filename_from(response, url), content_type.split(";")[0].strip(), response.content)
+        def to_file(
+            client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+        ) -> Awaitable[httpx.Response]:
+            return self._send_to_file(client, method, url, headers, dest, limit, written)
+
+        response = await self._authenticated("GET", path, "document", send=to_file)
+        self._check(response, "document")
+        content_type = response.headers.get("content-type", meta.content_type)
+        return DownloadInfo(meta.filename, content_type.split(";")[0].strip(), written[-1])
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -221,6 +233,44 @@ class TradecloudClient:
             return None, "refused"
         log.warning("tradecloud_storage_failed", url=_where(url), status=response.status_code)
         return None, "unreachable"
+
+    async def _try_presigned_to(self, url: str, dest: Path, limit: int) -> tuple[int | None, str]:
+        """``_try_presigned`` writing into ``dest``: (size, "ok") or (None, "refused"/"unreachable")."""
+        written: list[int] = []
+        try:
+            response = await self._send_to_file(self._plain, "GET", url, {}, dest, limit, written)
+        except httpx.TransportError as exc:
+            log.warning("tradecloud_storage_unreachable", url=_where(url), error=type(exc).__name__)
+            return None, "unreachable"
+        if response.status_code == 200:
+            return written[-1], "ok"
+        if response.status_code in (400, 401, 403):
+            log.info("tradecloud_download_url_refused", status=response.status_code)
+            return None, "refused"
+        log.warning("tradecloud_storage_failed", url=_where(url), status=response.status_code)
+        return None, "unreachable"
+
+    async def _send_to_file(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        dest: Path,
+        limit: int,
+        written: list[int],
+    ) -> httpx.Response:
+        """Like ``_send``, but a 200 body goes into ``dest`` (its size appended to ``written``);
+        the returned response then carries no content."""
+        request = client.build_request(method, url, headers=dict(headers))
+        response = await client.send(request, stream=True)
+        try:
+            if response.status_code == 200:
+                size = await stream_to_file(response, dest, limit, f"document from {_where(request.url)}")
+                written.append(size)
+        finally:
+            await response.aclose()
+        return httpx.Response(response.status_code, headers=_kept(response), request=request)
 
     async def _get_json(self, path: str, what: str) -> dict[str, Any]:
         response = await self._authenticated("GET", path, what)
@@ -241,13 +291,14 @@ class TradecloudClient:
             raise TradecloudNotFound(f"Tradecloud {what} not found (HTTP {status})")
         raise TradecloudApiError(f"Tradecloud {what}: HTTP {status}")
 
-    async def _authenticated(self, method: str, path: str, what: str) -> httpx.Response:
+    async def _authenticated(self, method: str, path: str, what: str, *, send: _Sender | None = None) -> httpx.Response:
         if self._closed:
             raise TradecloudApiError("the Tradecloud client is closed")
         token = await self._tokens.bearer()
+        sender = send or self._send
 
         def attempt() -> Awaitable[httpx.Response]:
-            return self._send(self._api, method, path, {"Authorization": f"Bearer {token}"})
+            return sender(self._api, method, path, {"Authorization": f"Bearer {token}"})
 
         response = await self._with_retries(attempt, f"{what} {path}")
         if response.status_code != 401:
@@ -312,11 +363,14 @@ class TradecloudClient:
                 chunks.append(chunk)
         finally:
             await response.aclose()
-        # The body is already decoded: drop the encoding so it is not decoded twice.
-        kept = [(k, v) for k, v in response.headers.multi_items() if k != "content-encoding"]
         return httpx.Response(
             response.status_code,
-            headers=kept,
+            headers=_kept(response),
             content=b"".join(chunks),
             request=request,
         )
+
+
+def _kept(response: httpx.Response) -> list[tuple[str, str]]:
+    # The body is already decoded (or written away): drop what describes its encoding.
+    return [(k, v) for k, v in response.headers.multi_items() if k not in ("content-encoding", "content-length")]

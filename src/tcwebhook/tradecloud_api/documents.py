@@ -9,8 +9,10 @@ two outcomes: ``PermanentError`` (dead-letter) and ``TransientError`` (retry).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +24,15 @@ from defusedxml import ElementTree
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import (
+    DownloadRefused,
     PermanentError,
     TradecloudApiError,
     TradecloudNotFound,
     TransientError,
 )
+from tcwebhook.filemodes import PRIVATE_DIR, make_dirs
 from tcwebhook.inbox.base import StoredEvent
+from tcwebhook.tradecloud_api.downloads import DownloadInfo, PartnerDownloader, UrlPolicy
 
 if TYPE_CHECKING:
     from tcwebhook.tradecloud_api.client import TradecloudClient
@@ -37,6 +42,8 @@ log = structlog.get_logger(__name__)
 # orderDocumentsEvent and shipments (POSTed or fetched) carry files; order events do not.
 DOCUMENT_KINDS = frozenset({EventKind.ORDER_DOCUMENTS, EventKind.SHIPMENT, EventKind.SHIPMENT_FETCH})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-+=@,() ]")
+DEFAULT_MAX_DOCUMENTS = 100
+DEFAULT_MAX_TOTAL_BYTES = 512 * 1024 * 1024
 _RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 
 
@@ -89,13 +96,13 @@ class DocumentRef:
 
 @dataclass(frozen=True, slots=True)
 class FetchedDocument:
-    ref: DocumentRef
-    file: DownloadedFile
+    """A downloaded document, in its file under the event's documents folder."""
 
-    @property
-    def filename(self) -> str:
-        """A name safe to create in any folder (no separators, no reserved names)."""
-        return safe_filename(self.file.filename or self.ref.name or "document")
+    ref: DocumentRef
+    filename: str  # after the final cleaning, and unique among the event's documents
+    content_type: str
+    path: Path
+    size: int
 
 
 def safe_filename(name: str, *, limit: int = 150) -> str:
@@ -182,7 +189,13 @@ def find_documents(body: bytes, content_type: str = "application/json") -> list[
 
 
 class DocumentFetcher:
-    """Downloads the files of an event's documents for one sink's ``documents`` option."""
+    """Downloads the files of an event's documents for one sink's ``documents`` option.
+
+    Each download streams into a file; an event may list at most ``max_documents`` documents
+    with at most ``max_total_bytes`` in all, and partner URLs go through ``partner`` (whose
+    ``UrlPolicy`` decides which hosts may be fetched). Past a cap, or for a refused URL, the
+    delivery is dead-lettered with the reason.
+    """
 
     def __init__(
         self,
@@ -191,11 +204,22 @@ class DocumentFetcher:
         object_ids: bool = True,
         urls: bool = False,
         kinds: frozenset[EventKind] = DOCUMENT_KINDS,
+        partner: PartnerDownloader | None = None,
+        max_documents: int = DEFAULT_MAX_DOCUMENTS,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     ) -> None:
         self._client = client
         self._object_ids = object_ids
         self._urls = urls
         self._kinds = kinds
+        # Without a policy of its own, no partner host is allowed.
+        self._partner = partner if partner is not None or not urls else PartnerDownloader(UrlPolicy())
+        self._max_documents = max_documents
+        self._max_total = max_total_bytes
+
+    async def aclose(self) -> None:
+        if self._partner is not None:
+            await self._partner.aclose()
 
     def wants(self, event: StoredEvent) -> bool:
         return event.kind in self._kinds
@@ -210,58 +234,76 @@ class DocumentFetcher:
             if (self._object_ids and ref.object_id) or (self._urls and not ref.object_id)
         ]
 
-    async def fetch(self, event: StoredEvent) -> list[FetchedDocument]:
-        """Download every document of ``event``; raise Permanent/TransientError on failure."""
-        fetched = []
-        for ref in self.refs(event):
-            fetched.append(FetchedDocument(ref, await self._download(ref)))
-        if fetched:
-            log.info("tradecloud_documents_fetched", event_id=event.event_id, count=len(fetched))
+    async def fetch(self, event: StoredEvent, folder: Path) -> list[FetchedDocument]:
+        """Download every document of ``event`` into ``folder`` (emptied first); raise
+        ``PermanentError``/``TransientError`` on failure, leaving no partial file behind."""
+        refs = self.refs(event)
+        if not refs:
+            return []
+        if len(refs) > self._max_documents:
+            raise PermanentError(
+                f"the event lists {len(refs)} documents, more than the sink's max_documents = {self._max_documents}"
+            )
+        await asyncio.to_thread(_empty_folder, folder)
+        left = self._max_total
+        staged: list[tuple[DocumentRef, DownloadInfo, Path]] = []
+        try:
+            for i, ref in enumerate(refs):
+                part = folder / f".part-{i}"
+                info = await self._download(ref, part, left)
+                left -= info.size
+                staged.append((ref, info, part))
+            names = unique_names([safe_filename(info.filename or ref.name or "document") for ref, info, _ in staged])
+            fetched = []
+            for (ref, info, part), name in zip(staged, names, strict=True):
+                await asyncio.to_thread(os.replace, part, folder / name)
+                fetched.append(FetchedDocument(ref, name, info.content_type, folder / name, info.size))
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, folder, True))
+            raise
+        log.info(
+            "tradecloud_documents_fetched",
+            event_id=event.event_id,
+            count=len(fetched),
+            bytes=self._max_total - left,
+        )
         return fetched
 
-    async def _download(self, ref: DocumentRef) -> DownloadedFile:
+    async def _download(self, ref: DocumentRef, dest: Path, left: int) -> DownloadInfo:
         try:
             if ref.object_id:
-                return await self._client.download_document_file(ref.object_id)
-            assert ref.url is not None
-            return await self._client.download_url_file(ref.url)
+                return await self._client.download_document_to(ref.object_id, dest, left)
+            assert ref.url is not None and self._partner is not None
+            return await self._partner.download_to(ref.url, dest, left)
+        except DownloadRefused as exc:
+            cap = f" (the sink allows {self._max_total} bytes per event: max_document_bytes_total)"
+            reason = f"{exc}{cap}" if "bytes left" in str(exc) else str(exc)
+            raise PermanentError(f"document {ref.source} at {ref.where}: {reason}") from None
         except TradecloudNotFound as exc:
             raise PermanentError(f"document {ref.source} at {ref.where}: {exc}") from exc
         except TradecloudApiError as exc:
             raise TransientError(f"document {ref.source} at {ref.where}: {exc}") from exc
-        except ValueError as exc:
-            raise PermanentError(f"document {ref.source} at {ref.where}: {exc}") from exc
 
 
-def unique_names(documents: Sequence[FetchedDocument]) -> list[str]:
-    """Safe file names, made distinct (case-insensitively) with ``-2``, ``-3``... suffixes."""
-    names: list[str] = []
+def _empty_folder(folder: Path) -> None:
+    """``folder`` created (0700) and emptied of what an earlier attempt left."""
+    shutil.rmtree(folder, ignore_errors=True)
+    make_dirs(folder, PRIVATE_DIR)
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` (already cleaned) made distinct, case-insensitively, with ``-2``, ``-3``... suffixes."""
+    result: list[str] = []
     taken: set[str] = set()
-    for doc in documents:
-        name = doc.filename
+    for original in names:
+        name = original
         stem, dot, ext = name.rpartition(".")
-        if not dot:
+        if not dot or not stem:
             stem, ext = name, ""
         n = 1
         while name.lower() in taken:
             n += 1
             name = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
         taken.add(name.lower())
-        names.append(name)
-    return names
-
-
-def save_documents(documents: Sequence[FetchedDocument], directory: Path) -> list[Path]:
-    """Write the files into ``directory`` (created), atomically, with unique safe names."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    for doc, name in zip(documents, unique_names(documents), strict=True):
-        target = directory / name
-        tmp = directory / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(doc.file.content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        paths.append(target)
-    return paths
+        result.append(name)
+    return result
