@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from tcwebhook.auth.oauth import OAuthValidator
 from tcwebhook.config import Settings
@@ -40,7 +41,9 @@ from tcwebhook.dispatch.dispatcher import Dispatcher
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
+from tcwebhook.monitoring import ServiceMetrics
 from tcwebhook.receiver.app import Receiver
+from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.sinks.base import Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
@@ -63,6 +66,9 @@ class Service:
         self._inbox: Inbox | None = None
         self._dispatcher: Dispatcher | None = None
         self.tradecloud: TradecloudClient | None = None
+        # One registry for the receiver's request metrics and the store/delivery metrics.
+        self.registry = CollectorRegistry()
+        self.metrics: ServiceMetrics | None = None
         self._resources = contextlib.AsyncExitStack()
 
     @property
@@ -105,7 +111,8 @@ class Service:
             await inbox.open()
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)
-            dispatcher = Dispatcher(inbox, sinks, s.delivery)
+            self.metrics = ServiceMetrics(self.registry, inbox, [sink.name for sink in sinks])
+            dispatcher = Dispatcher(inbox, sinks, s.delivery, on_delivered=self.metrics.delivered)
             await dispatcher.start()
             self._dispatcher = dispatcher
             self._resources.push_async_callback(dispatcher.stop, s.delivery.shutdown_timeout)
@@ -151,9 +158,12 @@ class Service:
         finally:
             await listener.stop()
 
-    def receiver(self) -> Receiver:
+    def receiver(self, webhook_tls: ReloadingServerContext | None = None) -> Receiver:
         """The ASGI app of ``serve``: stores webhooks, wakes (or, in sync mode, runs) the dispatcher."""
         s = self.settings
+        assert self.metrics is not None
+        if webhook_tls is not None:
+            self.metrics.certificate_source = lambda: webhook_tls.report.not_after
         return Receiver(
             s,
             self.inbox,
@@ -161,6 +171,8 @@ class Service:
             openapi=build_openapi(s.routes.orders, s.routes.shipments),
             on_stored=self.dispatcher.notify,
             oauth=OAuthValidator(s.auth.oauth) if s.auth.oauth is not None else None,
+            metrics=ReceiverMetrics(self.registry),
+            before_metrics=self.metrics.refresh,
         )
 
 
@@ -178,7 +190,7 @@ def serve(settings: Settings, on_ready: Callable[[HttpsServer], Awaitable[None] 
         server = HttpsServer(settings)
         server.load()  # the certificate first: nothing else is opened for a bad one
         async with Service(settings) as service, service.console(server.tls):
-            await server.serve(service.receiver(), on_ready)
+            await server.serve(service.receiver(server.tls), on_ready)
         log.info("stopped")
 
     run(main(), handshake_timeout=settings.server.tls_handshake_timeout)

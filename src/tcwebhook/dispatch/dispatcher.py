@@ -25,7 +25,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -99,6 +99,7 @@ class Dispatcher:
         *,
         owner: str | None = None,
         rng: random.Random | None = None,
+        on_delivered: Callable[[Claim], None] | None = None,
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -110,6 +111,7 @@ class Dispatcher:
         self._backoff = delivery_backoff(settings)
         self._rng = rng or random.Random()
         self.owner = owner or default_owner()
+        self._on_delivered = on_delivered  # metrics: commit-to-delivery latency
         stale = {EventKind.SHIPMENT: settings.stale_shipments, EventKind.ORDER: settings.stale_orders}
         self._stale_kinds = frozenset(kind for kind, on in stale.items() if on)
         self._park = settings.mode == "sync"
@@ -277,7 +279,10 @@ class Dispatcher:
             await asyncio.shield(self._finish(claim, release))
             raise
         self._inflight.pop(slot, None)
-        return result, await self._finish(claim, result)
+        recorded = await self._finish(claim, result)
+        if recorded and result.status is DeliveryStatus.DELIVERED and self._on_delivered is not None:
+            self._on_delivered(claim)
+        return result, recorded
 
     async def _deliver(self, claim: Claim, started: float, *, sync: bool) -> AttemptResult:
         event = claim.event

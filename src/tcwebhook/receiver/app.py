@@ -73,6 +73,7 @@ class Receiver:
         openapi: dict[str, Any] | None = None,
         on_stored: Callable[[StoreResult], None] | None = None,
         oauth: OAuthValidator | None = None,
+        before_metrics: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.inbox = inbox
@@ -84,6 +85,7 @@ class Receiver:
         self.oauth = oauth
         self.failures = FailureLog(settings.auth.failure_log_window)
         self.on_stored = on_stored
+        self.before_metrics = before_metrics  # refreshes gauges read from the store
         self._orders = settings.routes.orders
         self._shipments = settings.routes.shipments
         self._max_body = settings.server.max_body_bytes
@@ -180,6 +182,8 @@ class Receiver:
             except _Reply as reply:
                 await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
                 return reply.status
+            if self.before_metrics is not None:
+                await self.before_metrics()
             await _raw(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())
             return 200
         await _json(send, 404, {"error": "not_found", "detail": "no such endpoint"})
