@@ -20,6 +20,8 @@ import httpx
 import pytest
 import trustme
 
+from tests.pgcluster import PgCluster, new_cluster
+
 TOKEN = "test-token-0123456789abcdef"
 TOKEN_NEXT = "next-token-fedcba9876543210"  # a second token valid at the same time (rotation)
 BASIC_USER = "tradecloud"
@@ -235,3 +237,19 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     server.basic = f"{creds['basic_username']}:{creds['basic_password']}"
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throw-away PostgreSQL server for the session (tests that stop it make their own)."""
+    cluster = new_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, empty database on the session's server, as a libpq URL with its password."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)

@@ -31,6 +31,18 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]+")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``30m``, ``12h``, ``30d`` or ``2w``; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 30m or 90s")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -138,9 +150,28 @@ class AuthSettings(_Section):
 
 
 class StoreSettings(_Section):
-    url: str | None = None  # default: sqlite:///<data_dir>/inbox.db
+    url: str | None = None  # default: sqlite:///<data_dir>/inbox.db; or postgresql://…
     busy_timeout: float = Field(default=5.0, gt=0)
     max_batch: int = Field(default=512, gt=0)
+    # PostgreSQL only: the reader pool, the commit guarantee and the bounds of a wait.
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=8, gt=0)
+    synchronous_commit: Literal["on", "remote_write", "remote_apply"] = "on"
+    connect_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout: float = Field(default=10.0, gt=0)
+    # Delivered events older than this are deleted by the dispatcher (``db prune``); None keeps all.
+    retention: float | None = Field(default=None, gt=0)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _pool(self) -> StoreSettings:
+        if self.pool_min > self.pool_max:
+            raise ValueError("pool_min cannot exceed pool_max")
+        return self
 
 
 class RouteSettings(_Section):

@@ -1,8 +1,8 @@
-"""Fixtures for the inbox tests: a real SQLite file per test and event builders."""
+"""Fixtures for the inbox tests: every store (a real SQLite file, a real PostgreSQL database)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,8 @@ import pytest
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.inbox import NewEvent, SqliteInbox
+from tcwebhook.inbox import Inbox, NewEvent, SqliteInbox
+from tcwebhook.inbox.postgres import PostgresInbox
 
 BODY = b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"o-1"}}'
 
@@ -60,8 +61,43 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def inbox(db_path: Path) -> AsyncIterator[SqliteInbox]:
+async def sqlite_inbox(db_path: Path) -> AsyncIterator[SqliteInbox]:
     box = SqliteInbox(db_path, StoreSettings(busy_timeout=0.3), sinks=("erp",))
+    await box.open()
+    yield box
+    await box.close()
+
+
+MakeInbox = Callable[..., Inbox]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
+    """Where the store under test lives: a SQLite file, or a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return db_path
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def make_inbox(store_location: Path | str) -> MakeInbox:
+    """Builds (not opens) an inbox of the store under test; one per "process"."""
+
+    def make(
+        sinks: tuple[str, ...] = (), *, hold_new: bool = False, settings: StoreSettings | None = None
+    ) -> Inbox:
+        chosen = settings or StoreSettings(busy_timeout=0.3)
+        if isinstance(store_location, Path):
+            return SqliteInbox(store_location, chosen, sinks=sinks, hold_new=hold_new)
+        return PostgresInbox(store_location, chosen, sinks=sinks, hold_new=hold_new)
+
+    return make
+
+
+@pytest.fixture
+async def inbox(make_inbox: MakeInbox) -> AsyncIterator[Inbox]:
+    box = make_inbox(("erp",))
     await box.open()
     yield box
     await box.close()

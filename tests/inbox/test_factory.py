@@ -9,6 +9,7 @@ import pytest
 from tcwebhook.config import Settings, SinkSettings
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox import SqliteInbox, open_inbox
+from tcwebhook.inbox.postgres import PostgresInbox
 from tcwebhook.inbox.sqlite import sqlite_path
 
 from .conftest import order_event
@@ -36,10 +37,11 @@ class TestOpenInbox:
         assert isinstance(inbox, SqliteInbox)
         assert inbox.sinks == ("erp", "archive")
 
-    @pytest.mark.parametrize("url", ["postgresql://u@db/x", "postgres://db/x"])
-    def test_postgres_is_reserved(self, url: str) -> None:
-        with pytest.raises(StartupError, match="not available in this build"):
-            open_inbox(Settings(store={"url": url}))
+    @pytest.mark.parametrize("url", ["postgresql://u:secret@db:5433/x?sslmode=require", "postgres://db/x"])
+    def test_postgres_url_picks_postgres(self, url: str) -> None:
+        inbox = open_inbox(Settings(store={"url": url}, sinks=(_sink("erp"),)))
+        assert isinstance(inbox, PostgresInbox)
+        assert inbox.sinks == ("erp",)
 
     def test_unknown_scheme(self) -> None:
         with pytest.raises(StartupError, match="scheme"):

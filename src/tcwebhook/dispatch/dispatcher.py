@@ -140,6 +140,7 @@ class Dispatcher:
         self._stopping = False
         self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
+        self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
 

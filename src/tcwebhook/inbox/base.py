@@ -1,7 +1,8 @@
 """The inbox interface: durable events, the quarantine of rejected bodies, delivery state.
 
-The HTTP layer, the dispatcher and the CLI talk only to ``Inbox``; ``inbox.sqlite`` implements
-it and a PostgreSQL implementation can sit beside it without touching any caller.
+The HTTP layer, the dispatcher and the CLI talk only to ``Inbox``; ``inbox.sqlite`` (one file,
+one machine) and ``inbox.postgres`` (one database, any number of processes and machines)
+implement it, and ``inbox.factory`` picks one from the ``[store] url``.
 
 Delivery state: storing an event creates, in the same transaction, one *delivery* per sink the
 inbox was opened with. A delivery is ``pending`` until a dispatcher settles it as ``delivered``,
@@ -15,7 +16,7 @@ it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -246,6 +247,13 @@ class Inbox(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot take writes."""
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process commits deliveries that are due now.
+
+        A hint to wake a dispatcher early; a store that cannot tell (SQLite: other processes)
+        never calls it, and dispatchers poll anyway.
+        """
 
     async def store(self, event: NewEvent) -> StoreResult:
         """Commit durably (fsync'd) before returning; raise StoreUnavailable on any failure."""

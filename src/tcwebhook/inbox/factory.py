@@ -26,11 +26,14 @@ def open_inbox(
     url = settings.store_url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     sinks = tuple(s.name for s in settings.sinks) if sink_names is None else tuple(sink_names)
+    hold = settings.delivery.mode == "sync" if hold_new is None else hold_new
     if scheme in ("", "sqlite"):
-        hold = settings.delivery.mode == "sync" if hold_new is None else hold_new
         return SqliteInbox(url, settings.store, sinks=sinks, hold_new=hold)
     if scheme in ("postgres", "postgresql"):
-        raise StartupError(
-            "A PostgreSQL store is not available in this build: use [store] url = \"sqlite:///<path>\"."
-        )
-    raise StartupError(f"Unknown store URL scheme {scheme!r} in [store] url: use sqlite:///<path>.")
+        from tcwebhook.inbox.postgres import PostgresInbox  # only PostgreSQL users pay for the driver
+
+        return PostgresInbox(url, settings.store, sinks=sinks, hold_new=hold)
+    raise StartupError(
+        f"Unknown store URL scheme {scheme!r} in [store] url: use sqlite:///<path> or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DBNAME."
+    )

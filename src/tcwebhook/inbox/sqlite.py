@@ -367,6 +367,11 @@ class SqliteInbox:
         # An empty write transaction: proves the write lock can be had, costs no fsync.
         await self._write(lambda conn: None)
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        # Stores of this process wake its dispatcher directly (the receiver's ``on_stored``);
+        # other processes' stores are found by polling.
+        return
+
     async def store(self, event: NewEvent) -> StoreResult:
         now = time.time()
         params = _event_params(event, new_id(), now, self._new_status)

@@ -1,0 +1,214 @@
+"""The inbox contract, the same for every store: each test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.errors import EventNotFound, StoreUnavailable
+from tcwebhook.inbox import EventFilter, EventStatus, Inbox
+
+from .conftest import MakeInbox, order_event, shipment_event
+
+pytestmark = pytest.mark.anyio
+
+
+class TestStore:
+    """store() keeps the event byte-for-byte and answers with a stable, sortable id."""
+
+    async def test_round_trip(self, inbox: Inbox) -> None:
+        event = order_event(1, body=b"\x00binary\xff body")
+        result = await inbox.store(event)
+        assert not result.duplicate
+        assert uuid.UUID(result.event_id).version == 7
+        stored = await inbox.get_event(result.event_id)
+        assert stored.body == b"\x00binary\xff body"
+        assert stored.seq == result.seq
+        assert stored.kind is EventKind.ORDER
+        assert stored.dedupe_key == "msg-1"
+        assert stored.key == "order:o-1"
+        assert stored.purchase_order_number == "PO-1"
+        assert stored.last_updated_at == "2025-05-02T08:15:29.987Z"
+        assert stored.headers == {"content-type": "application/json", "authorization": "[redacted]"}
+        assert stored.status == EventStatus.PENDING
+        assert abs(stored.received_at - datetime.now(UTC)) < timedelta(seconds=10)
+
+    async def test_seq_follows_arrival_and_ids_sort_by_time(self, inbox: Inbox) -> None:
+        results = [await inbox.store(order_event(i)) for i in range(5)]
+        assert [r.seq for r in results] == sorted(r.seq for r in results)
+        assert len({r.event_id for r in results}) == 5
+        assert [r.event_id[:8] for r in results] == sorted(r.event_id[:8] for r in results)
+
+    async def test_duplicate_returns_the_first_event(self, inbox: Inbox) -> None:
+        first = await inbox.store(order_event(7))
+        again = await inbox.store(order_event(7, body=b"{}"))
+        assert again.duplicate
+        assert (again.event_id, again.seq) == (first.event_id, first.seq)
+        assert len(await inbox.list_events(EventFilter())) == 1
+        assert len(await inbox.deliveries(first.event_id)) == 1
+
+    async def test_concurrent_duplicates_store_once(self, inbox: Inbox) -> None:
+        results = await asyncio.gather(*(inbox.store(order_event(3)) for _ in range(40)))
+        assert sum(not r.duplicate for r in results) == 1
+        assert len({r.event_id for r in results}) == 1
+
+    async def test_deliveries_created_with_the_event(self, make_inbox: MakeInbox) -> None:
+        box = make_inbox(("erp", "archive"))
+        await box.open()
+        try:
+            result = await box.store(order_event(1))
+            deliveries = await box.deliveries(result.event_id)
+            assert [(d.sink, d.status, d.attempts) for d in deliveries] == [
+                ("archive", "pending", 0),
+                ("erp", "pending", 0),
+            ]
+            assert all(d.next_attempt_at is not None for d in deliveries)
+        finally:
+            await box.close()
+
+    async def test_without_sinks_the_event_is_only_stored(self, make_inbox: MakeInbox) -> None:
+        box = make_inbox()
+        await box.open()
+        try:
+            result = await box.store(order_event(1))
+            assert (await box.get_event(result.event_id)).status == EventStatus.STORED
+            assert await box.deliveries(result.event_id) == []
+        finally:
+            await box.close()
+
+    async def test_held_deliveries_wait_for_the_request(self, make_inbox: MakeInbox) -> None:
+        box = make_inbox(("erp",), hold_new=True)
+        await box.open()
+        try:
+            result = await box.store(order_event(1))
+            (delivery,) = await box.deliveries(result.event_id)
+            assert delivery.status == "pending"
+            assert delivery.next_attempt_at is None
+        finally:
+            await box.close()
+
+
+class TestDurability:
+    """A stored event is committed and visible to other connections and processes."""
+
+    async def test_survives_reopen(self, make_inbox: MakeInbox) -> None:
+        box = make_inbox(("erp",))
+        await box.open()
+        result = await box.store(order_event(1))
+        await box.close()
+        box = make_inbox(("erp",))
+        await box.open()
+        try:
+            assert (await box.get_event(result.event_id)).body == order_event(1).body
+            assert (await box.store(order_event(1))).duplicate
+        finally:
+            await box.close()
+
+class TestGroupCommit:
+    """Concurrent stores share transactions: fewer commits (fsyncs) than stores."""
+
+    async def test_64_concurrent_writers(self, inbox: Inbox) -> None:
+        writers, per_writer = 64, 40
+        commits_before = inbox.commits
+        started = time.perf_counter()
+
+        async def writer(w: int) -> None:
+            for n in range(per_writer):
+                result = await inbox.store(order_event(w * per_writer + n))
+                assert not result.duplicate
+
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        elapsed = time.perf_counter() - started
+        stores = writers * per_writer
+        commits = inbox.commits - commits_before
+        print(f"\ngroup commit: {stores} stores by {writers} writers in {elapsed:.3f}s = "
+              f"{stores / elapsed:.0f} stores/s, {commits} commits ({stores / commits:.1f} stores/commit)")
+        assert commits < stores / 4
+        assert len(await inbox.list_event_ids(EventFilter(limit=10_000))) == stores
+
+class TestFailures:
+    """Store failures surface as StoreUnavailable; the writer survives and recovers."""
+
+    async def test_closed_inbox(self, make_inbox: MakeInbox) -> None:
+        box = make_inbox(("erp",))
+        await box.open()
+        await box.close()
+        with pytest.raises(StoreUnavailable):
+            await box.store(order_event(1))
+        with pytest.raises(StoreUnavailable):
+            await box.get_event("x")
+
+
+class TestQuarantine:
+    """Rejected bodies are kept with their reason and can be reprocessed."""
+
+    async def test_keep_list_get(self, inbox: Inbox) -> None:
+        first = await inbox.quarantine(
+            route="orders", content_type="text/plain", body=b"nope", headers={"x-a": "1"},
+            reason="unsupported media type", status_code=415,
+        )
+        second = await inbox.quarantine(
+            route="shipments", content_type="application/json", body=b"{", headers={},
+            reason="not JSON", status_code=400,
+        )
+        entries = await inbox.list_quarantined()
+        assert [e.id for e in entries] == [second, first]
+        entry = await inbox.get_quarantined(first)
+        assert (entry.route, entry.body, entry.reason, entry.status_code) == (
+            "orders", b"nope", "unsupported media type", 415,
+        )
+        assert entry.headers == {"x-a": "1"}
+        assert entry.reprocessed_event_id is None
+        with pytest.raises(EventNotFound):
+            await inbox.get_quarantined("missing")
+
+    async def test_reprocess(self, inbox: Inbox) -> None:
+        qid = await inbox.quarantine(
+            route="orders", content_type="application/json", body=b"{}", headers={},
+            reason="bad", status_code=400,
+        )
+        result = await inbox.reprocess_quarantined(qid, order_event(5))
+        assert (await inbox.get_quarantined(qid)).reprocessed_event_id == result.event_id
+        assert (await inbox.get_event(result.event_id)).status == EventStatus.PENDING
+        with pytest.raises(EventNotFound):
+            await inbox.reprocess_quarantined("missing", order_event(6))
+        assert len(await inbox.list_events(EventFilter())) == 1
+
+
+class TestQueries:
+    """Listing and filtering events for operators."""
+
+    async def test_filters(self, inbox: Inbox) -> None:
+        for i in range(6):
+            await inbox.store(order_event(i))
+        await inbox.store(shipment_event(1))
+        everything = await inbox.list_events(EventFilter())
+        assert [e.seq for e in everything] == sorted((e.seq for e in everything), reverse=True)
+        assert len(await inbox.list_events(EventFilter(kind=EventKind.SHIPMENT))) == 1
+        assert len(await inbox.list_events(EventFilter(event_name="Order*"))) == 6
+        assert len(await inbox.list_events(EventFilter(event_name="*Updated"))) == 1
+        assert len(await inbox.list_events(EventFilter(number="PO-3"))) == 1
+        assert len(await inbox.list_events(EventFilter(number="o-0"))) == 2  # order id, via the key
+        assert len(await inbox.list_events(EventFilter(number="SN-1"))) == 1
+        assert len(await inbox.list_events(EventFilter(number="s-1"))) == 1
+        assert len(await inbox.list_events(EventFilter(status="pending"))) == 7
+        assert len(await inbox.list_events(EventFilter(status="dead"))) == 0
+        assert len(await inbox.list_events(EventFilter(limit=2))) == 2
+        future = datetime.now(UTC) + timedelta(hours=1)
+        assert await inbox.list_events(EventFilter(since=future)) == []
+        assert len(await inbox.list_events(EventFilter(until=future))) == 7
+        ids = await inbox.list_event_ids(EventFilter())
+        assert ids == [e.event_id for e in reversed(everything)]
+        assert await inbox.status_counts() == {"pending": 7, "dead": 0}
+        assert await inbox.pending_sinks() == ["erp"]
+
+    async def test_unknown_event(self, inbox: Inbox) -> None:
+        with pytest.raises(EventNotFound):
+            await inbox.get_event("nope")
+        assert await inbox.deliveries("nope") == []
+        assert await inbox.attempts("nope") == []
