@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-
 from tests.pgcluster import PgCluster, new_cluster
 
 TOKEN = "test-token-0123456789abcdef"

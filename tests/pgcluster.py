@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-USER = "tcwebhook"
+USER = "tcwebhook"  # the cluster's superuser, for the fixtures' own statements (local socket)
+APP_USER = "tcwebhook_app"  # what tcwebhook connects as: owns its database, not a superuser
 PASSWORD = "pg-secret-0123456789"  # a test cluster's password, never reused
 
 
@@ -115,8 +116,8 @@ class PgCluster:
             return self.log.read_text(errors="replace")[-4000:]
         return ""
 
-    def url(self, dbname: str = "postgres", *, password: bool = True) -> str:
-        auth = f"{USER}:{PASSWORD}" if password else USER
+    def url(self, dbname: str = "postgres", *, password: bool = True, user: str = APP_USER) -> str:
+        auth = f"{user}:{PASSWORD}" if password else user
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
 
     def sql(self, statement: str, dbname: str = "postgres") -> str:
@@ -131,7 +132,7 @@ class PgCluster:
 
     def create_database(self) -> str:
         name = "t_" + uuid.uuid4().hex[:12]
-        self.sql(f"CREATE DATABASE {name}")
+        self.sql(f"CREATE DATABASE {name} OWNER {APP_USER}")
         return name
 
     def drop_database(self, name: str) -> None:
@@ -162,4 +163,5 @@ def new_cluster(fsync: bool = False, **settings: str) -> PgCluster:
             break
         except RuntimeError:
             time.sleep(0.1)
+    cluster.sql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{PASSWORD}'")
     return cluster

@@ -16,6 +16,7 @@ from tcwebhook.config import DeliverySettings, StoreSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import PermanentError, TransientError
 from tcwebhook.inbox import NewEvent, SqliteInbox, StoredEvent
+from tcwebhook.inbox.postgres import PostgresInbox
 
 # Decides one call: return to succeed, raise to fail. Gets the event and its call number (1-based).
 Plan = Callable[[StoredEvent, int], Awaitable[None] | None]
@@ -133,9 +134,14 @@ def shipment(i: int, updated: str, shipment_id: str = "s-1") -> NewEvent:
 
 @asynccontextmanager
 async def opened(
-    path: Path, sinks: tuple[str, ...] = ("erp",), *, hold_new: bool = False
+    where: Path | str, sinks: tuple[str, ...] = ("erp",), *, hold_new: bool = False
 ) -> AsyncIterator[SqliteInbox]:
-    box = SqliteInbox(path, StoreSettings(busy_timeout=5.0), sinks=sinks, hold_new=hold_new)
+    """An open inbox on a SQLite file (a path) or a PostgreSQL database (a URL)."""
+    box: Any
+    if isinstance(where, str):
+        box = PostgresInbox(where, StoreSettings(), sinks=sinks, hold_new=hold_new)
+    else:
+        box = SqliteInbox(where, StoreSettings(busy_timeout=5.0), sinks=sinks, hold_new=hold_new)
     await box.open()
     try:
         yield box
@@ -143,9 +149,13 @@ async def opened(
         await box.close()
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "inbox.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The store every dispatcher test runs on: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "inbox.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

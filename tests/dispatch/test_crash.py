@@ -24,6 +24,7 @@ CHILD = textwrap.dedent(
     from tcwebhook.config import DeliverySettings, StoreSettings
     from tcwebhook.dispatch import Dispatcher
     from tcwebhook.inbox import SqliteInbox
+    from tcwebhook.inbox.postgres import PostgresInbox
 
     class Hang:
         name = "erp"
@@ -36,7 +37,9 @@ CHILD = textwrap.dedent(
             pass
 
     async def main():
-        box = SqliteInbox(sys.argv[1], StoreSettings(), sinks=("erp",))
+        where = sys.argv[1]
+        store = PostgresInbox if where.startswith("postgresql://") else SqliteInbox
+        box = store(where, StoreSettings(), sinks=("erp",))
         await box.open()
         dispatcher = Dispatcher(
             box, [Hang()], DeliverySettings(lease_seconds=1.0, poll_interval=0.05), owner="doomed"

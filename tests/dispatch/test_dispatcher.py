@@ -1,4 +1,4 @@
-"""The dispatcher against a real SQLite inbox and small real sinks."""
+"""The dispatcher against each real inbox (SQLite, PostgreSQL) and small real sinks."""
 
 from __future__ import annotations
 
@@ -647,9 +647,9 @@ class TestSync:
             result = await box.store(order(1))
             assert (await nobody.deliver_now(result.event_id)).value == "delivered"
         sink = RecordingSink(accepts=lambda e: False)
-        async with opened(db_path.with_name("other.db"), hold_new=True) as box:
+        async with opened(db_path, hold_new=True) as box:
             picky = Dispatcher(box, [sink], settings(mode="sync"))
-            result = await box.store(order(1))
+            result = await box.store(order(2))
             assert (await picky.deliver_now(result.event_id)).value == "delivered"
             assert (await box.get_event(result.event_id)).status == EventStatus.STORED
         assert sink.calls == []
