@@ -1,4 +1,5 @@
-"""The operator commands through Typer's runner against a real inbox file: app, config, seeded store."""
+"""The operator commands through Typer's runner against each real store (a SQLite file, a PostgreSQL
+database): app, config, seeded store."""
 
 from __future__ import annotations
 
@@ -45,11 +46,16 @@ def app() -> typer.Typer:
     return app
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A config on each store: the default SQLite file, then a PostgreSQL database."""
+    store = ""
+    if request.param == "postgres":
+        store = f'[store]\nurl = "{request.getfixturevalue("pg_url")}"\n\n'
     path = tmp_path / "tcwebhook.toml"
     path.write_text(
         f'data_dir = "{tmp_path / "data"}"\n\n'
+        f"{store}"
         "[[sinks]]\n"
         'name = "erp"\n'
         'type = "files"\n'

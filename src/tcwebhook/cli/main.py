@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tcwebhook.cli import checktls, console, events, quarantine, send, server, worker
+from tcwebhook.cli import checktls, console, db, events, quarantine, send, server, worker
 
 app = typer.Typer(
     name="tcwebhook",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server, events, quarantine, worker, send, checktls, console):
+for module in (server, events, quarantine, worker, send, checktls, console, db):
     module.register(app)
 
 

@@ -51,6 +51,8 @@ _ERROR_CHARS = 2000
 # runs out and the delivery is attempted again (at-least-once).
 _FINISH_BACKOFF = Backoff(initial=0.05, multiplier=2.0, cap=1.0, max_attempts=6)
 _RELEASE_SECONDS = 2.0
+RETENTION_INTERVAL = 600.0  # at most this long between two retention passes (seconds)
+RETENTION_BATCH = 500
 
 
 class SyncStatus(StrEnum):
@@ -120,6 +122,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[object]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._closed = False
 
@@ -141,6 +144,8 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
         self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
+        if self._inbox.retention is not None:
+            self._retention_task = asyncio.create_task(self._retention(), name="tcwebhook-retention")
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
 
@@ -169,11 +174,11 @@ class Dispatcher:
                 log.warning("deliveries_released", count=len(late))
                 # Each cancelled delivery writes its release: quick, but give it a moment.
                 await asyncio.wait(late, timeout=_RELEASE_SECONDS)
-        for helper in (self._loop_task, self._heartbeat_task):
+        for helper in (self._loop_task, self._heartbeat_task, self._retention_task):
             if helper is not None and not helper.done():
                 helper.cancel()
                 await asyncio.wait({helper}, timeout=1.0)
-        self._loop_task = self._heartbeat_task = None
+        self._loop_task = self._heartbeat_task = self._retention_task = None
         if not self._closed:
             self._closed = True
             for sink in self._sinks.values():
@@ -256,6 +261,26 @@ class Dispatcher:
                 await self._inbox.extend_leases(claims, lease)
             except StoreError as exc:
                 log.warning("lease_renewal_failed", error=str(exc), count=len(claims))
+
+    async def _retention(self) -> None:
+        """Delete events settled longer than ``[store] retention`` ago, in small batches."""
+        retention = self._inbox.retention
+        assert retention is not None
+        interval = min(max(retention / 10.0, 1.0), RETENTION_INTERVAL)
+        while True:
+            pruned = 0
+            try:
+                while True:
+                    count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
+                    pruned += count
+                    if count < RETENTION_BATCH:
+                        break
+                    await asyncio.sleep(0)  # let receiving and delivery in between batches
+            except StoreError as exc:
+                log.warning("retention_failed", error=str(exc))
+            if pruned:
+                log.info("retention_pruned", events=pruned, older_than_seconds=retention)
+            await asyncio.sleep(interval)
 
     # -- one attempt ---------------------------------------------------------------------------
 

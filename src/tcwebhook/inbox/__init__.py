@@ -16,6 +16,7 @@ from tcwebhook.inbox.base import (
     ReplayResult,
     SinkHealth,
     StoredEvent,
+    StoreInfo,
     StoreResult,
 )
 from tcwebhook.inbox.factory import open_inbox
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayResult",
     "SinkHealth",
     "SqliteInbox",
+    "StoreInfo",
     "StoreResult",
     "StoredEvent",
     "open_inbox",

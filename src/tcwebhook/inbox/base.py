@@ -202,6 +202,18 @@ class ReplayResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What ``tcwebhook db status`` shows about a store."""
+
+    engine: str  # "sqlite" | "postgresql"
+    location: str  # the file, or the URL without its password
+    schema_version: int
+    schema_found: int  # the version this process found before migrating it
+    rows: Mapping[str, int]  # table -> row count
+    events: Mapping[str, int]  # event status -> count
+
+
+@dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events a listing returns; every field given must match.
 
@@ -308,6 +320,20 @@ class Inbox(Protocol):
     async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
         """Events received since ``since`` counted per bucket (bucket start, count), oldest first;
         empty buckets are left out."""
+
+    async def describe(self) -> StoreInfo:
+        """Schema version and row counts (``tcwebhook db status``)."""
+
+    # -- retention -----------------------------------------------------------------------------
+
+    @property
+    def retention(self) -> float | None:
+        """``[store] retention`` in seconds: the dispatcher prunes events settled longer ago."""
+
+    async def prune(self, before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` events delivered (or superseded) before ``before`` (epoch
+        seconds), with their deliveries and attempts; never a pending, dead or only stored one.
+        Returns how many were deleted: call again while it returns ``limit``."""
 
     # -- delivery state, used by the dispatcher ------------------------------------------------
 

@@ -46,10 +46,11 @@ from tcwebhook.inbox.base import (
     QuarantineEntry,
     ReplayResult,
     StoredEvent,
+    StoreInfo,
     StoreResult,
 )
 from tcwebhook.inbox.ids import new_id, updated_micros
-from tcwebhook.inbox.postgres_schema import migrate
+from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION, TABLES, migrate, schema_version
 from tcwebhook.inbox.postgres_writer import Bulk, PostgresWriter, unavailable
 from tcwebhook.inbox.rows import (
     ATTEMPT_COLUMNS,
@@ -90,6 +91,15 @@ WITH ins AS (
     FROM ins CROSS JOIN unnest(%s::text[]) AS s(sink)
 )
 SELECT seq FROM ins
+"""
+# Settled long enough ago (as ``inbox.sqlite.PRUNABLE``); rows another pruner holds are skipped.
+_PRUNABLE = """
+SELECT e.seq FROM events AS e
+WHERE e.received_at < %s AND e.status IN ('delivered', 'superseded')
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead') OR d.updated_at >= %s))
+ORDER BY e.received_at LIMIT %s
+FOR UPDATE OF e SKIP LOCKED
 """
 _EXISTING = "SELECT event_id, seq FROM events WHERE dedupe_key = %s"
 _INSERT_QUARANTINE = (
@@ -199,6 +209,16 @@ async def _reprocess(
     return result
 
 
+async def _prune(conn: Conn, before: float, limit: int) -> int:
+    cur = await conn.execute(_PRUNABLE, (before, before, limit))
+    seqs = [row[0] for row in await cur.fetchall()]
+    if seqs:
+        # Deliveries go with their event (ON DELETE CASCADE); attempts have no foreign key.
+        await conn.execute("DELETE FROM attempts WHERE seq = ANY(%s)", (seqs,))
+        await conn.execute("DELETE FROM events WHERE seq = ANY(%s)", (seqs,))
+    return len(seqs)
+
+
 def _glob_regex(pattern: str) -> str:
     """A shell glob (``*``, ``?``, ``[...]``, as SQLite's GLOB) as an anchored POSIX regex."""
     out = ["^"]
@@ -271,6 +291,11 @@ class PostgresInbox:
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._listen_task: asyncio.Task[None] | None = None
+        self._schema_found = SCHEMA_VERSION
+
+    @property
+    def retention(self) -> float | None:
+        return self._settings.retention
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -329,7 +354,7 @@ class PostgresInbox:
             return
         conn = await self._first_connection()
         try:
-            await migrate(conn, self._where)
+            self._schema_found = await migrate(conn, self._where)
         except StartupError:
             await conn.close()
             raise
@@ -529,6 +554,23 @@ class PostgresInbox:
     async def pending_sinks(self) -> Sequence[str]:
         rows = await self._rows("SELECT DISTINCT sink FROM deliveries WHERE status = 'pending' ORDER BY sink")
         return [r[0] for r in rows]
+
+    async def describe(self) -> StoreInfo:
+        async def q(conn: Conn) -> StoreInfo:
+            version = await schema_version(conn)
+            rows: dict[str, int] = {}
+            for table in TABLES:
+                cur = await conn.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - constant names
+                row = await cur.fetchone()
+                rows[table] = int(row[0]) if row else 0
+            cur = await conn.execute("SELECT status, count(*) FROM events GROUP BY status ORDER BY status")
+            events = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            return StoreInfo("postgresql", self._where, version, self._schema_found, rows, events)
+
+        return await self._read(q)
+
+    async def prune(self, before: float, limit: int = 500) -> int:
+        return await self._write(partial(_prune, before=before, limit=limit))
 
     async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry:
         sql = f"SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE id = %s"  # noqa: S608

@@ -13,7 +13,6 @@ and the others find it done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -155,21 +154,3 @@ async def migrate(conn: psycopg.AsyncConnection[Any], where: str) -> int:
         await conn.execute("DELETE FROM tcwebhook_schema")
         await conn.execute("INSERT INTO tcwebhook_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
     return found
-
-
-async def newer_than_known(conn: psycopg.AsyncConnection[Any], where: str) -> None:
-    version = await schema_version(conn)
-    if version > SCHEMA_VERSION:
-        raise StartupError(
-            f"The inbox {where} has schema version {version}, newer than this tcwebhook "
-            f"knows ({SCHEMA_VERSION}): upgrade tcwebhook."
-        )
-
-
-async def row_counts(conn: psycopg.AsyncConnection[Any]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for table in TABLES:
-        cur = await conn.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - constant names
-        row = await cur.fetchone()
-        counts[table] = int(row[0]) if row else 0
-    return counts

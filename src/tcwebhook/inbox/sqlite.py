@@ -48,10 +48,11 @@ from tcwebhook.inbox.base import (
     ReplayResult,
     SinkHealth,
     StoredEvent,
+    StoreInfo,
     StoreResult,
 )
 from tcwebhook.inbox.ids import new_id, to_datetime, updated_micros
-from tcwebhook.inbox.migrations import migrate
+from tcwebhook.inbox.migrations import SCHEMA_VERSION, migrate
 from tcwebhook.inbox.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -82,6 +83,16 @@ _INSERT_EVENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (dedupe_key) DO NOTHING RETURNING seq"
 )
+# Settled long enough ago: delivered or superseded, and no delivery touched since ``before``.
+PRUNABLE = """
+SELECT e.seq FROM events AS e
+WHERE e.received_at < ? AND e.status IN ('delivered', 'superseded')
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead') OR d.updated_at >= ?))
+ORDER BY e.received_at LIMIT ?
+"""
+TABLES = ("events", "deliveries", "attempts", "watermarks", "quarantine")
+
 _INSERT_QUARANTINE = (
     "INSERT INTO quarantine (id, received_at, route, content_type, reason, status_code, headers, body)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -182,6 +193,16 @@ def _listing(flt: EventFilter, columns: str, *, newest_first: bool) -> tuple[str
     return sql, [*head, *args]
 
 
+def _prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    seqs = [row[0] for row in conn.execute(PRUNABLE, (before, before, limit))]
+    if not seqs:
+        return 0
+    marks = ", ".join("?" * len(seqs))
+    for table in ("attempts", "deliveries", "events"):
+        conn.execute(f"DELETE FROM {table} WHERE seq IN ({marks})", seqs)  # noqa: S608
+    return len(seqs)
+
+
 def _reprocess(
     conn: sqlite3.Connection,
     quarantine_id: str,
@@ -221,6 +242,11 @@ class SqliteInbox:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._schema_found = SCHEMA_VERSION
+
+    @property
+    def retention(self) -> float | None:
+        return self._settings.retention
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -299,7 +325,7 @@ class SqliteInbox:
                 )
             # Keep the write-ahead log from growing without bound after a burst.
             conn.execute("PRAGMA journal_size_limit = 67108864")
-            migrate(conn, where)
+            self._schema_found = migrate(conn, where)
         finally:
             conn.close()
 
@@ -481,6 +507,18 @@ class SqliteInbox:
                 for bucket, count in conn.execute(sql, (width, since.timestamp()))
             ]
         )
+
+    async def describe(self) -> StoreInfo:
+        def q(conn: sqlite3.Connection) -> StoreInfo:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            rows = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # noqa: S608
+            events = dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status ORDER BY status"))
+            return StoreInfo("sqlite", str(self.path), version, self._schema_found, rows, events)
+
+        return await self._read(q)
+
+    async def prune(self, before: float, limit: int = 500) -> int:
+        return await self._write(partial(_prune, before=before, limit=limit))
 
     async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry:
         def q(conn: sqlite3.Connection) -> QuarantineEntry:
