@@ -10,7 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -41,6 +41,37 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 30m or 90s")
     return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (``user:***@``, ``password=***``), for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    redacted = f"{scheme}://{authority}{slash}{tail}"
+    head, mark, query = redacted.partition("?")
+    if mark:
+        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
+        redacted = head + "?" + "&".join(parts)
+    return redacted
+
+
+def url_passwords(url: str) -> list[str]:
+    """The password a store URL carries, as written and decoded (for the log scrubber)."""
+    _, sep, rest = url.partition("://")
+    authority = rest.partition("/")[0]
+    found: list[str] = []
+    if sep and "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    found += [p.removeprefix("password=") for p in rest.partition("?")[2].split("&") if p.startswith("password=")]
+    return sorted({v for pw in found for v in (pw, unquote(pw)) if v})
 
 
 class _Section(BaseModel):
@@ -369,6 +400,11 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store.url or f"sqlite:///{self.data_dir / 'inbox.db'}"
+
+    @property
+    def store_location(self) -> str:
+        """The store URL as it may be shown: without its password."""
+        return redact_url(self.store_url)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from tcwebhook.config import Settings
+from tcwebhook.config import Settings, url_passwords
 from tcwebhook.terminal import escape_log_values
 
 REDACTED = "[redacted]"
@@ -125,6 +125,7 @@ def secret_values(settings: Settings) -> list[str]:
             values.append(sink.bearer_token.get_secret_value())
         if sink.basic_password is not None:
             values += _basic_forms(sink.basic_username or "", sink.basic_password.get_secret_value())
+    values += url_passwords(settings.store_url)
     return [v for v in values if v]
 
 

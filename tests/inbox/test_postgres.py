@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from tests.pgcluster import PASSWORD, PgCluster, new_cluster
 
-from tcwebhook.config import StoreSettings
+from tcwebhook.config import StoreSettings, redact_url
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox import EventFilter
-from tcwebhook.inbox.postgres import PostgresInbox, redact_url
+from tcwebhook.inbox.postgres import PostgresInbox
 from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION
 
 from .conftest import order_event

@@ -68,7 +68,7 @@ def check_config(config: ConfigOption = None) -> None:
     report = startup_guard(lambda: check(settings))
     console.print(
         f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
-        f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_url}"
+        f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_location}"
     )
     for warning in report.warnings:
         console.print(f"[yellow]warning[/yellow] {warning}")
@@ -155,7 +155,7 @@ def dev(
         console.print(f"  development CA     {ca}")
         console.print(f"  bearer token       {token}")
         console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
-        console.print(f"  inbox              {settings.store_url}")
+        console.print(f"  inbox              {settings.store_location}")
         console.print(f"  operator console   https://localhost:{settings.console.port}/")
         console.print(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
@@ -205,6 +205,12 @@ password = "{password}"
 
 [store]
 # url = "sqlite:///data/inbox.db"
+# Several receivers and workers on several machines share one PostgreSQL database instead
+# (libpq URL; the password may also come from TCWEBHOOK_STORE__URL or PGPASSWORD):
+# url = "postgresql://tcwebhook:PASSWORD@db.internal:5432/tcwebhook?sslmode=verify-full"
+# pool_max = 8
+# synchronous_commit = "on"     # or "remote_write" / "remote_apply" with a synchronous standby
+# retention = "30d"             # delete delivered events after this long (tcwebhook db prune)
 
 [routes]
 orders = "/tradecloud/orders"

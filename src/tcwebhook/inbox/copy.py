@@ -63,7 +63,8 @@ class _Db:
     """A plain DB-API connection to either store, with its placeholder."""
 
     def __init__(self, url: str) -> None:
-        from tcwebhook.inbox.postgres import is_postgres_url, redact_url
+        from tcwebhook.config import redact_url
+        from tcwebhook.inbox.postgres import is_postgres_url
 
         self.url = url
         self.postgres = is_postgres_url(url)

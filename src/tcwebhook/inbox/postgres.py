@@ -29,7 +29,7 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tcwebhook.config import StoreSettings
+from tcwebhook.config import StoreSettings, redact_url
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound, StartupError, StoreError, StoreUnavailable
 from tcwebhook.inbox import postgres_delivery as dpg
@@ -110,25 +110,6 @@ _INSERT_QUARANTINE = (
 
 def is_postgres_url(url: str) -> bool:
     return url.lower().startswith(SCHEMES)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, host = authority.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    redacted = f"{scheme}://{authority}{slash}{tail}"
-    # A password may also be given as a query parameter.
-    if "password=" in redacted:
-        head, _, query = redacted.partition("?")
-        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
-        redacted = head + "?" + "&".join(parts)
-    return redacted
 
 
 def conninfo(url: str, settings: StoreSettings) -> str:
