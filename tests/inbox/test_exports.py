@@ -14,3 +14,8 @@ class TestExports:
 
     def test_sqlite_inbox_is_an_inbox(self) -> None:
         assert issubclass(SqliteInbox, Inbox)
+
+    def test_postgres_inbox_is_an_inbox(self) -> None:
+        from tcwebhook.inbox.postgres import PostgresInbox
+
+        assert issubclass(PostgresInbox, Inbox)

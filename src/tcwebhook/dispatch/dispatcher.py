@@ -144,7 +144,7 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
         self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
-        if self._inbox.retention is not None:
+        if self._inbox.retention() is not None:
             self._retention_task = asyncio.create_task(self._retention(), name="tcwebhook-retention")
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
@@ -264,7 +264,7 @@ class Dispatcher:
 
     async def _retention(self) -> None:
         """Delete events settled longer than ``[store] retention`` ago, in small batches."""
-        retention = self._inbox.retention
+        retention = self._inbox.retention()
         assert retention is not None
         interval = min(max(retention / 10.0, 1.0), RETENTION_INTERVAL)
         while True:

@@ -326,7 +326,6 @@ class Inbox(Protocol):
 
     # -- retention -----------------------------------------------------------------------------
 
-    @property
     def retention(self) -> float | None:
         """``[store] retention`` in seconds: the dispatcher prunes events settled longer ago."""
 

@@ -274,7 +274,6 @@ class PostgresInbox:
         self._listen_task: asyncio.Task[None] | None = None
         self._schema_found = SCHEMA_VERSION
 
-    @property
     def retention(self) -> float | None:
         return self._settings.retention
 

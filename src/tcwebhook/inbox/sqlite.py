@@ -244,7 +244,6 @@ class SqliteInbox:
         self._lock = threading.Lock()
         self._schema_found = SCHEMA_VERSION
 
-    @property
     def retention(self) -> float | None:
         return self._settings.retention
 
