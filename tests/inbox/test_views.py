@@ -1,25 +1,23 @@
-"""The operator views of the inbox: counts, sink health, arrivals, search, keyset and sink filters."""
+"""The operator views of each inbox: counts, sink health, arrivals, search, keyset and sink filters."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tcwebhook.config import StoreSettings
 from tcwebhook.inbox import AttemptOutcome, AttemptResult, DeliveryStatus, EventFilter, SqliteInbox
 
-from .conftest import order_event, shipment_event
+from .conftest import MakeInbox, order_event, shipment_event
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def two_sinks(db_path: Path) -> AsyncIterator[SqliteInbox]:
-    box = SqliteInbox(db_path, StoreSettings(busy_timeout=0.3), sinks=("erp", "wms"))
+async def two_sinks(make_inbox: MakeInbox) -> AsyncIterator[SqliteInbox]:
+    box = make_inbox(("erp", "wms"))
     await box.open()
     yield box
     await box.close()

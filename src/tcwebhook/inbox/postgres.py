@@ -21,6 +21,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,11 +46,12 @@ from tcwebhook.inbox.base import (
     NewEvent,
     QuarantineEntry,
     ReplayResult,
+    SinkHealth,
     StoredEvent,
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.ids import new_id, updated_micros
+from tcwebhook.inbox.ids import new_id, to_datetime, updated_micros
 from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION, TABLES, migrate, schema_version
 from tcwebhook.inbox.postgres_writer import Bulk, PostgresWriter, unavailable
 from tcwebhook.inbox.rows import (
@@ -60,6 +62,7 @@ from tcwebhook.inbox.rows import (
     attempt_from_row,
     delivery_from_row,
     event_from_row,
+    listing,
     quarantine_from_row,
 )
 
@@ -198,56 +201,6 @@ async def _prune(conn: Conn, before: float, limit: int) -> int:
         await conn.execute("DELETE FROM attempts WHERE seq = ANY(%s)", (seqs,))
         await conn.execute("DELETE FROM events WHERE seq = ANY(%s)", (seqs,))
     return len(seqs)
-
-
-def _glob_regex(pattern: str) -> str:
-    """A shell glob (``*``, ``?``, ``[...]``, as SQLite's GLOB) as an anchored POSIX regex."""
-    out = ["^"]
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "]") else i + 1)
-            if end == -1:
-                out.append(r"\[")
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                out.append("[" + body + "]")
-                i = end
-        else:
-            out.append("\\" + ch if not ch.isalnum() and ch != "_" else ch)
-        i += 1
-    out.append("$")
-    return "".join(out)
-
-
-def filter_clause(flt: EventFilter) -> tuple[str, list[Any]]:
-    """``WHERE …`` (or "") and its arguments for an event filter (``inbox.rows`` for SQLite)."""
-    where: list[str] = []
-    args: list[Any] = []
-    if flt.status:
-        where.append("status = %s")
-        args.append(str(flt.status))
-    if flt.kind:
-        where.append("kind = %s")
-        args.append(flt.kind.value)
-    if flt.event_name:
-        where.append("event_name ~ %s")
-        args.append(_glob_regex(flt.event_name))
-    if flt.number:
-        where.append("(key IN (%s, %s) OR purchase_order_number = %s OR shipment_number = %s)")
-        args.extend((f"order:{flt.number}", f"shipment:{flt.number}", flt.number, flt.number))
-    if flt.since is not None:
-        where.append("received_at >= %s")
-        args.append(flt.since.timestamp())
-    if flt.until is not None:
-        where.append("received_at < %s")
-        args.append(flt.until.timestamp())
-    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 class PostgresInbox:
@@ -500,13 +453,11 @@ class PostgresInbox:
         return event_from_row(rows[0])
 
     async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
-        where, args = filter_clause(flt)
-        sql = f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY seq DESC LIMIT %s"  # noqa: S608
+        sql, args = listing(flt, EVENT_COLUMNS, newest_first=True, postgres=True)
         return [event_from_row(r) for r in await self._rows(sql, (*args, flt.limit))]
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
-        where, args = filter_clause(flt)
-        sql = f"SELECT event_id FROM events{where} ORDER BY seq LIMIT %s"  # noqa: S608
+        sql, args = listing(flt, "event_id", newest_first=False, postgres=True)
         return [r[0] for r in await self._rows(sql, (*args, flt.limit))]
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
@@ -534,6 +485,27 @@ class PostgresInbox:
     async def pending_sinks(self) -> Sequence[str]:
         rows = await self._rows("SELECT DISTINCT sink FROM deliveries WHERE status = 'pending' ORDER BY sink")
         return [r[0] for r in rows]
+
+    async def count_by_status(self) -> Mapping[str, int]:
+        counts = dict.fromkeys((s.value for s in EventStatus), 0)
+        rows = await self._rows("SELECT status, count(*) FROM events GROUP BY status")
+        counts.update({str(r[0]): int(r[1]) for r in rows})
+        rows = await self._rows("SELECT count(*) FROM quarantine WHERE reprocessed_event_id IS NULL")
+        counts["quarantined"] = int(rows[0][0])
+        return counts
+
+    async def sink_health(self, sinks: Sequence[str]) -> Sequence[SinkHealth]:
+        names = tuple(sinks)
+        return await self._read(lambda conn: dpg.sink_health(conn, names))
+
+    async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
+        width = max(int(bucket_seconds), 1)
+        rows = await self._rows(
+            "SELECT floor(received_at / %s)::bigint AS bucket, count(*) FROM events"
+            " WHERE received_at >= %s GROUP BY bucket ORDER BY bucket",
+            (width, since.timestamp()),
+        )
+        return [(to_datetime(int(bucket) * width), int(count)) for bucket, count in rows]
 
     async def describe(self) -> StoreInfo:
         async def q(conn: Conn) -> StoreInfo:
@@ -606,12 +578,17 @@ class PostgresInbox:
             await self._write(lambda conn: dpg.extend_leases(conn, held, time.time() + lease))
 
     async def replay(
-        self, event_ids: Sequence[str], *, only_dead: bool = False, force: bool = False
+        self,
+        event_ids: Sequence[str],
+        *,
+        only_dead: bool = False,
+        force: bool = False,
+        sink: str | None = None,
     ) -> ReplayResult:
         ids = tuple(event_ids)
         return await self._write(
             lambda conn: dpg.replay(
-                conn, ids, sinks=self._sinks, only_dead=only_dead, force=force, now=time.time()
+                conn, ids, sinks=self._sinks, only_dead=only_dead, force=force, now=time.time(), sink=sink
             )
         )
 

@@ -34,6 +34,7 @@ from tcwebhook.inbox.base import (
     DeliveryStatus,
     EventClaim,
     ReplayResult,
+    SinkHealth,
     StoredEvent,
 )
 from tcwebhook.inbox.ids import to_datetime
@@ -360,11 +361,17 @@ async def replay(
     only_dead: bool,
     force: bool,
     now: float,
+    sink: str | None = None,
 ) -> ReplayResult:
     requeued = 0
     touched = 0
     missing: list[str] = []
     only = " AND status = 'dead'" if only_dead else ""
+    sink_args: tuple[str, ...] = ()
+    if sink is not None:
+        only += " AND sink = %s"
+        sink_args = (sink,)
+        sinks = [s for s in sinks if s == sink]
     for event_id in event_ids:
         row = await _one(conn, "SELECT seq, key FROM events WHERE event_id = %s FOR NO KEY UPDATE", (event_id,))
         if row is None:
@@ -380,18 +387,18 @@ async def replay(
             "   WHERE p.sink = deliveries.sink AND p.key = deliveries.key"
             "   AND p.status = 'pending' AND p.seq < deliveries.seq) THEN 1 ELSE 0 END,"
             " updated_at = %s WHERE seq = %s AND (claim_expires IS NULL OR claim_expires <= %s)" + only,
-            (now, int(force), now, seq, now),
+            (now, int(force), now, seq, now, *sink_args),
         )
         if not only_dead:
             # Sinks configured after the event arrived get it too.
-            for sink in sinks:
-                blocked = key is not None and bool(await _one(conn, _EARLIER_PENDING, (sink, key, seq)))
+            for name in sinks:
+                blocked = key is not None and bool(await _one(conn, _EARLIER_PENDING, (name, key, seq)))
                 count += await _exec(
                     conn,
                     "INSERT INTO deliveries (seq, sink, key, status, next_attempt_at,"
                     " force, blocked, updated_at) VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s)"
                     " ON CONFLICT (seq, sink) DO NOTHING",
-                    (seq, sink, key, now, int(force), int(blocked), now),
+                    (seq, name, key, now, int(force), int(blocked), now),
                 )
         if count:
             touched += 1
@@ -400,3 +407,44 @@ async def replay(
     if requeued:
         await _exec(conn, NOTIFY, ())
     return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing))
+
+
+_LAST_ATTEMPT = (
+    "SELECT started_at, error FROM attempts WHERE sink = %s AND outcome = %s ORDER BY started_at DESC LIMIT 1"
+)
+
+
+async def sink_health(conn: Conn, sinks: Sequence[str]) -> list[SinkHealth]:
+    """Backlog, dead letters and last outcomes per sink (as ``sqlite_delivery.sink_health``)."""
+    names = set(sinks)
+    cur = await conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status IN ('pending', 'dead')")
+    names.update(r[0] for r in await cur.fetchall())
+    found: list[SinkHealth] = []
+    for name in sorted(names):
+        backlog, oldest_seq = await _one(
+            conn, "SELECT count(*), min(seq) FROM deliveries WHERE sink = %s AND status = 'pending'", (name,)
+        )
+        oldest = None
+        if oldest_seq is not None:
+            row = await _one(conn, "SELECT received_at FROM events WHERE seq = %s", (oldest_seq,))
+            oldest = None if row is None else row[0]
+        (dead,) = await _one(conn, "SELECT count(*) FROM deliveries WHERE sink = %s AND status = 'dead'", (name,))
+        success = await _one(conn, _LAST_ATTEMPT, (name, AttemptOutcome.DELIVERED.value))
+        errors = [
+            row
+            for outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.PERMANENT, AttemptOutcome.ABANDONED)
+            if (row := await _one(conn, _LAST_ATTEMPT, (name, outcome.value))) is not None
+        ]
+        error = max(errors, default=None, key=lambda row: float(row[0]))
+        found.append(
+            SinkHealth(
+                sink=name,
+                backlog=int(backlog),
+                oldest_pending_at=None if oldest is None else to_datetime(oldest),
+                dead=int(dead),
+                last_success_at=None if success is None else to_datetime(success[0]),
+                last_error_at=None if error is None else to_datetime(error[0]),
+                last_error=None if error is None else error[1],
+            )
+        )
+    return found

@@ -113,7 +113,16 @@ _V1 = (
     "ALTER TABLE deliveries SET (autovacuum_vacuum_scale_factor = 0.02, fillfactor = 80)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# The operator console and the metrics (as SQLite's version 2): listings by status and by sink in
+# arrival order, per-sink backlog and dead letters, a sink's last success and last error.
+_V2 = (
+    "CREATE INDEX events_status ON events(status, seq)",
+    "DROP INDEX events_open",
+    "CREATE INDEX deliveries_sink ON deliveries(sink, status, seq)",
+    "CREATE INDEX attempts_sink ON attempts(sink, outcome, started_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("events", "deliveries", "attempts", "watermarks", "quarantine")
 

@@ -94,11 +94,32 @@ def quarantine_from_row(row: Sequence[Any]) -> QuarantineEntry:
     )
 
 
-def filter_clause(flt: EventFilter, prefix: str = "") -> tuple[str, list[Any]]:
+def glob_regex(pattern: str) -> str:
+    """A glob as SQLite's GLOB reads it (``*``, ``?``, ``[...]``), as an anchored POSIX regex."""
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[" and (end := pattern.find("]", i + 2)) != -1:
+            out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(ch if ch.isalnum() or ch == "_" else "\\" + ch)
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def filter_clause(flt: EventFilter, prefix: str = "", *, postgres: bool = False) -> tuple[str, list[Any]]:
     """``WHERE …`` (or "") and its arguments for an event filter.
 
     ``prefix`` qualifies the events columns (``"e."``) when the query joins the deliveries; the
-    ``sink`` filter itself is the caller's join (see ``SqliteInbox.list_events``).
+    ``sink`` filter itself is the caller's join (see ``listing``). Placeholders are "?" either
+    way (``listing`` turns them into PostgreSQL's); ``postgres`` matches globs with a regex.
     """
     p = prefix
     where: list[str] = []
@@ -110,8 +131,8 @@ def filter_clause(flt: EventFilter, prefix: str = "") -> tuple[str, list[Any]]:
         where.append(f"{p}kind = ?")
         args.append(flt.kind.value)
     if flt.event_name:
-        where.append(f"{p}event_name GLOB ?")
-        args.append(flt.event_name)
+        where.append(f"{p}event_name ~ ?" if postgres else f"{p}event_name GLOB ?")
+        args.append(glob_regex(flt.event_name) if postgres else flt.event_name)
     for value, message_id in ((flt.number, False), (flt.search, True)):
         if not value:
             continue
@@ -135,3 +156,35 @@ def filter_clause(flt: EventFilter, prefix: str = "") -> tuple[str, list[Any]]:
         where.append(f"{p}seq < ?")
         args.append(flt.before_seq)
     return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+def listing(flt: EventFilter, columns: str, *, newest_first: bool, postgres: bool = False) -> tuple[str, list[Any]]:
+    """The SELECT of an event listing (its LIMIT value is the caller's last argument) and its
+    arguments; with ``postgres``, in PostgreSQL's placeholders.
+
+    With a ``sink`` the query walks that sink's deliveries in arrival order (index
+    ``deliveries_sink``), so a sink's dead letters page as fast as the whole table does.
+    """
+    order = "DESC" if newest_first else "ASC"
+    if flt.sink is None:
+        where, args = filter_clause(flt, postgres=postgres)
+        sql = f"SELECT {columns} FROM events{where} ORDER BY seq {order} LIMIT ?"  # noqa: S608
+    else:
+        where, args = filter_clause(flt, prefix="e.", postgres=postgres)
+        clauses = ["d.sink = ?"]
+        head: list[Any] = [flt.sink]
+        if flt.status:
+            clauses.append("d.status = ?")
+            head.append(str(flt.status))
+        if flt.before_seq is not None:
+            clauses.append("d.seq < ?")
+            head.append(flt.before_seq)
+        joined = " AND ".join(clauses) + (" AND " + where.removeprefix(" WHERE ") if where else "")
+        qualified = EVENT_COLUMNS_E if columns == EVENT_COLUMNS else f"e.{columns}"
+        sql = (
+            f"SELECT {qualified} FROM deliveries AS d JOIN events AS e ON e.seq = d.seq"  # noqa: S608
+            f" WHERE {joined} ORDER BY d.seq {order} LIMIT ?"
+        )
+        args = [*head, *args]
+    # The SQL text has no "?" of its own (the glob is an argument), so this only swaps placeholders.
+    return (sql.replace("?", "%s") if postgres else sql), args

@@ -57,12 +57,11 @@ from tcwebhook.inbox.rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
-    EVENT_COLUMNS_E,
     QUARANTINE_COLUMNS,
     attempt_from_row,
     delivery_from_row,
     event_from_row,
-    filter_clause,
+    listing,
     quarantine_from_row,
 )
 from tcwebhook.inbox.writer import GroupCommitWriter
@@ -163,34 +162,6 @@ def _store_event(
         blocked = key is not None and conn.execute(dsql.KEY_BUSY, (sink, key)).fetchone() is not None
         conn.execute(dsql.INSERT_DELIVERY, (seq, sink, key, next_at, blocked, params[2]))
     return StoreResult(event_id=params[0], seq=seq, duplicate=False)
-
-
-def _listing(flt: EventFilter, columns: str, *, newest_first: bool) -> tuple[str, list[Any]]:
-    """The SELECT (without its LIMIT value) of an event listing and its arguments.
-
-    With a ``sink`` the query walks that sink's deliveries in arrival order (index
-    ``deliveries_sink``), so a sink's dead letters page as fast as the whole table does.
-    """
-    order = "DESC" if newest_first else "ASC"
-    if flt.sink is None:
-        where, args = filter_clause(flt)
-        return f"SELECT {columns} FROM events{where} ORDER BY seq {order} LIMIT ?", args  # noqa: S608
-    where, args = filter_clause(flt, prefix="e.")
-    clauses = ["d.sink = ?"]
-    head: list[Any] = [flt.sink]
-    if flt.status:
-        clauses.append("d.status = ?")
-        head.append(str(flt.status))
-    if flt.before_seq is not None:
-        clauses.append("d.seq < ?")
-        head.append(flt.before_seq)
-    joined = " AND ".join(clauses) + (" AND " + where.removeprefix(" WHERE ") if where else "")
-    qualified = EVENT_COLUMNS_E if columns == EVENT_COLUMNS else f"e.{columns}"
-    sql = (
-        f"SELECT {qualified} FROM deliveries AS d JOIN events AS e ON e.seq = d.seq"  # noqa: S608
-        f" WHERE {joined} ORDER BY d.seq {order} LIMIT ?"
-    )
-    return sql, [*head, *args]
 
 
 def _prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
@@ -443,11 +414,11 @@ class SqliteInbox:
         return await self._read(q)
 
     async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
-        sql, args = _listing(flt, EVENT_COLUMNS, newest_first=True)
+        sql, args = listing(flt, EVENT_COLUMNS, newest_first=True)
         return await self._read(lambda conn: [event_from_row(r) for r in conn.execute(sql, (*args, flt.limit))])
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
-        sql, args = _listing(flt, "event_id", newest_first=False)
+        sql, args = listing(flt, "event_id", newest_first=False)
         return await self._read(lambda conn: [r[0] for r in conn.execute(sql, (*args, flt.limit))])
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
