@@ -33,6 +33,7 @@ from tcwebhook.inbox import (
     open_inbox,
 )
 from tcwebhook.inbox.copy import COLUMNS, copy_store
+from tcwebhook.inbox.migrations import SCHEMA_VERSION
 from tcwebhook.inbox.postgres import PostgresInbox
 
 CLI = [sys.executable, "-m", "tcwebhook.cli"]
@@ -153,9 +154,9 @@ class TestMigrateStatus:
     def test_migrate_then_status(self, app: typer.Typer, config: Path) -> None:
         first = invoke(app, "migrate", "--config", str(config))
         assert first.exit_code == 0, first.output
-        assert "migrated from version 0 to 1" in first.stdout
+        assert f"migrated from version 0 to {SCHEMA_VERSION}" in first.stdout
         again = invoke(app, "migrate", "--config", str(config))
-        assert "schema version 1, up to date" in again.stdout
+        assert f"schema version {SCHEMA_VERSION}, up to date" in again.stdout
 
         async def fill() -> None:
             inbox = open_inbox(load_settings(config))
@@ -171,12 +172,12 @@ class TestMigrateStatus:
         status = invoke(app, "status", "--config", str(config), "--json")
         assert status.exit_code == 0, status.output
         data = json.loads(status.stdout)
-        assert data["schema_version"] == 1
+        assert data["schema_version"] == SCHEMA_VERSION
         assert data["rows"] == {"events": 3, "deliveries": 3, "attempts": 1, "watermarks": 0, "quarantine": 0}
         assert data["events"] == {"delivered": 1, "pending": 2}
         assert "pg-secret" not in status.stdout
         table = invoke(app, "status", "--config", str(config))
-        assert "schema version 1" in table.stdout and "events delivered" in table.stdout
+        assert f"schema version {SCHEMA_VERSION}" in table.stdout and "events delivered" in table.stdout
 
 
 class TestPrune:
