@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from pydantic import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
+from tcwebhook.contract.identifiers import is_valid_id
+from tcwebhook.contract.models import OrderWebhook
 from tcwebhook.contract.openapi import build_openapi, openapi_json
 
 ORDERS, SHIPMENTS = "/tradecloud/orders", "/tradecloud/shipments"
@@ -27,14 +34,19 @@ class TestDocument:
         assert set(paths) == {ORDERS, f"{ORDERS}/{{orderId}}", SHIPMENTS, f"{SHIPMENTS}/{{shipmentId}}",
                               "/healthz"}
         assert set(paths[ORDERS]) == {"post", "get"}
-        query = {p["name"] for p in paths[ORDERS]["get"]["parameters"]}
-        assert query == {"orderId", "legacyOrderId"}
+        (query,) = paths[ORDERS]["get"]["parameters"]
+        assert query["in"] == "query" and query["required"] and query["explode"]
+        assert set(query["schema"]["properties"]) == {"orderId", "legacyOrderId"}
+        assert query["schema"]["oneOf"] == [{"required": ["orderId"]}, {"required": ["legacyOrderId"]}]
 
     def test_post_bodies_and_responses(self, spec: dict[str, Any]) -> None:
         post = spec["paths"][SHIPMENTS]["post"]
         content = post["requestBody"]["content"]
-        assert set(content) == {"application/json", "application/xml", "text/xml"}
-        assert content["application/xml"]["schema"] == {"$ref": "#/components/schemas/ShipmentWebhook"}
+        # tXML cannot express the JSON schema (text only, no null): it is described in prose.
+        assert set(content) == {"application/json"}
+        assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ShipmentWebhook"}
+        assert "tXML" in post["description"] and "gzip" in post["description"]
+        assert "Accept-Encoding" in post["responses"]["415"]["headers"]
         responses = post["responses"]
         assert set(responses) == {"200", "202", "400", "401", "413", "415", "503"}
         assert "WWW-Authenticate" in responses["401"]["headers"]
@@ -59,9 +71,9 @@ class TestDocument:
         lines = schemas["OrderEvent"]["properties"]["lines"]["anyOf"][0]
         assert lines["items"]["xml"] == {"name": "line"}
         status = schemas["DeliveryLine"]["properties"]["status"]["anyOf"][0]
-        assert status["type"] == "string" and "ReadyToShip" in status["examples"]
+        assert status["type"] == ["string", "number"] and "ReadyToShip" in status["examples"]
         quantity = schemas["DeliveryLine"]["properties"]["quantity"]["anyOf"][0]
-        assert quantity == {"type": "number"}
+        assert quantity["anyOf"][0] == {"type": "number"}
 
 
 class TestCaching:
@@ -81,3 +93,50 @@ class TestCaching:
         spec = build_openapi("/a", "/b")
         validate(spec)
         assert "/a/{orderId}" in spec["paths"]
+
+
+def _validator(spec: dict[str, Any], name: str) -> Draft202012Validator:
+    """A JSON-schema validator for one component, resolving refs inside the document."""
+    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+    schema = {"$ref": f"urn:spec#/components/schemas/{name}"}
+    return Draft202012Validator(schema, registry=registry)
+
+
+class TestSchemaMatchesValidation:
+    """The document accepts exactly what the models accept, on the cases where they used to differ."""
+
+    @pytest.mark.parametrize(
+        ("body", "ok"),
+        [
+            ({"eventName": "X", "orderEvent": {}}, True),
+            ({"eventName": "X"}, False),  # no event object
+            ({"eventName": "X", "orderEvent": {}, "orderDocumentsEvent": {}}, False),  # two
+            ({"eventName": "X", "orderEvent": None}, False),  # null is not an event object
+            ({"eventName": "X", "orderEvent": {}, "shipment": {}}, False),  # the other webhook's key
+            ({"eventName": 5, "orderEvent": {}}, False),  # event names are never numbers
+            ({"eventName": "X", "orderEvent": {"orderId": 123}}, True),  # ids: a number becomes text
+            ({"eventName": "X", "orderEvent": {"lines": [{"buyerLine": {"deliverySchedule": [
+                {"quantity": "12.50", "date": "not a date"}]}}]}}, True),
+            ({"eventName": "X", "orderEvent": {"lines": [{"buyerLine": {"deliverySchedule": [
+                {"quantity": "twelve"}]}}]}}, False),
+            ({"eventName": "X", "orderEvent": {"indicators": {"deliveryOverdue": "yes"}}}, True),
+            ({"eventName": "X", "orderEvent": {"indicators": {"deliveryOverdue": 2}}}, False),
+        ],
+    )
+    def test_order_bodies(self, spec: dict[str, Any], body: dict[str, Any], ok: bool) -> None:
+        schema_ok = _validator(spec, "OrderWebhook").is_valid(body)
+        try:
+            OrderWebhook.model_validate(body)
+            model_ok = True
+        except ValidationError:
+            model_ok = False
+        assert (schema_ok, model_ok) == (ok, ok)
+
+    def test_trigger_ids(self, spec: dict[str, Any]) -> None:
+        (param,) = spec["paths"][f"{ORDERS}/{{orderId}}"]["get"]["parameters"]
+        pattern = param["schema"]["pattern"]
+        for value, ok in [("3b0c2a0e-7d7e", True), ("PO:1@x", True), ("abc\n", False), ("", False),
+                          ("a/b", False), ("a" * 200, True), ("a" * 201, False), (".a", False)]:
+            assert is_valid_id(value) is ok
+            # Python's "$" would also match before a final newline; JSON Schema's does not.
+            assert (re.search(pattern, value) is not None and "\n" not in value) is ok

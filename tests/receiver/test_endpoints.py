@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +314,11 @@ class TestGetTriggers:
             "/tradecloud/orders",
             "/tradecloud/orders?orderId=",
             "/tradecloud/orders/a%2Fb",
+            "/tradecloud/orders/abc%0A",  # the whole string must match: no trailing newline
+            "/tradecloud/orders?orderId=abc%0A",
+            "/tradecloud/orders?orderId=abc&legacyOrderId=12345",  # exactly one of them
             "/tradecloud/shipments?orderId=x",
+            "/tradecloud/shipments/" + "a" * 201,
         ],
     )
     def test_trigger_without_valid_id(self, live_server: RunningServer, suffix: str) -> None:
@@ -360,6 +366,90 @@ class TestOperationalEndpoints:
             assert c.get(live_server.base_url + "/nope").status_code == 404
             r = c.put(live_server.url_orders, content=b"{}", headers=live_server.bearer())
         assert r.status_code == 405
+        assert r.headers["allow"] == "GET, POST"
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allow"),
+        [
+            ("TRACE", "/healthz", "GET, HEAD"),
+            ("POST", "/healthz", "GET, HEAD"),
+            ("DELETE", "/openapi.json", "GET, HEAD"),
+            ("POST", "/metrics", "GET"),
+            ("TRACE", "/tradecloud/orders/abc", "GET"),
+            ("OPTIONS", "/tradecloud/shipments", "GET, POST"),
+        ],
+    )
+    def test_known_path_other_method(self, live_server: RunningServer, method: str, path: str, allow: str) -> None:
+        with live_server.client() as c:
+            r = c.request(method, live_server.base_url + path, headers=live_server.bearer())
+        assert r.status_code == 405
+        assert r.headers["allow"] == allow
+        assert r.json()["error"] == "method_not_allowed"
+
+    def test_head_on_health(self, live_server: RunningServer) -> None:
+        with live_server.client() as c:
+            r = c.head(live_server.base_url + "/healthz")
+        assert r.status_code == 200
+        assert r.content == b""
+
+
+class TestRequestEncodings:
+    """Compressed bodies are decoded within the body limit; other codings get 415, never 400."""
+
+    @pytest.mark.parametrize(
+        ("coding", "compress"),
+        [
+            ("gzip", gzip.compress),
+            ("x-gzip", gzip.compress),
+            ("deflate", zlib.compress),  # RFC 1950, what HTTP means by deflate
+            ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),  # bare RFC 1951
+            ("gzip, identity", gzip.compress),
+            ("deflate, gzip", lambda data: gzip.compress(zlib.compress(data))),  # applied in order
+        ],
+    )
+    def test_compressed_body_stored_decoded(
+        self, live_server: RunningServer, coding: str, compress: Callable[[bytes], bytes]
+    ) -> None:
+        body = json.dumps(order_body()).encode()
+        with live_server.client() as c:
+            r = c.post(live_server.url_orders, content=compress(body),
+                       headers={**live_server.bearer(), **JSON, "content-encoding": coding})
+        assert r.status_code == 202, r.text
+        assert by_event_id(live_server, r.json()["eventId"]).body == body
+
+    def test_unsupported_coding_is_415_with_accept_encoding(self, live_server: RunningServer) -> None:
+        before = len(quarantined(live_server))
+        with live_server.client() as c:
+            r = c.post(live_server.url_orders, content=b"\x1b\x00\x00", headers={
+                **live_server.bearer(), **JSON, "content-encoding": "br"})
+        assert r.status_code == 415
+        assert r.headers["accept-encoding"] == "gzip, deflate"
+        assert "br" in r.json()["detail"]
+        assert len(quarantined(live_server)) == before + 1
+
+    def test_compression_bomb_is_413(self, live_server: RunningServer) -> None:
+        bomb = gzip.compress(b"{" + b" " * (64 * 1024 * 1024))  # 64 MiB decoded, ~64 KiB sent
+        assert len(bomb) < 200_000
+        with live_server.client() as c:
+            r = c.post(live_server.url_orders, content=bomb,
+                       headers={**live_server.bearer(), **JSON, "content-encoding": "gzip"})
+        assert r.status_code == 413
+        assert "decoded body exceeds" in r.json()["detail"]
+
+    @pytest.mark.parametrize("content", [b"not gzip at all", gzip.compress(b'{"eventName": "X"}')[:-9]])
+    def test_broken_data_is_400(self, live_server: RunningServer, content: bytes) -> None:
+        with live_server.client() as c:
+            r = c.post(live_server.url_orders, content=content,
+                       headers={**live_server.bearer(), **JSON, "content-encoding": "gzip"})
+        assert r.status_code == 400
+        assert "gzip" in r.json()["detail"]
+
+    @pytest.mark.parametrize("ctype", ["application/vnd.tradecloud.order+json", "application/json+json"])
+    def test_structured_json_media_type(self, live_server: RunningServer, ctype: str) -> None:
+        with live_server.client() as c:
+            r = c.post(live_server.url_orders, content=json.dumps(order_body()).encode(),
+                       headers={**live_server.bearer(), "content-type": ctype})
+        assert r.status_code == 202, r.text
 
 
 class TestTransientFailure:

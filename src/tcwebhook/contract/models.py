@@ -61,7 +61,11 @@ Num = Annotated[
 ]
 """A JSON number (``decimal`` in the contract)."""
 
-DateText = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
+# No "format": a date is kept as the text received and never checked, so the schema claims no more.
+DateText = Annotated[
+    str, WithJsonSchema({"type": "string", "description": "Date, normally YYYY-MM-DD (kept as received)",
+                         "examples": ["2025-06-10"]})
+]
 DateTimeText = Annotated[
     str,
     WithJsonSchema({

@@ -1,5 +1,11 @@
 """The receiver's OpenAPI 3.1 document, with request schemas generated from the contract models.
 
+The document says exactly what the receiver accepts, so that a client generated from it (or a
+fuzzer) never sends a request the document calls valid and the receiver refuses: the "exactly one
+event object" rule of the envelopes, the identifier rule of GET triggers, and only the media type
+whose schema is honest. tXML bodies are accepted too, but the JSON schema cannot describe them
+(every XML value is text, a missing element stands for null), so they are described in prose.
+
 Building it takes a few milliseconds (schema generation is cached per process); the server
 builds it once at start-up and serves the bytes (``openapi_json``).
 """
@@ -13,7 +19,9 @@ from typing import Any
 import orjson
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from tcwebhook.contract.identifiers import ID_MAX_LENGTH, ID_PATTERN
 from tcwebhook.contract.models import OrderWebhook, ShipmentWebhook
+from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 from tcwebhook.contract.txml import XML_ITEM_NAMES
 
 OPENAPI_VERSION = "3.1.0"
@@ -66,7 +74,67 @@ def _model_schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = top["$defs"]
     for schema in schemas.values():
         _add_xml_item_names(schema)
+        _describe_lax_scalars(schema)
+    _one_event_object(schemas["OrderWebhook"], ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS)
+    _one_event_object(schemas["ShipmentWebhook"], SHIPMENT_BODY_KEYS, ORDER_BODY_KEYS)
     return schemas
+
+
+# What the models' lax validation takes besides the JSON type (pydantic's documented conversions):
+# a number where text is expected (``coerce_numbers_to_str``: identifiers keep no leading zeros to
+# lose), decimal text where a number is expected, and 0/1 or yes/no words where a boolean is.
+_DECIMAL_TEXT = {
+    "type": "string",
+    "pattern": r"^\s*[+-]?(\d(_?\d)*(\.(\d(_?\d)*)?)?|\.\d(_?\d)*)([eE][+-]?\d(_?\d)*)?\s*$",
+}
+_BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "t", "f", "y", "n", "1", "0")
+_BOOLEAN_TEXT = {
+    "type": "string",
+    # Case-insensitive, spelled out because ECMA-262 patterns have no inline flags.
+    "pattern": "^(" + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
+                               for word in _BOOLEAN_WORDS) + ")$",
+}
+_STRICT_TEXT = frozenset({"eventName"})  # EventNameText: strict, never a number
+
+
+def _describe_lax_scalars(node: Any, name: str | None = None) -> None:
+    """Widen each scalar schema to every JSON value the model accepts for it (in place)."""
+    if isinstance(node, list):
+        for item in node:
+            _describe_lax_scalars(item)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "string" and name not in _STRICT_TEXT:
+        node["type"] = ["string", "number"]
+    elif kind == "number":
+        node.pop("type")
+        node["anyOf"] = [{"type": "number"}, _DECIMAL_TEXT]
+    elif kind == "boolean":
+        node.pop("type")
+        node["anyOf"] = [{"type": "boolean"}, {"enum": [0, 1]}, _BOOLEAN_TEXT]
+    for key, value in list(node.items()):
+        if key == "properties":
+            for prop, schema in value.items():
+                _describe_lax_scalars(schema, prop)
+        elif key not in ("anyOf",) or kind not in ("number", "boolean"):
+            _describe_lax_scalars(value)
+
+
+def _one_event_object(schema: dict[str, Any], keys: tuple[str, ...], foreign: tuple[str, ...]) -> None:
+    """State the envelope rule the model validator enforces (``_check_single_event``).
+
+    Exactly one of the event keys is present and it is an object (an explicit null is refused),
+    and no event key of the other webhook appears.
+    """
+    for key in keys:
+        prop = schema["properties"][key]
+        refs = [branch for branch in prop.pop("anyOf") if branch.get("type") != "null"]
+        prop.pop("default", None)
+        prop.update(refs[0])
+    schema["oneOf"] = [{"required": [key]} for key in keys]
+    schema["not"] = {"anyOf": [{"required": [key]} for key in foreign]}
 
 
 def _add_xml_item_names(schema: dict[str, Any]) -> None:
@@ -109,29 +177,33 @@ _UNAVAILABLE = _error(
 
 
 def _post(model: str, summary: str, operation_id: str) -> dict[str, Any]:
-    ref = {"$ref": _REF.format(model=model)}
     return {
         "operationId": operation_id,
         "summary": summary,
         "description": (
-            "Stores the event durably before answering. JSON or tXML (UTF-8); the XML root "
-            "element's name is ignored and arrays are repeated singular elements."
+            "Stores the event durably before answering. The body is JSON (`application/json` or "
+            "any `application/*+json`, UTF-8) as described by the schema, or the same structure "
+            "in tXML (`application/xml`, `text/xml`, `application/*+xml`): the root element's "
+            "name is ignored, arrays are repeated singular elements (the schema's `xml.name`), "
+            "a missing element stands for null. `Content-Encoding: gzip` or `deflate` bodies are "
+            "decoded; the decoded size counts against the body limit."
         ),
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": ref},
-                "application/xml": {"schema": ref},
-                "text/xml": {"schema": ref},
-            },
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
         },
         "responses": {
             "200": _ack("Already stored (duplicate message), or delivered in synchronous mode."),
             "202": _ack("Stored; delivery to the ERP follows."),
             "400": _error("The body is not a webhook body of this endpoint (never retried)."),
             "401": _UNAUTHORIZED,
-            "413": _error("The body exceeds the configured limit."),
-            "415": _error("The Content-Type is not JSON or XML in UTF-8."),
+            "413": _error("The body (decoded) exceeds the configured limit."),
+            "415": _error(
+                "The Content-Type is not JSON or XML in UTF-8, or the Content-Encoding is not "
+                "gzip or deflate.",
+                **{"Accept-Encoding": {"description": "The content codings accepted (RFC 7694).",
+                                       "schema": {"type": "string"}}},
+            ),
             "503": _UNAVAILABLE,
         },
     }
@@ -145,21 +217,40 @@ def _fetch_get(operation_id: str, summary: str, params: list[dict[str, Any]]) ->
         "parameters": params,
         "responses": {
             "202": _ack("Stored; the fetch follows."),
-            "400": _error("No usable id given."),
+            "400": _error("No usable id given (never retried)."),
             "401": _UNAUTHORIZED,
             "503": _UNAVAILABLE,
         },
     }
 
 
-def _param(name: str, where: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": where,
-        "required": where == "path",
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": ID_MAX_LENGTH}
+
+
+def _path_id(name: str, description: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "description": description, "schema": _ID_SCHEMA}]
+
+
+def _query_id(names: tuple[str, ...], description: str) -> list[dict[str, Any]]:
+    """The query form of a trigger: exactly one of ``names``, as ``?name=value``."""
+    if len(names) == 1:
+        return [{"name": names[0], "in": "query", "required": True, "description": description,
+                 "schema": _ID_SCHEMA}]
+    # One exploded object parameter is how OpenAPI says "exactly one of these query parameters":
+    # its properties are the query parameters themselves.
+    return [{
+        "name": "id",
+        "in": "query",
+        "required": True,
+        "style": "form",
+        "explode": True,
         "description": description,
-        "schema": {"type": "string", "minLength": 1},
-    }
+        "schema": {
+            "type": "object",
+            "properties": dict.fromkeys(names, _ID_SCHEMA),
+            "oneOf": [{"required": [name]} for name in names],
+        },
+    }]
 
 
 @lru_cache(maxsize=8)
@@ -175,26 +266,27 @@ def _document(orders_path: str, shipments_path: str) -> dict[str, Any]:
         "paths": {
             orders_path: {
                 "post": _post("OrderWebhook", "Order or order-documents event", "postOrderEvent"),
-                "get": _fetch_get("getOrderTrigger", "Order changed (id in the query)", [
-                    _param("orderId", "query", "Tradecloud order id."),
-                    _param("legacyOrderId", "query", "Order id on the legacy platform."),
-                ]),
+                "get": _fetch_get("getOrderTrigger", "Order changed (id in the query)", _query_id(
+                    ("orderId", "legacyOrderId"),
+                    "`orderId` (Tradecloud order id) or `legacyOrderId` (order on the legacy platform), "
+                    "exactly one of them.",
+                )),
             },
             f"{orders_path}/{{orderId}}": {
-                "get": _fetch_get("getOrderTriggerById", "Order changed (id in the path)", [
-                    _param("orderId", "path", "Tradecloud order id, or a legacy order id."),
-                ]),
+                "get": _fetch_get("getOrderTriggerById", "Order changed (id in the path)", _path_id(
+                    "orderId", "Tradecloud order id, or a legacy order id.",
+                )),
             },
             shipments_path: {
                 "post": _post("ShipmentWebhook", "Shipment event", "postShipmentEvent"),
-                "get": _fetch_get("getShipmentTrigger", "Shipment changed (id in the query)", [
-                    _param("shipmentId", "query", "Tradecloud shipment id."),
-                ]),
+                "get": _fetch_get("getShipmentTrigger", "Shipment changed (id in the query)", _query_id(
+                    ("shipmentId",), "`shipmentId`: the Tradecloud shipment id.",
+                )),
             },
             f"{shipments_path}/{{shipmentId}}": {
-                "get": _fetch_get("getShipmentTriggerById", "Shipment changed (id in the path)", [
-                    _param("shipmentId", "path", "Tradecloud shipment id."),
-                ]),
+                "get": _fetch_get("getShipmentTriggerById", "Shipment changed (id in the path)", _path_id(
+                    "shipmentId", "Tradecloud shipment id.",
+                )),
             },
             "/healthz": {
                 "get": {

@@ -54,6 +54,7 @@ _MEDIA_TYPES: dict[str, MediaFormat] = {
     "application/xml": "xml",
     "text/xml": "xml",
 }
+_SUFFIXES: dict[str, MediaFormat] = {"json": "json", "xml": "xml"}
 _UTF8 = ("utf-8", "utf8")
 _BOM = b"\xef\xbb\xbf"
 
@@ -101,10 +102,14 @@ def media_format(content_type: str | None) -> MediaFormat:
             "Content-Type is missing: send application/json or application/xml"
         )
     mime, _, params = content_type.partition(";")
-    fmt = _MEDIA_TYPES.get(mime.strip().lower())
+    mime = mime.strip().lower()
+    fmt = _MEDIA_TYPES.get(mime)
+    if fmt is None and mime.startswith("application/"):
+        # Structured syntax suffixes (RFC 6839): application/vnd.example+json is JSON.
+        fmt = _SUFFIXES.get(mime.rpartition("+")[2]) if "+" in mime else None
     if fmt is None:
         raise UnsupportedMediaType(
-            f"Content-Type {mime.strip()!r} is not supported: "
+            f"Content-Type {mime!r} is not supported: "
             "send application/json, application/xml or text/xml"
         )
     for param in params.split(";"):

@@ -8,7 +8,6 @@ anything transient *or unforeseen* — a 500 would make Tradecloud drop the even
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -22,11 +21,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tcwebhook.auth import Authenticator, AuthResult, FailureLog, JwksUnavailable, redact_headers
 from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
 from tcwebhook.config import Settings
+from tcwebhook.contract.identifiers import is_valid_id
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
+from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body
 from tcwebhook.receiver.metrics import ReceiverMetrics
 
 Scope = MutableMapping[str, Any]
@@ -38,9 +39,13 @@ Route = Literal["orders", "shipments"]
 log = structlog.get_logger("tcwebhook.request")
 
 RETRY_AFTER = b"5"
-# Matched with ``fullmatch``: ``$`` alone also matches before a trailing newline.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 _JSON = b"application/json"
+# Methods of the auxiliary endpoints; any other method on them is answered 405 with ``Allow``.
+_AUX_METHODS: dict[str, tuple[str, ...]] = {
+    "/healthz": ("GET", "HEAD"),
+    "/openapi.json": ("GET", "HEAD"),
+    "/metrics": ("GET",),
+}
 SYNC_REJECTED = "the receiving system refused this event; it is kept as dead-lettered"
 SYNC_UNAVAILABLE = "the receiving system is unavailable, retry later"
 
@@ -165,7 +170,15 @@ class Receiver:
 
     async def _aux(self, path: str, method: str, scope: Scope, send: Send, state: dict[str, Any]) -> int:
         state["responded"] = True
-        if path == "/healthz" and method in ("GET", "HEAD"):
+        allowed = _AUX_METHODS.get(path)
+        if path == "/openapi.json" and self._openapi is None:
+            allowed = None
+        if allowed is not None and method not in allowed:
+            allow = ", ".join(allowed)
+            await _json(send, 405, {"error": "method_not_allowed", "detail": f"use {allow}"},
+                        [(b"allow", allow.encode())])
+            return 405
+        if path == "/healthz":
             try:
                 await self.inbox.ping()
             except Exception:
@@ -173,10 +186,10 @@ class Receiver:
                 return 503
             await _json(send, 200, {"status": "ok"})
             return 200
-        if path == "/openapi.json" and method in ("GET", "HEAD") and self._openapi is not None:
+        if path == "/openapi.json" and self._openapi is not None:
             await _raw(send, 200, self._openapi, _JSON)
             return 200
-        if path == "/metrics" and method == "GET":
+        if path == "/metrics":
             try:
                 await self._authenticate(scope)
             except _Reply as reply:
@@ -242,10 +255,12 @@ class Receiver:
             ) from None
         headers = redact_headers(scope["headers"])
         try:
+            body = decode_body(body, _header(scope, b"content-encoding"), self._max_body)
             parsed = parse_webhook(route, body, content_type)
         except ContractError as exc:
             await self._quarantine(route, content_type, body, headers, exc)
-            raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc)) from None
+            extra = [(b"accept-encoding", ACCEPT_ENCODING)] if isinstance(exc, UnsupportedContentEncoding) else []
+            raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc), extra) from None
         event = NewEvent.from_parsed(
             parsed, content_type=content_type or "application/json", body=body, headers=headers
         )
@@ -357,10 +372,14 @@ class Receiver:
         field, value = names[0], path_id
         if value is None:
             found = [(n, query[n][0]) for n in names if n in query]
-            if not found:
-                raise _Reply(400, "invalid_request", f"give the {' or '.join(names)} in the path or the query")
+            if len(found) != 1:
+                given = "none" if not found else "both"
+                raise _Reply(
+                    400, "invalid_request", f"give exactly one of {' or '.join(names)} in the path or the query "
+                    f"({given} given)"
+                )
             field, value = found[0]
-        if not value or not _ID.fullmatch(value):
+        if not is_valid_id(value):
             raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
