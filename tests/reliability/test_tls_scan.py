@@ -153,4 +153,7 @@ class TestMozillaIntermediate:
             if getattr(result.scan_result, f"{name}_cipher_suites").result.is_tls_version_supported
         }
         assert versions == {"tls_1_2", "tls_1_3"}
+        # The key-exchange groups come from the OpenSSL configuration serve runs under.
+        curves = result.scan_result.elliptic_curves.result
+        assert {c.name for c in curves.supported_curves} == {"X25519", "secp256r1", "secp384r1"}
         assert scanned_server.proc.poll() is None

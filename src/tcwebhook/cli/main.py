@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from tcwebhook.cli import checktls, console, db, events, quarantine, send, server, worker
@@ -19,4 +21,9 @@ for module in (server, events, quarantine, worker, send, checktls, console, db):
 
 
 def main() -> None:
+    if sys.argv[1:2] in (["serve"], ["dev"]):
+        from tcwebhook.transport.tls import restart_with_openssl_config
+
+        # The server's key-exchange groups need OpenSSL configured before ssl is imported.
+        restart_with_openssl_config()
     app()

@@ -25,7 +25,7 @@ from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
 from tcwebhook.transport.protocol import build_protocol
-from tcwebhook.transport.tls import ReloadingServerContext
+from tcwebhook.transport.tls import KEY_EXCHANGE_GROUPS, OPENSSL_CONFIG, ReloadingServerContext, accepted_groups
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +116,14 @@ class HttpsServer:
             public_hostname=s.server.public_hostname,
             expiry_warning_days=s.tls.expiry_warning_days,
         )
+        groups = accepted_groups(self.tls.context)
+        if groups != KEY_EXCHANGE_GROUPS:
+            log.warning(
+                "tls.groups_fallback",
+                groups=",".join(groups),
+                wanted=",".join(KEY_EXCHANGE_GROUPS),
+                hint=f"run under OPENSSL_CONF={OPENSSL_CONFIG}, or add its Groups line to the file OPENSSL_CONF names",
+            )
 
     def _config(self, app: ASGIApp) -> uvicorn.Config:
         assert self.tls is not None

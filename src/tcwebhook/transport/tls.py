@@ -1,9 +1,17 @@
-"""The server's TLS context (Mozilla "intermediate" profile) and certificate hot reload."""
+"""The server's TLS context (Mozilla "intermediate" profile) and certificate hot reload.
+
+The key-exchange groups of the profile (X25519, P-256, P-384) come from an OpenSSL configuration
+(``openssl.cnf`` next to this module): Python's ssl module can set one group at most, and OpenSSL
+reads its configuration once, when ``ssl`` is first imported. So ``tcwebhook serve`` and ``dev``
+restart themselves under ``OPENSSL_CONF`` before doing anything else
+(``restart_with_openssl_config``), and every server context checks with a handshake that the
+groups are in effect; where they are not, it falls back to P-256 alone, still within the profile.
+"""
 
 from __future__ import annotations
 
-import ctypes
-import functools
+import contextlib
+import os
 import ssl
 import sys
 import threading
@@ -32,13 +40,33 @@ TLS12_CIPHERS = ":".join(
 )
 KEY_EXCHANGE_GROUPS = ("X25519", "prime256v1", "secp384r1")
 ALPN_PROTOCOLS = ("http/1.1",)
+OPENSSL_CONFIG = Path(__file__).with_name("openssl.cnf")
+# In OpenSSL's default list but not in the profile: a server accepting them is not restricted.
+OTHER_GROUPS = ("secp521r1", "X448")
+_FALLBACK_GROUP = "prime256v1"
 
-_SSL_CTRL_SET_GROUPS_LIST = 92
-_SSL_CTRL_GET_MIN_PROTO_VERSION = 130
+
+def restart_with_openssl_config() -> None:
+    """Replace this process by itself started with ``OPENSSL_CONF`` set to ``OPENSSL_CONFIG``.
+
+    Returns at once when ``OPENSSL_CONF`` is already set (by the restart, or by an operator who
+    runs a configuration of their own), and when the restart is impossible; the server context
+    then falls back as the module docstring says. Call it first thing in the server commands:
+    the new process starts from the beginning with the same arguments and process id.
+    """
+    if "OPENSSL_CONF" in os.environ or os.name != "posix":
+        return
+    os.environ["OPENSSL_CONF"] = str(OPENSSL_CONFIG)
+    with contextlib.suppress(OSError):
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - the same program, same arguments
 
 
 def build_server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
-    """A server context: TLS 1.2-1.3, ECDHE+AEAD, X25519/P-256/P-384, ALPN http/1.1."""
+    """A server context: TLS 1.2-1.3, ECDHE+AEAD, X25519/P-256/P-384, ALPN http/1.1.
+
+    Where OpenSSL's configuration does not restrict the groups (a process not started under
+    ``OPENSSL_CONFIG``), P-256 alone is allowed instead; ``accepted_groups`` tells which.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -52,7 +80,6 @@ def build_server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
     # Every suite left is strong, so the client may pick (e.g. ChaCha20 on CPUs without AES).
     ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.set_alpn_protocols(list(ALPN_PROTOCOLS))
-    _restrict_groups(ctx)
     try:
         ctx.load_cert_chain(certfile, keyfile)
     except (ssl.SSLError, OSError) as exc:
@@ -60,74 +87,46 @@ def build_server_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
             f"OpenSSL cannot load {certfile} with {keyfile} ({exc}): both must be PEM, the "
             "certificate chain and its matching private key."
         ) from None
+    _restrict_groups(ctx)  # after the certificate: the check is a handshake
     return ctx
 
 
-def _restrict_groups(ctx: ssl.SSLContext) -> None:
-    if _set_groups_list(ctx, ":".join(KEY_EXCHANGE_GROUPS)):
-        return
-    # Without access to OpenSSL's group list, one safe curve beats OpenSSL's long default list.
-    ctx.set_ecdh_curve("prime256v1")
-    log.warning("tls.groups_fallback", groups="prime256v1", wanted=",".join(KEY_EXCHANGE_GROUPS))
+def accepted_groups(ctx: ssl.SSLContext) -> tuple[str, ...]:
+    """The groups of ``KEY_EXCHANGE_GROUPS + OTHER_GROUPS`` that the server context ``ctx`` accepts.
+
+    Asked by in-memory handshakes (about a millisecond each): Python cannot read the list.
+    """
+    return tuple(g for g in (*KEY_EXCHANGE_GROUPS, *OTHER_GROUPS) if _accepts_group(ctx, g))
 
 
-@functools.cache
-def _libssl() -> ctypes.CDLL | None:
-    """The libssl the ``_ssl`` module uses, or None when it cannot be reached safely."""
-    if sys.implementation.name != "cpython":
-        return None
+def _accepts_group(ctx: ssl.SSLContext, group: str) -> bool:
+    """Whether the server context ``ctx`` (certificate loaded) answers a client offering only ``group``."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
     try:
-        import _ssl
-
-        # dlsym on the extension's own handle finds the libssl it was linked against,
-        # not some other copy that happens to be on the library path.
-        lib = ctypes.CDLL(_ssl.__file__)
-        version = lib.OpenSSL_version_num
-        lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-        lib.SSL_CTX_ctrl.restype = ctypes.c_long
-        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
-        lib.ERR_clear_error.argtypes = []
-        lib.ERR_clear_error.restype = None
-    except (ImportError, AttributeError, OSError):
-        return None
-    version.argtypes = []
-    version.restype = ctypes.c_ulong
-    if version() != ssl.OPENSSL_VERSION_NUMBER:
-        return None
-    return lib
+        client.set_ecdh_curve(group)
+    except (ValueError, ssl.SSLError):
+        return False  # this OpenSSL does not know the group at all
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    hello = client.wrap_bio(client_in, client_out, server_hostname="groups.probe.invalid")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        hello.do_handshake()
+    server_in.write(client_out.read())
+    try:
+        ctx.wrap_bio(server_in, server_out, server_side=True).do_handshake()
+    except ssl.SSLWantReadError:
+        return True  # it answered the ClientHello and waits for the client's next flight
+    except ssl.SSLError:
+        return False  # refused: no group in common
+    return True
 
 
-def _ssl_ctx_pointer(ctx: ssl.SSLContext, lib: ctypes.CDLL) -> int | None:
-    """The ``SSL_CTX *`` inside ``ctx``, confirmed by reading back two settings through it."""
-    # CPython's PySSLContext starts with PyObject_HEAD followed by ``SSL_CTX *ctx``.
-    offset = object.__basicsize__
-    if type(ctx).__basicsize__ < offset + ctypes.sizeof(ctypes.c_void_p):
-        return None
-    pointer = ctypes.c_void_p.from_address(id(ctx) + offset).value
-    if not pointer:
-        return None
-    if lib.SSL_CTX_get_options(pointer) != int(ctx.options):
-        return None
-    if lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_GET_MIN_PROTO_VERSION, 0, None) != ctx.minimum_version:
-        return None
-    return int(pointer)
-
-
-def _set_groups_list(ctx: ssl.SSLContext, groups: str) -> bool:
-    """Python 3.11 has no set_groups(): call SSL_CTX_set1_groups_list through ctypes."""
-    lib = _libssl()
-    if lib is None:
-        return False
-    pointer = _ssl_ctx_pointer(ctx, lib)
-    if pointer is None:
-        return False
-    names = ctypes.create_string_buffer(groups.encode("ascii"))
-    if lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_GROUPS_LIST, 0, ctypes.addressof(names)) == 1:
-        return True
-    # A failed call leaves an error on OpenSSL's queue that a later, unrelated call would report.
-    lib.ERR_clear_error()
-    return False
+def _restrict_groups(ctx: ssl.SSLContext) -> None:
+    """Keep to the profile's groups: if the OpenSSL configuration does not, allow P-256 alone."""
+    if _accepts_group(ctx, OTHER_GROUPS[0]):
+        # One safe, universally supported curve beats OpenSSL's long default list.
+        ctx.set_ecdh_curve(_FALLBACK_GROUP)
 
 
 def _utc_now() -> datetime:
