@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 import time
 import tracemalloc
@@ -34,7 +35,8 @@ class TestRoundTrip:
         data = example(example_name)
         body = data_to_xml(data)
         assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?><webhook>')
-        assert xml_to_data(body, ENVELOPES[route]) == data
+        # Declared numbers come back as exact decimals, as json.loads(parse_float=Decimal) reads them.
+        assert xml_to_data(body, ENVELOPES[route]) == json.loads(json.dumps(data), parse_float=Decimal)
 
     def test_root_name_is_ignored(self) -> None:
         data = example("shipment")

@@ -17,7 +17,10 @@ Rules every model follows (contract §8):
   refusing it would make Tradecloud drop the event for good (4xx is never retried).
   Booleans, objects and arrays in a string field are errors.
 * Dates and times are kept as the text received (the sources disagree on zones, §10 #8).
-* Decimals are ``Decimal``; JSON output writes them back as numbers.
+* Decimals are exact ``Decimal`` (from JSON and tXML alike); ``model_dump()`` writes whole
+  numbers back as ``int``, others as ``Decimal``.
+* Every documented flag is declared as a ``bool`` so a tXML ``false`` is ``False``, never the
+  truthy text ``"false"``.
 
 Attribute names are snake_case; the wire names are the aliases (``model_dump()`` and
 ``model_dump_json()`` use them). Validate with ``Model.model_validate(...)`` or
@@ -36,6 +39,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -48,18 +52,22 @@ from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 # -- scalar vocabulary (contract §0) -------------------------------------------------------------
 
 
-def _number_out(value: Decimal) -> int | float:
-    if abs(value) < 2**53 and value == value.to_integral_value():
-        return int(value)
-    return float(value)
+def _number_out(value: Decimal, info: SerializationInfo) -> int | Decimal | float:
+    if value.is_finite() and value == value.to_integral_value():
+        return int(value)  # 100, also for 100.0 and 1E+2: quantities are counted in whole units
+    return float(value) if info.mode_is_json() else value
 
 
 Num = Annotated[
     Decimal,
-    PlainSerializer(_number_out, return_type=float, when_used="json"),
+    PlainSerializer(_number_out, return_type=Any),
     WithJsonSchema({"type": "number"}),
 ]
-"""A JSON number (``decimal`` in the contract)."""
+"""A JSON number (``decimal`` in the contract), exact as received on both paths.
+
+``model_dump()`` gives whole numbers as ``int`` and the others as the exact ``Decimal``;
+``model_dump_json()`` writes the others as JSON floats (JSON output cannot say more).
+"""
 
 # No "format": a date is kept as the text received and never checked, so the schema claims no more.
 DateText = Annotated[
@@ -322,8 +330,26 @@ class Certification(TradecloudModel):
 
 
 class BuyerLineIndicators(TradecloudModel):
-    no_delivery_expected: bool | None = None
+    """The buyer's line indicators (order/buyer/issue/indicators.md); lines overrule the order."""
+
+    confirmed: bool | None = None
+    request_reconfirmation: bool | None = None
+    shipped: bool | None = None
     delivered: bool | None = None
+    completed: bool | None = None
+    cancelled: bool | None = None
+    no_delivery_expected: bool | None = None
+    propose_when_accepted: bool | None = None
+
+
+class SupplierIndicators(TradecloudModel):
+    """The supplier's order and line indicators, as in its order response."""
+
+    accepted: bool | None = None
+    rejected: bool | None = None
+    shipped: bool | None = None
+    delivered: bool | None = None
+    cancelled: bool | None = None
 
 
 class BuyerLine(TradecloudModel):
@@ -362,9 +388,12 @@ class SupplierLine(TradecloudModel):
     description: str | None = None
     requests: LineRequests | None = None
     proposal: Request | None = None  # 2020 location of the supplier proposal
+    indicators: SupplierIndicators | None = None
+    item_details: ItemDetails | None = None
     properties: Items[Property] | None = None
     notes: Items[str] | None = None
     documents: Items[Document] | None = None
+    reason: str | None = None
 
 
 class ConfirmedLine(TradecloudModel):
@@ -442,6 +471,7 @@ class SingleDeliveryLine(OrderLineBase):
 
 class BuyerOrderIndicators(TradecloudModel):
     confirmed: bool | None = None
+    request_reconfirmation: bool | None = None
     shipped: bool | None = None
     delivered: bool | None = None
     completed: bool | None = None
@@ -476,6 +506,7 @@ class SupplierOrder(TradecloudModel):
     sales_order_number: str | None = None
     description: str | None = None
     contact: Contact | None = None
+    indicators: SupplierIndicators | None = None
     properties: Items[Property] | None = None
     notes: Items[str] | None = None
     documents: Items[Document] | None = None

@@ -8,11 +8,15 @@ Mapping (one-to-one with JSON):
   fields are lists. A wrapper (``<lines><line/>…</lines>``), the plural name repeated
   (``<lines>…</lines><lines>…</lines>``) and an empty ``<lines/>`` (= ``[]``) are read too.
 * Scalars are text. Where the model declares a number or a boolean, text that is a valid JSON
-  number or ``true``/``false`` becomes one, so ``xml_to_data`` returns what ``json.loads``
-  would; anything else stays text and the model reports the field.
+  number or ``true``/``false`` becomes one (numbers as exact ``Decimal``s, integers as ``int``),
+  so the typed model equals that of the same body in JSON; anything else stays text and the
+  model reports the field.
 * An empty element is ``{}`` for a known object, ``[]`` for a known array and ``""`` otherwise;
   ``xsi:nil="true"`` is ``null``. Unknown elements keep their own name (a repeated one becomes a
-  list), since nothing says whether they are arrays.
+  list), since nothing says whether they are arrays. Their text stays text, except exactly
+  ``true``/``false``, which become booleans: a flag Tradecloud adds later must not reach a
+  handler as the string ``"false"``, which Python treats as true. (Numbers stay text: ids such as
+  ``"00420"`` look like numbers too.)
 * Namespaces and attributes (except ``xsi:nil``) are ignored; element order is irrelevant.
 
 Hardening: the parser is ``defusedxml``'s with DTDs, entity declarations and external
@@ -77,6 +81,7 @@ XML_ITEM_NAMES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+_FLAGS = {"true": True, "false": False}
 _JSON_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -276,7 +281,8 @@ def xml_to_data(
     max_depth: int = MAX_DEPTH,
     max_elements: int = MAX_ELEMENTS,
 ) -> dict[str, Any]:
-    """Read a tXML body into the dict its JSON form would give; ``model`` types the fields.
+    """Read a tXML body into the dict its JSON form would give; ``model`` types the fields
+    (declared decimals as exact ``Decimal``, as ``json.loads(..., parse_float=Decimal)`` reads them).
 
     Raises ``InvalidBody`` for XML that is malformed, not UTF-8, has a DTD or breaks a limit.
     """
@@ -357,8 +363,7 @@ def _scalar(text: str, scalar: ScalarType) -> Any:
             if _JSON_INT.fullmatch(s):
                 return int(s)
             if scalar == "number" and _JSON_NUMBER.fullmatch(s):
-                number = float(s)
-                return number if math.isfinite(number) else text
+                return Decimal(s)  # exact: quantities and prices keep every digit
         except ValueError:  # more digits than int() converts
             return text
         return text
@@ -375,7 +380,9 @@ def _generic(node: _Node, path: str) -> Any:
     if node.nil:
         return None
     if not node.children:
-        return node.string()
+        text = node.string()
+        # An undeclared flag: "false" kept as text would be true for any handler that tests it.
+        return _FLAGS.get(text.strip(), text)
     out: dict[str, Any] = {}
     repeated: set[str] = set()
     for child in node.children:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -113,7 +114,9 @@ class Event:
         """The body as a dict (JSON, or tXML read into the same shape); raises InvalidBody."""
         if self.is_xml:
             model = None if self.kind.is_fetch else ENVELOPES[ROUTE_OF_KIND[self.kind]]
-            return xml_to_data(self.body, model)
+            # Floats, as json.loads gives for a JSON body; ``model`` has the exact decimals.
+            data: dict[str, Any] = _floats(xml_to_data(self.body, model))
+            return data
         try:
             value = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
@@ -126,3 +129,11 @@ class Event:
     def model(self) -> Envelope:
         """The typed contract envelope (``model.event`` is the event object); raises InvalidBody."""
         return parse_stored(self.kind, self.content_type, self.body).envelope
+
+
+def _floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    return float(value) if isinstance(value, Decimal) else value
