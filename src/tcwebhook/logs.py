@@ -26,10 +26,18 @@ class SecretScrubber:
         # Every length: a short secret may redact ordinary words too, which beats leaking it.
         # (Webhook credentials are at least 16 characters; short ones are someone else's choice.)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.version = 0  # bumped by ``add``, so renderers know to recompute what they look for
 
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(self._secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Scrub these too from now on (new credentials after a reload; the old stay secret)."""
+        merged = set(self._secrets) | {s for s in secrets if s}
+        if len(merged) != len(self._secrets):
+            self._secrets = sorted(merged, key=len, reverse=True)
+            self.version += 1
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -77,16 +85,23 @@ class JsonLineRenderer:
 
     def __init__(self, scrubber: SecretScrubber) -> None:
         self._scrubber = scrubber
+        self._version = -1
+        self._needles: list[bytes] = []
+        self._redacted = REDACTED.encode()
+
+    def _refresh(self) -> None:
         needles: set[bytes] = set()
-        for secret in scrubber.secrets:
+        for secret in self._scrubber.secrets:
             # As it appears inside a JSON string, raw or inside a repr (an exception's, say).
             for form in (secret, repr(secret)[1:-1]):
                 needles.add(orjson.dumps(form)[1:-1])
                 needles.add(json.dumps(form)[1:-1].encode())
         self._needles = sorted(needles, key=len, reverse=True)
-        self._redacted = REDACTED.encode()
+        self._version = self._scrubber.version
 
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        if self._version != self._scrubber.version:
+            self._refresh()
         line = _dumps(event_dict)
         for needle in self._needles:
             if needle in line:
@@ -135,9 +150,21 @@ def _basic_forms(username: str, password: str) -> list[str]:
     return [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
 
 
+# The scrubber of the logging set-up in force: loggers cache their processors on first use, so
+# secrets added later (a SIGHUP reload) must reach this same object.
+_scrubbers: list[SecretScrubber] = []
+
+
+def add_secrets(settings: Settings) -> None:
+    """Scrub the secrets of ``settings`` from every later log line too."""
+    for scrubber in _scrubbers:
+        scrubber.add(secret_values(settings))
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     level = getattr(logging, settings.logging.level.upper())
     scrubber = SecretScrubber(secret_values(settings))
+    _scrubbers[:] = [scrubber]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

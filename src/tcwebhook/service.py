@@ -44,12 +44,14 @@ from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
+from tcwebhook.reload import Reloader
 from tcwebhook.sinks.base import Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.transport.certcheck import CertReport
 from tcwebhook.transport.server import HttpsServer, run
+from tcwebhook.transport.systemd import Notifier
 from tcwebhook.transport.tls import ReloadingServerContext
 
 if TYPE_CHECKING:
@@ -183,14 +185,35 @@ def check(settings: Settings) -> CertReport:
     return report
 
 
-def serve(settings: Settings, on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None) -> None:
-    """Receive (and deliver) until SIGTERM/SIGINT; raises StartupError on a bad setup."""
+def serve(
+    settings: Settings,
+    on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None,
+    reload: Callable[[], Settings] | None = None,
+) -> None:
+    """Receive (and deliver) until SIGTERM/SIGINT; raises StartupError on a bad setup.
+
+    ``reload`` reads the configuration again: with it, SIGHUP applies new ``[auth]`` and ``[tls]``.
+    Under systemd the service reports ready once it listens, and answers the watchdog.
+    """
+    notifier = Notifier()
+
+    async def ready(server: HttpsServer) -> None:
+        notifier.ready(f"listening on {settings.server.host}:{server.bound_port}")
+        if on_ready is not None:
+            maybe = on_ready(server)
+            if maybe is not None:
+                await maybe
 
     async def main() -> None:
         server = HttpsServer(settings)
         server.load()  # the certificate first: nothing else is opened for a bad one
         async with Service(settings) as service, service.console(server.tls):
-            await server.serve(service.receiver(server.tls), on_ready)
+            receiver = service.receiver(server.tls)
+            reloader = Reloader(settings, reload, receiver, server.tls, notifier) if reload else None
+            with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
+                async with notifier.watchdog():
+                    await server.serve(receiver, ready)
+            notifier.stopping()
         log.info("stopped")
 
     run(main(), handshake_timeout=settings.server.tls_handshake_timeout)
@@ -212,11 +235,33 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if not settings.sinks:
         raise StartupError("tcwebhook worker has nothing to deliver to: configure at least one [[sinks]] entry.")
     stop = stop or asyncio.Event()
+    notifier = Notifier()
     with _stop_on_signals(stop):
         async with Service(settings):
             if settings.delivery.mode == "sync":
                 log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
-            await stop.wait()
+            notifier.ready("delivering")
+            async with notifier.watchdog():
+                await stop.wait()
+            notifier.stopping()
+
+
+@contextlib.contextmanager
+def _on_signal(sig: signal.Signals, handler: Callable[[], object] | None) -> Iterator[None]:
+    """Run ``handler`` on the loop when ``sig`` arrives, while the context lasts (if given)."""
+    loop = asyncio.get_running_loop()
+    installed = False
+    if handler is not None:
+        try:
+            loop.add_signal_handler(sig, handler)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(sig)
 
 
 @contextlib.contextmanager

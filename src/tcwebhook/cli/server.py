@@ -38,11 +38,13 @@ def startup_guard(func: Callable[[], T]) -> T:
         raise typer.Exit(StartupError.exit_code) from None
 
 
-def _serve(settings: Settings, banner: Callable[[Any], None] | None = None) -> None:
+def _serve(
+    settings: Settings, banner: Callable[[Any], None] | None = None, reload: Callable[[], Settings] | None = None
+) -> None:
     from tcwebhook.service import serve
 
     configure_logging(settings)
-    startup_guard(lambda: serve(settings, banner))
+    startup_guard(lambda: serve(settings, banner, reload))
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +59,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Override [server] host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override [server] port.")] = None,
 ) -> None:
-    settings = startup_guard(lambda: load_settings(config, **{"server.host": host, "server.port": port}))
-    _serve(settings)
+    overrides = {"server.host": host, "server.port": port}
+    settings = startup_guard(lambda: load_settings(config, **overrides))
+    # SIGHUP reads the same file, flags and environment again.
+    _serve(settings, reload=lambda: load_settings(config, **overrides))
 
 
 def check_config(config: ConfigOption = None) -> None:

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tcwebhook.auth import Authenticator, AuthResult, FailureLog, JwksUnavailable, redact_headers
 from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
-from tcwebhook.config import Settings
+from tcwebhook.config import AuthSettings, Settings
 from tcwebhook.contract.identifiers import is_valid_id
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
@@ -98,6 +98,11 @@ class Receiver:
         self._openapi = orjson.dumps(openapi) if openapi is not None else None
         # A concrete logger: the module's lazy proxy builds a new bound logger on every call.
         self._log = log.bind()
+
+    def use_auth(self, settings: AuthSettings, oauth: OAuthValidator | None) -> None:
+        """Accept these credentials from the next request on (SIGHUP); requests in flight are unaffected."""
+        self.auth = Authenticator(settings)
+        self.oauth = oauth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -220,6 +220,42 @@ class ReloadingServerContext:
             self._warn_about(report)
             return True
 
+    def retarget(
+        self,
+        certfile: Path,
+        keyfile: Path,
+        *,
+        trust_store: Path | None,
+        public_hostname: str | None,
+        expiry_warning_days: int,
+    ) -> None:
+        """Serve from other files or with other checks (``[tls]`` changed, SIGHUP).
+
+        Raises ``CertificateError`` for files that do not pass, and then changes nothing. With
+        the same settings it is ``maybe_reload``: files replaced in place are picked up at once.
+        """
+        same = (certfile, keyfile, trust_store, public_hostname, expiry_warning_days) == (
+            self.certfile, self.keyfile, self.trust_store, self.public_hostname, self.expiry_warning_days
+        )
+        if same:
+            self.maybe_reload()
+            return
+        with self._lock:
+            pair = PemPair.read(certfile, keyfile)
+            report = check_pem_pair(
+                pair, trust_store, public_hostname, expiry_warning_days=expiry_warning_days, now=self._clock()
+            )
+            context = build_server_context(certfile, keyfile)
+            self.certfile, self.keyfile, self.trust_store = certfile, keyfile, trust_store
+            self.public_hostname, self.expiry_warning_days = public_hostname, expiry_warning_days
+            self._current = context
+            self._loaded_digest = pair.digest
+            self._failed = None
+            self.report = report
+            self._last_expiry_warning = None
+        log.info("tls.certificate_reloaded", **self._describe(report))
+        self._warn_about(report)
+
     def _check(self, pair: PemPair) -> CertReport:
         return check_pem_pair(
             pair,
