@@ -42,6 +42,7 @@ def test_wheel_in_a_clean_venv(tmp_path: Path, test_ca: trustme.CA) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "tcwebhook/py.typed" in names
     assert "tcwebhook/console/templates/login.html" in names
+    assert "tcwebhook/transport/openssl.cnf" in names
     assert not [n for n in names if n.startswith("tests/")]
 
     venv = tmp_path / "venv"
@@ -102,3 +103,4 @@ def test_wheel_in_a_clean_venv(tmp_path: Path, test_ca: trustme.CA) -> None:
         assert proc.wait(30) == 0
         log.close()
     assert (site / "data" / "inbox.db").exists()
+    assert "tls.groups_fallback" not in (site / "serve.log").read_text()
