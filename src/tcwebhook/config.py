@@ -9,10 +9,19 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -240,26 +249,11 @@ class DeliverySettings(_Section):
     stale_orders: bool = False
 
 
-class SinkSettings(_Section):
+class _SinkSection(_Section):
+    """What every ``[[sinks]]`` entry has; ``type`` picks the class that holds the rest."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    type: Literal["python", "http", "files"]
     events: tuple[str, ...] = ()  # event kinds or event-name globs; empty = all
-    callable: str | None = None
-    url: str | None = None
-    directory: Path | None = None
-    # http
-    headers: dict[str, str] = Field(default_factory=dict)
-    bearer_token: SecretStr | None = None
-    basic_username: str | None = None
-    basic_password: SecretStr | None = None
-    verify: bool = True
-    ca_bundle: Path | None = None
-    timeout: float = Field(default=10.0, gt=0)
-    permanent_codes: tuple[int, ...] = (400, 404, 409, 422)
-    # files
-    subfolders: bool = False
-    # Files 0640 and new folders 0750 instead of 0600/0700: for an ERP import user in our group.
-    group_readable: bool = False
     # Tradecloud API extras (need [tradecloud] credentials)
     enrich: bool = False
     documents: bool = False
@@ -271,6 +265,22 @@ class SinkSettings(_Section):
     max_documents: int = Field(default=100, gt=0)  # per event, past it: dead-letter
     max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
 
+    _needs: ClassVar[str]  # the key a sink of this type cannot do without
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_of_type(cls, data: Any) -> Any:
+        # One sentence naming the key, instead of pydantic's "Field required" / "Extra inputs".
+        if not isinstance(data, dict):
+            return data
+        kind, name = data.get("type"), data.get("name")
+        if data.get(cls._needs) in (None, ""):
+            raise ValueError(f"sink {name!r} of type {kind!r} needs the key {cls._needs!r}")
+        foreign = [key for key in data if key not in cls.model_fields]
+        if foreign:
+            raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}")
+        return data
+
     @field_validator("download_hosts")
     @classmethod
     def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
@@ -279,14 +289,62 @@ class SinkSettings(_Section):
                 raise ValueError(f"download_hosts: {host!r} is not a host name (or *.domain)")
         return tuple(h.lower() for h in hosts)
 
+
+class PythonSinkSettings(_SinkSection):
+    type: Literal["python"] = "python"
+    callable: str  # "package.module:function"
+    timeout: float | None = Field(default=None, gt=0)  # no deadline unless one is set
+
+    _needs = "callable"
+
+    @property
+    def target(self) -> str:
+        return self.callable
+
+
+class HttpSinkSettings(_SinkSection):
+    type: Literal["http"] = "http"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    bearer_token: SecretStr | None = None
+    basic_username: str | None = None
+    basic_password: SecretStr | None = None
+    verify: bool = True
+    ca_bundle: Path | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    permanent_codes: tuple[int, ...] = (400, 404, 409, 422)
+
+    _needs = "url"
+
     @model_validator(mode="after")
-    def _type_keys(self) -> SinkSettings:
-        needed = {"python": "callable", "http": "url", "files": "directory"}[self.type]
-        if getattr(self, needed) in (None, ""):
-            raise ValueError(f"sink {self.name!r} of type {self.type!r} needs the key {needed!r}")
-        if self.type == "http" and self.url and not self.url.startswith(("http://", "https://")):
+    def _url_scheme(self) -> HttpSinkSettings:
+        if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"sink {self.name!r}: url must start with http:// or https://")
         return self
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+class FilesSinkSettings(_SinkSection):
+    type: Literal["files"] = "files"
+    directory: Path
+    subfolders: bool = False  # one folder per event kind
+    # Files 0640 and new folders 0750 instead of 0600/0700: for an ERP import user in our group.
+    group_readable: bool = False
+
+    _needs = "directory"
+
+    @property
+    def target(self) -> str:
+        return str(self.directory)
+
+
+SinkSettings = Annotated[PythonSinkSettings | HttpSinkSettings | FilesSinkSettings, Discriminator("type")]
+"""One ``[[sinks]]`` entry, of the class its ``type`` names."""
+
+_SINK_TYPES = tuple(c.model_fields["type"].default for c in (PythonSinkSettings, HttpSinkSettings, FilesSinkSettings))
 
 
 class TradecloudSettings(_Section):
@@ -409,8 +467,13 @@ class Settings(BaseSettings):
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "configuration"
+    loc = first["loc"]
+    if len(loc) > 2 and loc[0] == "sinks" and loc[2] in _SINK_TYPES:
+        loc = (*loc[:2], *loc[3:])  # the type tag pydantic adds is not a key of the file
+    where = ".".join(str(p) for p in loc) or "configuration"
     msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        msg = "a sink needs type = " + ", ".join(repr(t) for t in _SINK_TYPES[:-1]) + f" or {_SINK_TYPES[-1]!r}"
     return f"{where}: {msg}"
 
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from tcwebhook.config import Settings, url_passwords
+from tcwebhook.config import HttpSinkSettings, Settings, url_passwords
 from tcwebhook.terminal import escape_log_values
 
 REDACTED = "[redacted]"
@@ -136,6 +136,8 @@ def secret_values(settings: Settings) -> list[str]:
     if settings.tradecloud.password is not None:
         values += _basic_forms(settings.tradecloud.username or "", settings.tradecloud.password.get_secret_value())
     for sink in settings.sinks:
+        if not isinstance(sink, HttpSinkSettings):
+            continue
         if sink.bearer_token is not None:
             values.append(sink.bearer_token.get_secret_value())
         if sink.basic_password is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tcwebhook.dispatch import Dispatcher
+from tcwebhook.dispatch import Dispatcher, SyncStatus
 from tcwebhook.errors import PermanentError, TransientError
 from tcwebhook.inbox import EventStatus, SqliteInbox, StoredEvent
 
@@ -542,10 +542,10 @@ class TestSync:
             try:
                 result = await box.store(order(1))
                 outcome = await dispatcher.deliver_now(result.event_id)
-                assert (outcome.value, str(outcome.value)) == ("delivered", "delivered")
+                assert (outcome.status, str(outcome.status)) == (SyncStatus.DELIVERED, "delivered")
                 again = await box.store(order(1))
                 assert again.duplicate
-                assert (await dispatcher.deliver_now(again.event_id)).value == "delivered"
+                assert (await dispatcher.deliver_now(again.event_id)).status == "delivered"
             finally:
                 await dispatcher.stop()
         assert sink.calls == [result.event_id]  # the duplicate is not delivered twice
@@ -558,7 +558,7 @@ class TestSync:
             try:
                 result = await box.store(order(1))
                 outcome = await dispatcher.deliver_now(result.event_id)
-                assert outcome.value == "transient"
+                assert outcome.status == "transient"
                 assert "ConnectionError" in outcome.detail
                 (delivery,) = await box.deliveries(result.event_id)
                 assert (delivery.status, delivery.next_attempt_at) == ("pending", None)
@@ -567,7 +567,7 @@ class TestSync:
                 # Tradecloud resends the same message: a duplicate, delivered now.
                 resend = await box.store(order(1))
                 assert resend.duplicate
-                assert (await dispatcher.deliver_now(resend.event_id)).value == "delivered"
+                assert (await dispatcher.deliver_now(resend.event_id)).status == "delivered"
             finally:
                 await dispatcher.stop()
         assert sink.calls == [result.event_id, result.event_id]
@@ -578,11 +578,11 @@ class TestSync:
             dispatcher = Dispatcher(box, [sink], settings(mode="sync"))
             result = await box.store(order(1))
             outcome = await dispatcher.deliver_now(result.event_id)
-            assert outcome.value == "permanent"
+            assert outcome.status == "permanent"
             assert "ERP refuses" in outcome.detail
             assert (await box.get_event(result.event_id)).status == EventStatus.DEAD
             # A resend is answered the same way, without another attempt.
-            assert (await dispatcher.deliver_now(result.event_id)).value == "permanent"
+            assert (await dispatcher.deliver_now(result.event_id)).status == "permanent"
             await dispatcher.stop()
         assert sink.calls == [result.event_id]
 
@@ -593,9 +593,9 @@ class TestSync:
             dispatcher = Dispatcher(box, [down, refusing], settings(mode="sync"))
             result = await box.store(order(1))
             # 503 first, so the sender comes back for the sink that may still succeed...
-            assert (await dispatcher.deliver_now(result.event_id)).value == "transient"
+            assert (await dispatcher.deliver_now(result.event_id)).status == "transient"
             # ...then 400: the event is kept as dead-letter for the refusing sink.
-            assert (await dispatcher.deliver_now(result.event_id)).value == "permanent"
+            assert (await dispatcher.deliver_now(result.event_id)).status == "permanent"
             await dispatcher.stop()
         assert down.calls == [result.event_id] * 2
         assert refusing.calls == [result.event_id]
@@ -610,12 +610,12 @@ class TestSync:
             dispatcher = Dispatcher(box, [sink], settings(mode="sync"))
             first = await box.store(order(1, "order:a"))
             second = await box.store(order(2, "order:a"))
-            assert (await dispatcher.deliver_now(first.event_id)).value == "transient"
+            assert (await dispatcher.deliver_now(first.event_id)).status == "transient"
             outcome = await dispatcher.deliver_now(second.event_id)
-            assert outcome.value == "transient"
+            assert outcome.status == "transient"
             assert "earlier event" in outcome.detail
-            assert (await dispatcher.deliver_now(first.event_id)).value == "delivered"
-            assert (await dispatcher.deliver_now(second.event_id)).value == "delivered"
+            assert (await dispatcher.deliver_now(first.event_id)).status == "delivered"
+            assert (await dispatcher.deliver_now(second.event_id)).status == "delivered"
             await dispatcher.stop()
         assert sink.calls == [first.event_id, first.event_id, second.event_id]
 
@@ -638,19 +638,19 @@ class TestSync:
                 await request
             (delivery,) = await box.deliveries(result.event_id)
             assert (delivery.claim_owner, delivery.next_attempt_at, delivery.attempts) == (None, None, 0)
-            assert (await dispatcher.deliver_now(result.event_id)).value == "delivered"
+            assert (await dispatcher.deliver_now(result.event_id)).status == "delivered"
             await dispatcher.stop()
 
     async def test_no_sinks_and_skipped(self, db_path: Path) -> None:
         async with opened(db_path, (), hold_new=True) as box:
             nobody = Dispatcher(box, [], settings(mode="sync"))
             result = await box.store(order(1))
-            assert (await nobody.deliver_now(result.event_id)).value == "delivered"
+            assert (await nobody.deliver_now(result.event_id)).status == "delivered"
         sink = RecordingSink(accepts=lambda e: False)
         async with opened(db_path, hold_new=True) as box:
             picky = Dispatcher(box, [sink], settings(mode="sync"))
             result = await box.store(order(2))
-            assert (await picky.deliver_now(result.event_id)).value == "delivered"
+            assert (await picky.deliver_now(result.event_id)).status == "delivered"
             assert (await box.get_event(result.event_id)).status == EventStatus.STORED
         assert sink.calls == []
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tcwebhook.config import Settings, SinkSettings
+from tcwebhook.config import FilesSinkSettings, Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox import SqliteInbox, open_inbox
 from tcwebhook.inbox.postgres import PostgresInbox
@@ -17,8 +17,8 @@ from .conftest import order_event
 pytestmark = pytest.mark.anyio
 
 
-def _sink(name: str) -> SinkSettings:
-    return SinkSettings(name=name, type="files", directory=Path("out"))
+def _sink(name: str) -> FilesSinkSettings:
+    return FilesSinkSettings(name=name, directory=Path("out"))
 
 
 class TestOpenInbox:

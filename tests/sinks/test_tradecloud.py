@@ -10,7 +10,7 @@ import pytest
 from tests.tradecloud_api.conftest import FAST, make_event
 from tests.tradecloud_api.fake_api import FakeTradecloud
 
-from tcwebhook.config import Settings, SinkSettings, TradecloudSettings
+from tcwebhook.config import FilesSinkSettings, PythonSinkSettings, Settings, SinkSettings, TradecloudSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.sinks.event import Event
@@ -57,7 +57,7 @@ class TestFilesSink:
         event = make_event(
             EventKind.ORDER_DOCUMENTS, DOCS_EVENT, order_id="ord-1", event_name="OrderDocumentsAttachedByBuyer"
         )
-        cfg = SinkSettings(name="erp", type="files", directory=tmp_path / "drop", documents=True)
+        cfg = FilesSinkSettings(name="erp", directory=tmp_path / "drop", documents=True)
         async with TradecloudClient(tc_settings, backoff=FAST) as tc:
             [sink] = wrap_sinks([inner], settings(tmp_path, tc_settings, cfg), tc)
             await sink.deliver(event)
@@ -77,7 +77,7 @@ class TestFilesSink:
         fake_api.add_order(ORDER)
         inner = FilesSink("erp", tmp_path / "drop")
         event = make_event(EventKind.ORDER, {"orderEvent": {"orderId": "ord-1", "lines": [{"id": "l2"}]}})
-        cfg = SinkSettings(name="erp", type="files", directory=tmp_path / "drop", enrich=True)
+        cfg = FilesSinkSettings(name="erp", directory=tmp_path / "drop", enrich=True)
         async with TradecloudClient(tc_settings, backoff=FAST) as tc:
             [sink] = wrap_sinks([inner], settings(tmp_path, tc_settings, cfg), tc)
             await sink.deliver(event)
@@ -90,7 +90,7 @@ class TestFilesSink:
         fake_api.add_order(ORDER)
         inner = FilesSink("erp", tmp_path / "drop")
         trigger = make_event(EventKind.ORDER_FETCH, {"orderId": "ord-1"}, event_name="OrderFetch")
-        cfg = SinkSettings(name="erp", type="files", directory=tmp_path / "drop")
+        cfg = FilesSinkSettings(name="erp", directory=tmp_path / "drop")
         async with TradecloudClient(tc_settings, backoff=FAST) as tc:
             [sink] = wrap_sinks([inner], settings(tmp_path, tc_settings, cfg), tc)
             await sink.deliver(trigger)
@@ -109,7 +109,7 @@ class TestPythonSink:
         recorder = Recorder()
         inner = PythonSink("handler", recorder)
         async with TradecloudClient(tc_settings, backoff=FAST) as tc:
-            cfg = SinkSettings(name="handler", type="python", callable="x:y", enrich=True, documents=True)
+            cfg = PythonSinkSettings(name="handler", callable="x:y", enrich=True, documents=True)
             [sink] = wrap_sinks([inner], settings(tmp_path, tc_settings, cfg), tc)
             await sink.deliver(make_event(EventKind.ORDER_DOCUMENTS, DOCS_EVENT, seq=1))
             await sink.deliver(make_event(EventKind.ORDER, {"orderEvent": {"orderId": "ord-1"}}, seq=2))
@@ -129,12 +129,12 @@ class TestWiring:
     """What happens without credentials, and plain events pass through untouched."""
 
     async def test_options_need_credentials(self, tc_settings: TradecloudSettings, tmp_path: Path) -> None:
-        cfg = SinkSettings(name="erp", type="files", directory=tmp_path / "drop", documents=True)
+        cfg = FilesSinkSettings(name="erp", directory=tmp_path / "drop", documents=True)
         with pytest.raises(StartupError, match="'erp' uses enrich/documents"):
             wrap_sinks([FilesSink("erp", tmp_path / "drop")], settings(tmp_path, tc_settings, cfg), None)
 
     async def test_trigger_without_api_dead_letters(self, tc_settings: TradecloudSettings, tmp_path: Path) -> None:
-        cfg = SinkSettings(name="erp", type="files", directory=tmp_path / "drop")
+        cfg = FilesSinkSettings(name="erp", directory=tmp_path / "drop")
         [sink] = wrap_sinks([FilesSink("erp", tmp_path / "drop")], settings(tmp_path, tc_settings, cfg), None)
         with pytest.raises(PermanentError, match=r"needs the Tradecloud API"):
             await sink.deliver(make_event(EventKind.SHIPMENT_FETCH, {"shipmentId": "s"}))

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tcwebhook.config import DeliverySettings, Settings, SinkSettings, TradecloudSettings
+from tcwebhook.config import DeliverySettings, FilesSinkSettings, Settings, TradecloudSettings
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.inbox import Inbox, NewEvent
 from tcwebhook.service import Service
@@ -54,7 +54,7 @@ async def running(
     tmp_path: Path, tc: TradecloudSettings, events: Sequence[NewEvent], **sink_options: Any
 ) -> AsyncIterator[tuple[Inbox, list[str]]]:
     """Store ``events``, deliver them through the service's wrapped files sink, stop on exit."""
-    sink = SinkSettings(name="erp", type="files", directory=tmp_path / "drop", **sink_options)
+    sink = FilesSinkSettings(name="erp", directory=tmp_path / "drop", **sink_options)
     settings = Settings(data_dir=tmp_path / "data", sinks=(sink,), tradecloud=tc, delivery=DELIVERY)
     async with Service(settings) as service:
         ids = [(await service.inbox.store(e)).event_id for e in events]

@@ -163,7 +163,7 @@ def dev(
         console.print(f"  operator console   https://localhost:{settings.console.port}/")
         console.print(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
-            console.print(f"  sink {sink.name:<13} {sink.type} {sink.directory or sink.url or sink.callable}")
+            console.print(f"  sink {sink.name:<13} {sink.type} {sink.target}")
         console.print("\nSend a sample event:")
         console.print(
             f"  curl --cacert {shlex.quote(ca)} -H 'Authorization: Bearer {token}' "

@@ -56,6 +56,8 @@ RETENTION_BATCH = 500
 
 
 class SyncStatus(StrEnum):
+    """How a synchronous delivery ended, as the receiver answers it."""
+
     DELIVERED = "delivered"  # every selecting sink has it (or it is superseded): 200
     PERMANENT = "permanent"  # a sink refused it for good; kept as dead-letter: 400
     TRANSIENT = "transient"  # try again later (the sender retries): 503
@@ -63,7 +65,9 @@ class SyncStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SyncOutcome:
-    value: SyncStatus
+    """What ``Dispatcher.deliver_now`` tells the request that stored the event."""
+
+    status: SyncStatus
     detail: str = ""
 
 

@@ -25,6 +25,7 @@ from tcwebhook.contract.identifiers import is_valid_id
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
+from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body
@@ -53,7 +54,7 @@ SYNC_UNAVAILABLE = "the receiving system is unavailable, retry later"
 class SyncDelivery(Protocol):
     """What the receiver needs from the dispatcher in ``[delivery] mode = "sync"``."""
 
-    async def deliver_now(self, event_id: str) -> Any: ...
+    async def deliver_now(self, event_id: str) -> SyncOutcome: ...
 
 
 class SlowRequest(Exception):
@@ -292,8 +293,7 @@ class Receiver:
     async def _deliver_sync(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
         assert self.sync_delivery is not None
         outcome = await self.sync_delivery.deliver_now(result.event_id)
-        name = str(getattr(outcome, "value", outcome))
-        if name == "delivered":
+        if outcome.status is SyncStatus.DELIVERED:
             state["responded"] = True
             await _json(send, 200, {"status": "delivered", "eventId": result.event_id})
             return 200
@@ -302,11 +302,11 @@ class Receiver:
         self._log.warning(
             "sync_delivery_failed",
             event_id=result.event_id,
-            outcome=name,
-            error=str(getattr(outcome, "detail", "") or ""),
+            outcome=outcome.status.value,
+            error=outcome.detail,
         )
         state["responded"] = True
-        if name == "permanent":
+        if outcome.status is SyncStatus.PERMANENT:
             body = {"error": "rejected_by_erp", "detail": SYNC_REJECTED, "eventId": result.event_id}
             await _json(send, 400, body)
             return 400

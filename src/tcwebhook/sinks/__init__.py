@@ -1,6 +1,6 @@
 """Where committed events go: a python handler, an HTTP endpoint or a folder the ERP imports."""
 
-from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.base import EventSink, Sink
 from tcwebhook.sinks.event import Event
 from tcwebhook.sinks.factory import build_sink, build_sinks
 from tcwebhook.sinks.files import FilesSink
@@ -10,6 +10,7 @@ from tcwebhook.sinks.python import PythonSink
 
 __all__ = [
     "Event",
+    "EventSink",
     "FilesSink",
     "HttpSink",
     "PythonSink",

@@ -1,7 +1,12 @@
-"""The sink interface: where the dispatcher hands a committed event to the ERP side.
+"""The sink interfaces: where the dispatcher hands a committed event to the ERP side.
 
 A sink raises ``PermanentError`` when retrying can never succeed (the event is dead-lettered at
 once) and anything else (``TransientError`` or any exception) to have the attempt retried.
+
+The dispatcher hands every sink the ``StoredEvent`` it claimed (``Sink``). The configured sinks
+are wrapped by the Tradecloud-backed sink, which hands them either that stored event or, when it
+has fetched, enriched or downloaded something, an ``Event`` carrying it; so every sink that can be
+wrapped takes both (``EventSink``). Both forms provide ``EventLike``.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from tcwebhook.inbox.base import StoredEvent
+from tcwebhook.sinks.event import Event, EventLike
 
 
 @runtime_checkable
 class Sink(Protocol):
+    """What the dispatcher delivers to."""
+
     name: str
 
     def accepts(self, event: StoredEvent) -> bool:
@@ -22,3 +30,12 @@ class Sink(Protocol):
         """Deliver once; return normally only when the ERP side has it."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Sink, Protocol):
+    """A sink that also takes an ``Event`` with extras (python, http and files sinks)."""
+
+    def accepts(self, event: EventLike) -> bool: ...
+
+    async def deliver(self, event: StoredEvent | Event) -> None: ...

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from pydantic import SecretStr
 
-from tcwebhook.config import Settings, SinkSettings
-from tcwebhook.sinks.base import Sink
+from tcwebhook.config import FilesSinkSettings, HttpSinkSettings, PythonSinkSettings, Settings, SinkSettings
+from tcwebhook.sinks.base import EventSink
 from tcwebhook.sinks.files import FilesSink
 from tcwebhook.sinks.http import HttpSink
 from tcwebhook.sinks.python import PythonSink
@@ -15,15 +17,11 @@ def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> Sink:
+def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
     """One sink from its settings; raises StartupError with one sentence when unusable."""
-    if cfg.type == "python":
-        assert cfg.callable is not None  # guaranteed by SinkSettings validation
-        # ``timeout`` defaults to 10 s for HTTP; a handler gets a deadline only if one is set.
-        timeout = cfg.timeout if "timeout" in cfg.model_fields_set else None
-        return PythonSink(cfg.name, cfg.callable, events=cfg.events, timeout=timeout, max_threads=max_threads)
-    if cfg.type == "http":
-        assert cfg.url is not None
+    if isinstance(cfg, PythonSinkSettings):
+        return PythonSink(cfg.name, cfg.callable, events=cfg.events, timeout=cfg.timeout, max_threads=max_threads)
+    if isinstance(cfg, HttpSinkSettings):
         return HttpSink(
             cfg.name,
             cfg.url,
@@ -37,16 +35,17 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> Sink:
             timeout=cfg.timeout,
             permanent_codes=cfg.permanent_codes,
         )
-    assert cfg.directory is not None
-    return FilesSink(
-        cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders, group_readable=cfg.group_readable
-    )
+    if isinstance(cfg, FilesSinkSettings):
+        return FilesSink(
+            cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders, group_readable=cfg.group_readable
+        )
+    assert_never(cfg)
 
 
-def build_sinks(settings: Settings) -> list[Sink]:
+def build_sinks(settings: Settings) -> list[EventSink]:
     """Every ``[[sinks]]`` entry, in configuration order."""
     return [build_sink(cfg, max_threads=settings.delivery.concurrency) for cfg in settings.sinks]
 
 
-# Each implementation must satisfy the protocol the dispatcher relies on.
-_CHECK: tuple[type[Sink], ...] = (PythonSink, HttpSink, FilesSink)
+# Each implementation must satisfy the protocol the dispatcher and the Tradecloud wrapper rely on.
+_CHECK: tuple[type[EventSink], ...] = (PythonSink, HttpSink, FilesSink)

@@ -155,7 +155,7 @@ class FilesSink:
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StartupError(f"Sink {name!r}: the directory {self.directory} is not writable by this user.")
 
-    def accepts(self, event: StoredEvent | Event) -> bool:
+    def accepts(self, event: EventLike) -> bool:
         return self.filter.accepts(event)
 
     def folder_for(self, event: EventLike) -> Path:

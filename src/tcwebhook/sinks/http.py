@@ -145,7 +145,7 @@ class HttpSink:
             )
         return self._client
 
-    def accepts(self, event: StoredEvent | Event) -> bool:
+    def accepts(self, event: EventLike) -> bool:
         return self.filter.accepts(event)
 
     def request_headers(self, event: EventLike) -> dict[str, str]:

@@ -15,7 +15,7 @@ import structlog
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.sinks.event import Event
+from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
 
 log = structlog.get_logger(__name__)
@@ -115,7 +115,7 @@ class PythonSink:
             None if self._async else ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"sink-{name}")
         )
 
-    def accepts(self, event: StoredEvent | Event) -> bool:
+    def accepts(self, event: EventLike) -> bool:
         return self.filter.accepts(event)
 
     async def _call(self, event: Event) -> None:

@@ -26,7 +26,7 @@ import structlog
 from tcwebhook.config import Settings, SinkSettings
 from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.base import EventSink, Sink
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.coalesce import Coalescer
@@ -75,7 +75,7 @@ class TradecloudSink:
 
     def __init__(
         self,
-        inner: Sink,
+        inner: EventSink,
         *,
         resolver: FetchResolver | None = None,
         enricher: Enricher | None = None,
@@ -124,8 +124,7 @@ class TradecloudSink:
         if stored is event and not extras:
             await self.inner.deliver(event)
             return
-        # Sinks take either form; they read the same fields from both.
-        await self.inner.deliver(Event.from_stored(stored, extras))  # type: ignore[arg-type]
+        await self.inner.deliver(Event.from_stored(stored, extras))
 
     async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument], folder: Path) -> list[DocumentFile]:
         paths = [doc.path for doc in docs]
@@ -163,7 +162,7 @@ def check_api_options(settings: Settings) -> None:
             raise _needs_credentials(cfg.name)
 
 
-def wrap_sinks(sinks: Sequence[Sink], settings: Settings, client: TradecloudClient | None) -> list[Sink]:
+def wrap_sinks(sinks: Sequence[EventSink], settings: Settings, client: TradecloudClient | None) -> list[Sink]:
     """Wrap every sink so GET triggers resolve and each sink's API options apply.
 
     ``client`` is None when ``[tradecloud]`` has no credentials; then a sink asking for
