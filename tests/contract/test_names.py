@@ -11,8 +11,8 @@ from tcwebhook.contract.names import (
     RENAMED_EVENT_NAMES,
     SHIPMENT_EVENT_NAMES,
     canonical_event_name,
-    family_of,
     is_documented,
+    kind_of_name,
 )
 
 
@@ -47,7 +47,7 @@ class TestLookups:
     )
     def test_lookup(self, name: str, canonical: str, family: EventKind | None) -> None:
         assert canonical_event_name(name) == canonical
-        assert family_of(name) is family
+        assert kind_of_name(name) is family
 
     def test_is_documented(self) -> None:
         assert is_documented("ShipmentDespatchedBySupplier")

@@ -22,8 +22,8 @@ from tcwebhook.simulator.samples import Family, SampleFactory, parse_selection
 from tcwebhook.simulator.sender import (
     CONNECTION_ERROR,
     TLS_REFUSED,
-    Attempt,
     Outcome,
+    SendAttempt,
     Sender,
     Verdict,
     classify,
@@ -47,7 +47,7 @@ class Recorder:
     waits: list[float] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def attempted(self, outcome: Outcome, attempt: Attempt, next_wait: float | None) -> None:
+    def attempted(self, outcome: Outcome, attempt: SendAttempt, next_wait: float | None) -> None:
         if next_wait is not None:
             self.waits.append(next_wait)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tcwebhook.simulator.sender import Attempt, Outcome
+from tcwebhook.simulator.sender import Outcome, SendAttempt
 from tcwebhook.simulator.stats import Tally, percentile
 
 
 def outcome(*statuses: int | None, latency: float = 0.01) -> Outcome:
     result = Outcome(label="E", method="POST", url="https://h/", message_id=None, duplicate=False)
     for n, status in enumerate(statuses, start=1):
-        result.attempts.append(Attempt(n, status, None if status else "timeout", 0.0, latency))
+        result.attempts.append(SendAttempt(n, status, None if status else "timeout", 0.0, latency))
     result.result = str(statuses[-1] or "timeout")
     return result
 

@@ -29,8 +29,8 @@ from tcwebhook.simulator.credentials import Credentials
 from tcwebhook.simulator.samples import SampleFactory, parse_selection
 from tcwebhook.simulator.sender import (
     TLS_REFUSED,
-    Attempt,
     Outcome,
+    SendAttempt,
     Sender,
     Verdict,
     classify,
@@ -78,7 +78,7 @@ class _Reporter:
         elif self._lines == MAX_EVENT_LINES + 1:
             self._console.print("… further retry and failure lines suppressed")
 
-    def attempted(self, outcome: Outcome, attempt: Attempt, next_wait: float | None) -> None:
+    def attempted(self, outcome: Outcome, attempt: SendAttempt, next_wait: float | None) -> None:
         # The server's answers (and their details) are not ours: no markup, no control bytes.
         what = markup_safe(attempt.status if attempt.status is not None else attempt.error)
         ident = markup_safe(f"{outcome.label} {outcome.message_id or ''}".strip())

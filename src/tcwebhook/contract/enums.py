@@ -48,7 +48,7 @@ class InProgressStatus(StrEnum):
     REVERTED_CANCELLED_LINE = "RevertedCancelledLine"
 
 
-class DeliveryStatus(StrEnum):
+class ScheduledDeliveryStatus(StrEnum):
     """``status`` of a delivery-schedule line or scheduled delivery."""
 
     OPEN = "Open"

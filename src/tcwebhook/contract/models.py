@@ -100,7 +100,7 @@ def _open_enum(values: type[StrEnum]) -> WithJsonSchema:
 ProcessStatusText = Annotated[str, _open_enum(enums.ProcessStatus)]
 LogisticsStatusText = Annotated[str, _open_enum(enums.LogisticsStatus)]
 InProgressStatusText = Annotated[str, _open_enum(enums.InProgressStatus)]
-DeliveryStatusText = Annotated[str, _open_enum(enums.DeliveryStatus)]
+ScheduledDeliveryStatusText = Annotated[str, _open_enum(enums.ScheduledDeliveryStatus)]
 RequestStatusText = Annotated[str, _open_enum(enums.RequestStatus)]
 LineTypeText = Annotated[str, _open_enum(enums.LineType)]
 OrderTypeText = Annotated[str, _open_enum(enums.OrderType)]
@@ -258,7 +258,7 @@ class ScheduledDelivery(TradecloudModel):
 
     date: DateText | None = None
     quantity: Num | None = None
-    status: DeliveryStatusText | None = None
+    status: ScheduledDeliveryStatusText | None = None
     etd: DateText | None = None
     eta: DateText | None = None
     transport_mode: str | None = None

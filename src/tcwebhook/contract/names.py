@@ -154,6 +154,6 @@ def is_documented(name: str) -> bool:
     return canonical_event_name(name) in DOCUMENTED_EVENT_NAMES
 
 
-def family_of(name: str) -> EventKind | None:
-    """The family a known name belongs to; ``None`` for a name nobody documented."""
+def kind_of_name(name: str) -> EventKind | None:
+    """The event kind a known name belongs to; ``None`` for a name nobody documented."""
     return _FAMILIES.get(canonical_event_name(name))

@@ -8,13 +8,12 @@ them the way Tradecloud does (TLS 1.2+, verified certificates, the documented re
 from tcwebhook.simulator.calls import BodyFormat, WebhookRequest, encode, file_requests, plan_requests
 from tcwebhook.simulator.credentials import Credentials
 from tcwebhook.simulator.samples import Family, SampleEvent, SampleFactory, parse_selection
-from tcwebhook.simulator.sender import Attempt, Outcome, Sender, Verdict, classify, require_https, sender_backoff
+from tcwebhook.simulator.sender import Outcome, SendAttempt, Sender, Verdict, classify, require_https, sender_backoff
 from tcwebhook.simulator.stats import Tally
 from tcwebhook.simulator.tlscheck import Check, Status, TlsReport, check_tls
 from tcwebhook.transport.certs import client_context
 
 __all__ = [
-    "Attempt",
     "BodyFormat",
     "Check",
     "Credentials",
@@ -22,6 +21,7 @@ __all__ = [
     "Outcome",
     "SampleEvent",
     "SampleFactory",
+    "SendAttempt",
     "Sender",
     "Status",
     "Tally",

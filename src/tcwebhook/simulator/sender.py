@@ -82,7 +82,7 @@ def require_https(url: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
+class SendAttempt:
     """One HTTP exchange (or the failure to have one)."""
 
     number: int  # 1 for the first try
@@ -101,7 +101,7 @@ class Outcome:
     url: str
     message_id: str | None
     duplicate: bool
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[SendAttempt] = field(default_factory=list)
     result: str = ""  # the final status code, or TIMEOUT / CONNECTION_ERROR / TLS_REFUSED
     detail: str | None = None
 
@@ -118,7 +118,7 @@ class Outcome:
 class Observer(Protocol):
     """Told about each attempt and each finished call (the CLI draws progress with it)."""
 
-    def attempted(self, outcome: Outcome, attempt: Attempt, next_wait: float | None) -> None:
+    def attempted(self, outcome: Outcome, attempt: SendAttempt, next_wait: float | None) -> None:
         """``next_wait`` is the back-off before the next try, ``None`` when none follows."""
 
     def finished(self, outcome: Outcome) -> None: ...
@@ -209,7 +209,7 @@ class Sender:
                 peer = None
             return explain_untrusted(verification, peer, host)
 
-    async def _attempt(self, request: WebhookRequest, number: int, lane: int) -> tuple[Attempt, str | None]:
+    async def _attempt(self, request: WebhookRequest, number: int, lane: int) -> tuple[SendAttempt, str | None]:
         """One exchange; the second value is a TLS refusal message, if any."""
         client = self._client(lane)
         started = time.monotonic()
@@ -219,14 +219,14 @@ class Sender:
                 request.method, request.url, content=request.body, headers=self._headers(request)
             )
         except httpx.TimeoutException:
-            return Attempt(number, None, TIMEOUT, started, time.perf_counter() - t0), None
+            return SendAttempt(number, None, TIMEOUT, started, time.perf_counter() - t0), None
         except httpx.TransportError as exc:
             latency = time.perf_counter() - t0
             refusal = await self._explain(exc, request.url) if find_ssl_error(exc) is not None else None
             if refusal is not None:
-                return Attempt(number, None, TLS_REFUSED, started, latency), refusal
-            return Attempt(number, None, CONNECTION_ERROR, started, latency), None
-        return Attempt(number, response.status_code, None, started, time.perf_counter() - t0), None
+                return SendAttempt(number, None, TLS_REFUSED, started, latency), refusal
+            return SendAttempt(number, None, CONNECTION_ERROR, started, latency), None
+        return SendAttempt(number, response.status_code, None, started, time.perf_counter() - t0), None
 
     async def send(self, request: WebhookRequest, *, lane: int = 0) -> Outcome:
         """Send one call, retrying as ``backoff`` says; never raises for HTTP or network trouble.
@@ -264,7 +264,7 @@ class Sender:
             self._observer.finished(outcome)
         return outcome
 
-    def _notify(self, outcome: Outcome, attempt: Attempt, next_wait: float | None) -> None:
+    def _notify(self, outcome: Outcome, attempt: SendAttempt, next_wait: float | None) -> None:
         if self._observer is not None:
             self._observer.attempted(outcome, attempt, next_wait)
 
