@@ -11,7 +11,7 @@ from tests.dispatch.conftest import order, until
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox import open_inbox
-from tcwebhook.service import run_worker
+from tcwebhook.service import Service, run_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -46,3 +46,28 @@ class TestRunWorker:
     async def test_needs_a_sink(self, tmp_path: Path) -> None:
         with pytest.raises(StartupError, match="sinks"):
             await run_worker(Settings(data_dir=tmp_path))
+
+
+class TestService:
+    """The composition root builds sinks, store and dispatcher from the settings, and releases them."""
+
+    async def test_api_options_need_credentials_before_anything_opens(self, tmp_path: Path) -> None:
+        sink = {"name": "erp", "type": "files", "directory": str(tmp_path / "out"), "enrich": True}
+        settings = Settings(data_dir=tmp_path / "data", sinks=(sink,))
+        with pytest.raises(StartupError, match="'erp' uses enrich"):
+            Service(settings).check()
+        with pytest.raises(StartupError, match="'erp' uses enrich"):
+            await Service(settings).open()
+        assert not (tmp_path / "data" / "inbox.db").exists()
+
+    async def test_receiver_on_the_open_service(self, tmp_path: Path) -> None:
+        sink = {"name": "erp", "type": "files", "directory": str(tmp_path / "out")}
+        settings = Settings(data_dir=tmp_path / "data", sinks=(sink,))
+        service = Service(settings)
+        with pytest.raises(RuntimeError, match="not open"):
+            service.receiver()
+        async with service:
+            receiver = service.receiver()
+            assert receiver.inbox is service.inbox
+            assert service.dispatcher.sinks == ("erp",)
+            await service.inbox.ping()
