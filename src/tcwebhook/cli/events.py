@@ -43,7 +43,6 @@ def _number(event: StoredEvent) -> str:
     return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
 
 
-
 def _event_json(event: StoredEvent) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
