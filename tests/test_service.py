@@ -60,12 +60,12 @@ class TestService:
             await Service(settings).open()
         assert not (tmp_path / "data" / "inbox.db").exists()
 
-    async def test_receiver_on_the_open_service(self, tmp_path: Path) -> None:
+    async def test_receiver_needs_the_open_service(self, tmp_path: Path) -> None:
         sink = {"name": "erp", "type": "files", "directory": str(tmp_path / "out")}
         settings = Settings(data_dir=tmp_path / "data", sinks=(sink,))
         service = Service(settings)
         with pytest.raises(RuntimeError, match="not open"):
-            service.receiver()
+            service.inbox  # noqa: B018 - the property raises
         async with service:
             receiver = service.receiver()
             assert receiver.inbox is service.inbox
