@@ -86,3 +86,22 @@ class TestSecrets:
         logging.getLogger("uvicorn.error").warning("token %s", TOKEN)
         assert TOKEN not in lines.getvalue()
         assert REDACTED in lines.getvalue()
+
+
+class TestConsoleSecrets:
+    """Console passwords and password hashes are secrets for the scrubber too."""
+
+    def test_listed(self) -> None:
+        from tcwebhook.logs import secret_values
+
+        settings = Settings(
+            console={
+                "users": [
+                    {"username": "a", "password": "clear-console-password"},
+                    {"username": "b", "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"},
+                ]
+            }
+        )
+        values = secret_values(settings)
+        assert "clear-console-password" in values
+        assert "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA" in values

@@ -143,6 +143,10 @@ def secret_values(settings: Settings) -> list[str]:
         if sink.basic_password is not None:
             values += _basic_forms(sink.basic_username or "", sink.basic_password.get_secret_value())
     values += url_passwords(settings.store_url)
+    for user in settings.console.users:
+        for secret in (user.password, user.password_hash):
+            if secret is not None:
+                values.append(secret.get_secret_value())
     return [v for v in values if v]
 
 
