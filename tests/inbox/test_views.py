@@ -96,6 +96,32 @@ class TestListing:
             before = page[-1].seq
         assert seen == sorted(seen, reverse=True) and len(seen) == 7
 
+    async def test_time_range(self, inbox: SqliteInbox) -> None:
+        stored = []
+        for i in range(6):
+            stored.append(await inbox.store(order_event(i)))
+        events = {e.seq: e for e in await inbox.list_events(EventFilter(limit=10))}
+        # received_at is read back rounded to the microsecond: step just before each one.
+        times = [events[r.seq].received_at - timedelta(microseconds=1) for r in stored]
+        middle = EventFilter(since=times[1], until=times[4])
+        assert [e.seq for e in await inbox.list_events(middle)] == [r.seq for r in reversed(stored[1:4])]
+        assert [e.seq for e in await inbox.list_events(EventFilter(since=times[5]))] == [stored[5].seq]
+        assert len(await inbox.list_events(EventFilter(until=times[0]))) == 0
+
+    async def test_counts_follow_updates(self, inbox: SqliteInbox) -> None:
+        for i in range(4):
+            await inbox.store(order_event(i, key=f"order:k{i}"))
+        claims = await inbox.claim_due(owner="t", sinks=["erp"], limit=4, lease=30, stale_kinds=frozenset())
+        for claim, status in zip(claims, (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD, DeliveryStatus.DEAD,
+                                          DeliveryStatus.PENDING), strict=True):
+            outcome = AttemptOutcome.DELIVERED if status is DeliveryStatus.DELIVERED else AttemptOutcome.TRANSIENT
+            await inbox.finish(claim, AttemptResult(status, outcome, time.time(), next_attempt_at=time.time()))
+        counts = await inbox.count_by_status()
+        assert (counts["delivered"], counts["dead"], counts["pending"]) == (1, 2, 1)
+        await inbox.replay([claims[1].event.event_id])
+        counts = await inbox.count_by_status()
+        assert (counts["delivered"], counts["dead"], counts["pending"]) == (1, 1, 2)
+
     async def test_arrivals(self, inbox: SqliteInbox) -> None:
         for i in range(4):
             await inbox.store(order_event(i))

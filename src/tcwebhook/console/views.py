@@ -249,8 +249,11 @@ async def dead(console: Console, request: Request) -> Response:
         )
         found = list(await console.inbox.list_events(flt))
         more = len(found) > PAGE_SIZE
-        for e in found[:PAGE_SIZE]:
-            errors = [d.last_error or "" for d in await console.inbox.deliveries(e.event_id) if d.sink == chosen]
+        page = found[:PAGE_SIZE]
+        # The store's readers answer these side by side.
+        deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
+        for e, ds in zip(page, deliveries, strict=True):
+            errors = [d.last_error or "" for d in ds if d.sink == chosen]
             rows.append((e, errors[0] if errors else ""))
     older = urlencode({"sink": chosen, "before": rows[-1][0].seq}) if more and rows else None
     return console.page(

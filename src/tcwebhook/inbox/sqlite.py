@@ -453,7 +453,7 @@ class SqliteInbox:
     async def count_by_status(self) -> Mapping[str, int]:
         def q(conn: sqlite3.Connection) -> dict[str, int]:
             counts = dict.fromkeys((s.value for s in EventStatus), 0)
-            counts.update(dict(conn.execute("SELECT status, count(*) FROM events GROUP BY status")))
+            counts.update(dict(conn.execute("SELECT status, n FROM event_counts")))
             counts["quarantined"] = conn.execute(
                 "SELECT count(*) FROM quarantine WHERE reprocessed_event_id IS NULL"
             ).fetchone()[0]

@@ -378,11 +378,11 @@ _LAST_ATTEMPT = (
 
 def sink_health(conn: sqlite3.Connection, sinks: Sequence[str]) -> list[SinkHealth]:
     """Backlog, dead letters and last outcomes per sink; each figure is one index range."""
-    names = set(sinks)
-    names.update(r[0] for r in conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status = 'pending'"))
-    names.update(r[0] for r in conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status = 'dead'"))
+    # Every sink that has deliveries: DISTINCT on the leading column of deliveries_sink skips
+    # from one sink to the next instead of reading the rows.
+    known = [r[0] for r in conn.execute("SELECT DISTINCT sink FROM deliveries")]
     found: list[SinkHealth] = []
-    for name in sorted(names):
+    for name in sorted(set(sinks) | set(known)):
         backlog, oldest_seq = conn.execute(
             "SELECT count(*), min(seq) FROM deliveries WHERE sink = ? AND status = 'pending'", (name,)
         ).fetchone()
@@ -392,6 +392,8 @@ def sink_health(conn: sqlite3.Connection, sinks: Sequence[str]) -> list[SinkHeal
         dead = conn.execute(
             "SELECT count(*) FROM deliveries WHERE sink = ? AND status = 'dead'", (name,)
         ).fetchone()[0]
+        if name not in sinks and not backlog and not dead:
+            continue  # a sink removed from the config, with nothing left to act on
         success = conn.execute(_LAST_ATTEMPT, (name, AttemptOutcome.DELIVERED.value)).fetchone()
         errors = [
             row
