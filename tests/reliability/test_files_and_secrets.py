@@ -146,16 +146,17 @@ class TestScrubber:
             auth={"bearer_tokens": [LONG]},
             tradecloud={"username": "integration@example.com", "password": "Zq9"},
             sinks=[{"name": "erp", "type": "http", "url": "https://erp.example", "bearer_token": "k3y"}],
+            console={"users": [{"username": "ops", "password": "c0n"}]},
             logging={"level": "info", "format": fmt},
         )
         try:
             configure_logging(settings, stream=stream)
-            structlog.get_logger("t").warning("login_failed", detail="password Zq9 refused", token="k3y")
+            structlog.get_logger("t").warning("login_failed", detail="password Zq9 refused", token="k3y", pw="c0n")
             logging.getLogger("uvicorn.error").warning("api said Zq9")
         finally:
             structlog.reset_defaults()
             root.handlers[:], level = saved
             root.setLevel(level)
         text = stream.getvalue()
-        assert "Zq9" not in text and "k3y" not in text
+        assert "Zq9" not in text and "k3y" not in text and "c0n" not in text
         assert REDACTED in text

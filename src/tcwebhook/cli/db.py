@@ -27,6 +27,7 @@ from tcwebhook.errors import StoreError
 from tcwebhook.inbox.base import Inbox, StoreInfo
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.logs import configure_logging
+from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ def _with_inbox(config: Path | None, action: Callable[[Inbox], Awaitable[T]]) ->
     try:
         return startup_guard(lambda: asyncio.run(main()))
     except StoreError as exc:
-        err.print(f"[red]store error:[/red] {exc}")
+        err.print(f"[red]store error:[/red] {markup_safe(exc)}")
         raise typer.Exit(1) from None
 
 
@@ -139,7 +140,7 @@ def copy(
         try:
             check = startup_guard(lambda: copy_store(source, destination, batch=batch, progress=advance))
         except StoreError as exc:
-            err.print(f"[red]store error:[/red] {exc}")
+            err.print(f"[red]store error:[/red] {markup_safe(exc)}")
             raise typer.Exit(1) from None
     table = Table(title="row counts", title_justify="left")
     table.add_column("table")

@@ -18,6 +18,7 @@ from tcwebhook.config import Settings, load_settings
 from tcwebhook.errors import StartupError
 from tcwebhook.filemodes import PRIVATE_FILE, open_replace
 from tcwebhook.logs import configure_logging
+from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ def check_config(config: ConfigOption = None) -> None:
         f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_location}"
     )
     for warning in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {warning}")
+        console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
 
 
 def _dev_credentials(path: Path) -> dict[str, str]:
