@@ -91,6 +91,7 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must be reachable by Tradecloud
     port: int = Field(default=8443, ge=0, le=65535)
     public_hostname: str | None = None
+    http_port: int = Field(default=80, ge=0, le=65535)  # ACME http-01 challenges only, never webhooks
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # Slow clients: whole request (headers + body) must arrive within this many seconds.
     request_timeout: float = Field(default=30.0, gt=0)
@@ -111,6 +112,16 @@ class TlsSettings(_Section):
     trust_store: Path | None = None
     reload_interval: float = Field(default=30.0, gt=0)
     expiry_warning_days: int = Field(default=30, ge=0)
+    # ACME: the certificate for [server] public_hostname is ordered and renewed by tcwebhook.
+    acme: bool = False
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None
+    acme_challenge: Literal["tls-alpn-01", "http-01"] = "tls-alpn-01"
+    acme_ca_bundle: Path | None = None  # trust for the ACME server's API (a private CA, tests)
+    acme_renew_before_days: float = Field(default=30, gt=0)
+    acme_eab_kid: str | None = None
+    acme_eab_hmac_key: SecretStr | None = None
+    acme_check_interval: float = Field(default=3600.0, gt=0)  # how often renewal is considered
 
 
 class BasicCredential(_Section):
@@ -453,6 +464,14 @@ class Settings(BaseSettings):
         names = [s.name for s in self.sinks]
         if len(names) != len(set(names)):
             raise ValueError("sink names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _acme_needs_a_name(self) -> Settings:
+        if self.tls.acme and not self.server.public_hostname:
+            raise ValueError(
+                "[tls] acme = true needs [server] public_hostname, the name the certificate is ordered for"
+            )
         return self
 
     @property

@@ -26,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from tcwebhook.auth.oauth import OAuthValidator
 from tcwebhook.config import Settings
@@ -49,6 +49,7 @@ from tcwebhook.sinks.base import Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
 from tcwebhook.tradecloud_api.client import TradecloudClient
+from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
 from tcwebhook.transport.certcheck import CertReport
 from tcwebhook.transport.server import HttpsServer, run
 from tcwebhook.transport.systemd import Notifier
@@ -178,9 +179,18 @@ class Service:
         )
 
 
-def check(settings: Settings) -> CertReport:
-    """Every start-up check of ``serve`` that needs no port and no store."""
-    report = HttpsServer(settings).check()
+def check(settings: Settings) -> CertReport | None:
+    """Every start-up check of ``serve`` that needs no port and no store.
+
+    None when ``[tls] acme`` has no usable certificate yet (``serve`` orders one first).
+    """
+    report: CertReport | None = None
+    if settings.tls.acme:
+        manager = CertificateManager(settings)
+        if manager.unusable() is None:
+            report = HttpsServer(manager.with_certificate()).check()
+    else:
+        report = HttpsServer(settings).check()
     Service(settings).check()
     return report
 
@@ -205,11 +215,23 @@ def serve(
                 await maybe
 
     async def main() -> None:
-        server = HttpsServer(settings)
-        server.load()  # the certificate first: nothing else is opened for a bad one
-        async with Service(settings) as service, service.console(server.tls):
+        async with contextlib.AsyncExitStack() as stack:
+            effective, acme = settings, None
+            if settings.tls.acme:
+                acme = await stack.enter_async_context(managed_certificate(settings))
+                effective = acme.with_certificate()
+            server = HttpsServer(effective)
+            server.load()  # the certificate first: nothing else is opened for a bad one
+            service = await stack.enter_async_context(Service(effective))
+            await stack.enter_async_context(service.console(server.tls))
             receiver = service.receiver(server.tls)
-            reloader = Reloader(settings, reload, receiver, server.tls, notifier) if reload else None
+            if acme is not None:
+                assert server.tls is not None
+                server.tls.challenges = acme.challenges
+                failures = Counter("tcwebhook_acme_renewal_failures_total", "Failed ACME renewal attempts.",
+                                   registry=service.registry)
+                stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
+            reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
                 async with notifier.watchdog():
                     await server.serve(receiver, ready)
@@ -244,6 +266,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             async with notifier.watchdog():
                 await stop.wait()
             notifier.stopping()
+
+
+@contextlib.contextmanager
+def _background(work: Coroutine[Any, Any, None]) -> Iterator[None]:
+    """Run ``work`` as a task while the context lasts; it is cancelled on exit."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 @contextlib.contextmanager

@@ -71,12 +71,29 @@ def check_config(config: ConfigOption = None) -> None:
 
     settings = startup_guard(lambda: load_settings(config))
     report = startup_guard(lambda: check(settings))
-    console.print(
-        f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
-        f"({report.key_type} {report.key_size}) valid {report.days_left} more days; store {settings.store_location}"
-    )
-    for warning in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
+    if report is None:
+        console.print(
+            f"[green]OK[/green] configuration is valid; no certificate yet: serve orders one for "
+            f"{settings.server.public_hostname} from {settings.tls.acme_directory}; store {settings.store_location}"
+        )
+    else:
+        console.print(
+            f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
+            f"({report.key_type} {report.key_size}) valid {report.days_left} more days; "
+            f"store {settings.store_location}"
+        )
+        for warning in report.warnings:
+            console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
+    if settings.tls.acme:
+        from tcwebhook.cli.certificate import describe
+        from tcwebhook.transport.acme import CertificateManager
+
+        info = describe(CertificateManager(settings))
+        if info.get("next_renewal"):
+            console.print(f"ACME: next renewal {info['next_renewal']}")
+        if info["last_attempt_ok"] is False:
+            console.print(f"[yellow]warning[/yellow] the last ACME renewal failed ({info['last_attempt']}): "
+                          f"{markup_safe(str(info['last_error']))}")
 
 
 def _dev_credentials(path: Path) -> dict[str, str]:

@@ -18,10 +18,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from tcwebhook.errors import CertificateError
+
+if TYPE_CHECKING:
+    from tcwebhook.transport.acme import Challenges
 from tcwebhook.transport.certcheck import CertReport, PemPair, check_pem_pair
 
 log = structlog.get_logger(__name__)
@@ -163,6 +167,7 @@ class ReloadingServerContext:
         self.expiry_warning_days = expiry_warning_days
         self._clock = clock
         self._lock = threading.Lock()
+        self.challenges: Challenges | None = None  # ACME tls-alpn-01, set by the certificate manager
         pair = PemPair.read(certfile, keyfile)
         self.report = self._check(pair)
         context = self._build_matching(pair)
@@ -277,7 +282,11 @@ class ReloadingServerContext:
     def _pick_context(
         self, ssl_object: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
     ) -> None:
-        current = self._current
+        challenge = self.challenges.context_for(server_name) if self.challenges is not None else None
+        # An ACME tls-alpn-01 validation in progress for this name gets its validation
+        # certificate (RFC 8737). Python cannot see the client's ALPN offer here, so for the few
+        # seconds of a validation other clients naming this host get it too; http-01 avoids that.
+        current = challenge or self._current
         if ssl_object.context is not current:
             ssl_object.context = current
 
