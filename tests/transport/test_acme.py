@@ -230,3 +230,15 @@ class TestHttp01:
             time.sleep(0.5)
         assert post(server) == 202
         assert "acme.renewal_failed" not in server.logs()
+
+
+class TestSettings:
+    """ACME needs the name to order for; the refusal is one sentence with exit code 3."""
+
+    def test_public_hostname_required(self, tmp_path: Path) -> None:
+        config = tmp_path / "tcwebhook.toml"
+        config.write_text(f'[tls]\nacme = true\n[auth]\nbearer_tokens = ["{TOKEN}"]\n')
+        result = subprocess.run([*CLI, "check-config", "--config", str(config)], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 3
+        assert "public_hostname" in result.stderr and len(result.stderr.strip().splitlines()) == 1
