@@ -188,6 +188,9 @@ class AuthSettings(_Section):
     oauth: OAuthSettings | None = None
     realm: str = "tcwebhook"
     failure_log_window: float = Field(default=60.0, gt=0)
+    # Failed authentications per client address within failure_window before 429; 0 = no limit.
+    failure_limit: int = Field(default=20, ge=0)
+    failure_window: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _tokens_not_empty(self) -> AuthSettings:

@@ -5,7 +5,7 @@ import base64
 import pytest
 from pydantic import SecretStr
 
-from tcwebhook.auth import Authenticator, FailureLog, redact_headers
+from tcwebhook.auth import Authenticator, FailureLimit, FailureLog, redact_headers
 from tcwebhook.config import AuthSettings, BasicCredential
 
 
@@ -96,3 +96,32 @@ class TestFailureLog:
         assert failures.record("10.0.0.2", "bad")
         now[0] = 61
         assert failures.record("10.0.0.1", "bad")
+
+
+class TestFailureLimit:
+    """Failures per address in a fixed window; past the limit the seconds left in the window."""
+
+    def test_limit_and_window(self) -> None:
+        now = [0.0]
+        limit = FailureLimit(3, 10, clock=lambda: now[0])
+        assert [limit.failed("10.0.0.1") for _ in range(3)] == [None, None, None]
+        now[0] = 4
+        assert limit.failed("10.0.0.1") == 6
+        assert limit.failed("10.0.0.2") is None
+        now[0] = 10
+        assert limit.failed("10.0.0.1") is None  # a new window
+
+    def test_off(self) -> None:
+        limit = FailureLimit(0, 10)
+        assert all(limit.failed("10.0.0.1") is None for _ in range(100))
+
+    def test_bounded_memory_keeps_recent_windows(self) -> None:
+        now = [0.0]
+        limit = FailureLimit(1, 1000, clock=lambda: now[0])
+        limit.failed("attacker")
+        addresses = [f"10.0.{i // 256}.{i % 256}" for i in range(20_000 // 256 * 256)]
+        for i, address in enumerate(addresses):
+            now[0] = 1 + i / 100
+            limit.failed(address)
+        assert len(limit._peers) <= 10_000
+        assert limit.failed(addresses[-1]) is not None  # a recent address is still counted

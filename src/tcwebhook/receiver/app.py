@@ -8,6 +8,7 @@ anything transient *or unforeseen* — a 500 would make Tradecloud drop the even
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,7 +19,7 @@ import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tcwebhook.auth import Authenticator, AuthResult, FailureLog, JwksUnavailable, redact_headers
+from tcwebhook.auth import Authenticator, AuthResult, FailureLimit, FailureLog, JwksUnavailable, redact_headers
 from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
 from tcwebhook.config import AuthSettings, Settings
 from tcwebhook.contract.identifiers import is_valid_id
@@ -90,6 +91,7 @@ class Receiver:
             oauth = OAuthValidator(settings.auth.oauth)
         self.oauth = oauth
         self.failures = FailureLog(settings.auth.failure_log_window)
+        self.failure_limit = FailureLimit(settings.auth.failure_limit, settings.auth.failure_window)
         self.on_stored = on_stored
         self.before_metrics = before_metrics  # refreshes gauges read from the store
         self._orders = settings.routes.orders
@@ -223,7 +225,17 @@ class Receiver:
         if result.ok and len(values) == 1:
             return
         client = scope.get("client")
-        self.failures.record(client[0] if client else "unknown", reason)
+        peer = client[0] if client else "unknown"
+        self.failures.record(peer, reason)
+        retry = self.failure_limit.failed(peer)
+        if retry is not None:
+            self.metrics.auth_limited.inc()
+            raise _Reply(
+                429,
+                "too_many_failures",
+                "too many failed authentication attempts from this address, retry later",
+                [(b"retry-after", str(max(1, math.ceil(retry))).encode())],
+            )
         self.metrics.auth_failures.inc()
         headers = [(b"www-authenticate", c) for c in self.auth.challenges(result)]
         detail = result.description or "valid Basic or Bearer credentials are required"

@@ -36,6 +36,11 @@ class ReceiverMetrics:
         self.auth_failures = Counter(
             "tcwebhook_auth_failures_total", "Requests refused with 401", registry=self.registry
         )
+        self.auth_limited = Counter(
+            "tcwebhook_auth_rate_limited_total",
+            "Failed authentications answered 429: too many from one client address",
+            registry=self.registry,
+        )
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """Count one answered request and record its latency."""
