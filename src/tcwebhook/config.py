@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from tcwebhook.errors import StartupError
+from tcwebhook.transport.addresses import parse_networks
 
 DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
 ENV_PREFIX = "TCWEBHOOK_"
@@ -104,6 +105,23 @@ class ServerSettings(_Section):
     max_request_line_bytes: int = Field(default=8 * 1024, ge=64)
     max_header_bytes: int = Field(default=64 * 1024, ge=256)
     max_header_count: int = Field(default=100, ge=8)
+    # Open connections per client address (the PROXY protocol's sender when enabled); 0 = no limit.
+    max_connections_per_ip: int = Field(default=64, ge=0)
+    # Client addresses or networks (CIDR) allowed to connect, or a preset name; empty = anyone.
+    allow_from: tuple[str, ...] = ()
+    # A TCP load balancer in front sends the client's address in a PROXY protocol v1/v2 header.
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _networks(self) -> ServerSettings:
+        parse_networks(self.allow_from, "allow_from", presets=True)
+        parse_networks(self.trusted_proxies, "trusted_proxies", presets=False)
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("[server] proxy_protocol needs trusted_proxies (the load balancer's addresses)")
+        if self.trusted_proxies and not self.proxy_protocol:
+            raise ValueError("[server] trusted_proxies is set but proxy_protocol is off")
+        return self
 
 
 class TlsSettings(_Section):

@@ -234,7 +234,7 @@ def serve(
             reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
                 async with notifier.watchdog():
-                    await server.serve(receiver, ready)
+                    await server.serve(receiver, ready, registry=receiver.metrics.registry)
             notifier.stopping()
         log.info("stopped")
 

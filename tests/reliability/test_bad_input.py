@@ -315,6 +315,8 @@ def hostile(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> It
         "TCWEBHOOK_SERVER__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
         "TCWEBHOOK_SERVER__TLS_HANDSHAKE_TIMEOUT": str(REQUEST_TIMEOUT),
         "TCWEBHOOK_SERVER__MAX_BODY_BYTES": str(MAX_BODY),
+        # Every case comes from 127.0.0.1; the per-address cap has tests of its own (test_connections.py).
+        "TCWEBHOOK_SERVER__MAX_CONNECTIONS_PER_IP": "0",
     }
     server = factory.start("hostile", env=env)
     try:

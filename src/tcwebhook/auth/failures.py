@@ -48,18 +48,18 @@ class FailureLimit:
     """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._limit = limit
-        self._window = window
+        self.limit = limit
+        self.window = window
         self._clock = clock
         self._peers: dict[str, tuple[float, int]] = {}  # peer -> (window start, failures)
 
     def failed(self, peer: str) -> float | None:
         """Count a failure; the seconds until the window ends when ``peer`` is over the limit."""
-        if self._limit <= 0:
+        if self.limit <= 0:
             return None
         now = self._clock()
         start, count = self._peers.get(peer, (now, 0))
-        if now - start >= self._window:
+        if now - start >= self.window:
             self._peers.pop(peer, None)  # re-inserted below: the dict stays in window order
             start, count = now, 0
         elif peer not in self._peers and len(self._peers) >= _MAX_PEERS:
@@ -68,6 +68,6 @@ class FailureLimit:
                 del self._peers[old]
         count += 1
         self._peers[peer] = (start, count)
-        if count <= self._limit:
+        if count <= self.limit:
             return None
-        return max(0.0, start + self._window - now)
+        return max(0.0, start + self.window - now)

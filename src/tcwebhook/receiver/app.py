@@ -106,6 +106,8 @@ class Receiver:
         """Accept these credentials from the next request on (SIGHUP); requests in flight are unaffected."""
         self.auth = Authenticator(settings)
         self.oauth = oauth
+        if (settings.failure_limit, settings.failure_window) != (self.failure_limit.limit, self.failure_limit.window):
+            self.failure_limit = FailureLimit(settings.failure_limit, settings.failure_window)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -11,11 +11,16 @@ before the parser joins anything more than one slice: past a limit the request i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import orjson
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from tcwebhook.config import ServerSettings
+from tcwebhook.transport.gate import Admission
 
 # Bytes of a request head handed to the parser at once; bounds what it may hold past a limit.
 HEAD_SLICE = 64 * 1024
@@ -33,7 +38,20 @@ class _OverLimit(Exception):
     """Raised in a parser callback to stop parsing a request head that is over a limit."""
 
 
-def build_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
+class _Body:
+    """Whether a request's body has been read to its end (shared by the protocol and its app call)."""
+
+    __slots__ = ("complete",)
+
+    def __init__(self) -> None:
+        self.complete = False
+
+
+_BODY = "tcwebhook.body"
+_CLOSE = (b"connection", b"close")
+
+
+def build_protocol(server: ServerSettings) -> type[LimitedProtocol]:
     """The protocol class for uvicorn's ``http`` setting, with the limits of ``[server]``."""
     timeout = server.request_timeout
     line_limit = server.max_request_line_bytes
@@ -49,46 +67,97 @@ def build_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
             "headers_too_large",
             f"headers over {header_limit} bytes or {count_limit} fields",
         ),
+        503: _refusal(503, "Service Unavailable", "timeout", "request too slow, retry later").replace(
+            b"connection: close", b"retry-after: 5\r\nconnection: close"
+        ),
     }
 
-    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    class Limited(LimitedProtocol):
         # Per-connection state as class defaults: uvicorn's __init__ stays untouched.
-        _header_timer: asyncio.TimerHandle | None = None
+        _deadline: asyncio.TimerHandle | None = None
         _in_head = True  # between requests, or reading a request line and headers
         _head_bytes = 0
         _line_bytes = 0
         _header_bytes = 0
         _header_count = 0
         _over: int | None = None  # the status a request over a limit is refused with
+        _body: _Body | None = None
+        _idle = False
+        _inner_app: Any = None
 
-        # -- slow heads -------------------------------------------------------------------------
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(timeout, self._header_timeout)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            # uvicorn only times out idle keep-alive connections; a client sending one header byte
-            # a minute would otherwise hold a connection forever.
-            if not self.transport.is_closing():
-                self.transport.close()
+        # -- connection -------------------------------------------------------------------------
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if self.admission is not None:
+                self.client = self.admission.client  # the sender, also behind a PROXY header
+            self._inner_app, self.app = self.app, self._app
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self.admission is not None:
+                self.admission.busy(self)
+                self.admission.release()
             super().connection_lost(exc)
 
-        # -- large heads ------------------------------------------------------------------------
+        def close_idle(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport.is_closing():
+                return
+            # Idle between requests is the keep-alive timer's job, armed by the base class.
+            self._disarm()
+            if self.admission is not None and self.timeout_keep_alive_task is not None:
+                self._idle = True
+                self.admission.idle(self)
+
+        # -- whole-request deadline ---------------------------------------------------------------
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            # uvicorn only times out idle keep-alive connections: a client sending one byte a
+            # minute, of its head or of its body, would otherwise hold a connection forever.
+            if self.transport.is_closing():
+                return
+            if self.admission is not None:
+                self.admission.closed("request_timeout")
+            if not self._in_head and self.cycle is not None and not self.cycle.response_started:
+                self.transport.write(refusals[503])  # the app is still waiting for the body
+            self.transport.close()
+
+        # -- replies before the body was read -------------------------------------------------------
+
+        async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+            body: _Body = scope["extensions"][_BODY]
+
+            async def send_closing(message: Any) -> None:
+                # Answered before the whole body arrived (401, 413, ...): the rest of the body
+                # would keep the connection busy, so it is closed after the answer.
+                if message["type"] == "http.response.start" and not body.complete:
+                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+                await send(message)
+
+            await self._inner_app(scope, receive, send_closing)
+
+        # -- request heads ----------------------------------------------------------------------
 
         def data_received(self, data: bytes) -> None:
+            if self._idle:
+                self._idle = False
+                if self.admission is not None:
+                    self.admission.busy(self)
             if not self._in_head:
                 super().data_received(data)
                 return
@@ -116,6 +185,8 @@ def build_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
         def _refuse(self, status: int) -> None:
             if self.transport.is_closing():
                 return
+            if self.admission is not None:
+                self.admission.closed("head_too_large")
             # Not while an earlier pipelined response is being written: it would be cut in two.
             if self.cycle is None or self.cycle.response_complete:
                 self.transport.write(refusals[status])
@@ -149,16 +220,36 @@ def build_protocol(server: ServerSettings) -> type[HttpToolsProtocol]:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._disarm()
+            self._body = _Body()
+            self.scope["extensions"] = {_BODY: self._body}  # type: ignore[dict-item]
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
+            if self._body is not None:
+                self._body.complete = True
+            self._disarm()  # the whole request is in: the deadline is met
             self._in_head = True  # what follows is the next request's head
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            # Idle between requests is the keep-alive timer's job, armed by the base class.
-            self._disarm()
+    return Limited
 
-    return LimitedHttpToolsProtocol
+
+class LimitedProtocol(HttpToolsProtocol):
+    """The protocol's interface to the listener in front of it (``transport.gate``)."""
+
+    admission: Admission | None = None
+
+    def close_idle(self) -> None:
+        """Close the connection while it waits for a next request (the server needs the room)."""
+        raise NotImplementedError
+
+    @classmethod
+    def factory(cls, config: Config, server_state: ServerState) -> Callable[[Admission], LimitedProtocol]:
+        """Protocol instances for admitted connections, as uvicorn's listener would make them."""
+
+        def make(admission: Admission) -> LimitedProtocol:
+            protocol = cls(config=config, server_state=server_state, app_state={})
+            protocol.admission = admission
+            return protocol
+
+        return make

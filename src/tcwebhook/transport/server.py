@@ -20,10 +20,12 @@ from typing import Any
 import structlog
 import uvicorn
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.certcheck import CertReport, check_certificate_setup
+from tcwebhook.transport.gate import ConnectionMetrics, Gate, Listener
 from tcwebhook.transport.protocol import build_protocol
 from tcwebhook.transport.tls import KEY_EXCHANGE_GROUPS, OPENSSL_CONFIG, ReloadingServerContext, accepted_groups
 
@@ -51,7 +53,17 @@ def tune_gc() -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server without re-raising SIGTERM after a graceful stop, so the exit code is 0."""
+    """uvicorn's server without re-raising SIGTERM after a graceful stop, so the exit code is 0.
+
+    It accepts through our ``Listener`` (admission before TLS), which stops first on shutdown.
+    """
+
+    listener: Listener | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -77,6 +89,7 @@ class HttpsServer:
         self.settings = settings
         self.tls: ReloadingServerContext | None = None
         self.server: _Server | None = None
+        self._protocol = build_protocol(settings.server)
 
     def _certificate_paths(self) -> tuple[Path, Path]:
         """The checks that need no file: credentials configured, certificate files named."""
@@ -133,7 +146,7 @@ class HttpsServer:
             host=s.server.host,
             port=s.server.port,
             loop="none",
-            http=build_protocol(s.server),
+            http=self._protocol,
             ws="none",
             lifespan="off",
             log_config=None,
@@ -142,28 +155,40 @@ class HttpsServer:
             proxy_headers=False,
             timeout_keep_alive=int(max(1, s.server.keep_alive_timeout)),
             timeout_graceful_shutdown=int(max(1, s.server.shutdown_timeout)),
-            limit_concurrency=s.server.max_connections,
+            # max_connections is the gate's (before TLS, after closing idle connections): uvicorn's
+            # own count would still include idle connections that are closing to make room.
+            limit_concurrency=None,
         )
         config.load()
         config.ssl = self.tls.context
         return config
 
     async def serve(
-        self, app: ASGIApp, on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None
+        self,
+        app: ASGIApp,
+        on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        """Serve ``app`` until a signal stops uvicorn; ``load`` first."""
+        """Serve ``app`` until a signal stops uvicorn; ``load`` first.
+
+        ``registry``: where the connection metrics go (the app's ``/metrics`` registry).
+        """
         if self.tls is None:
             self.load()
         self.server = _Server(self._config(app))
+        gate = Gate(self.settings.server, ConnectionMetrics(registry))
         reload = asyncio.create_task(self._reload_certificates())
         try:
             tune_gc()
             sock = self._bind()
-            serve = asyncio.create_task(self.server.serve(sockets=[sock]))
+            # No sockets for uvicorn: our listener accepts, admits and starts TLS itself.
+            serve = asyncio.create_task(self.server.serve(sockets=[]))
             while not self.server.started and not serve.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
                 await asyncio.sleep(0.02)
             if serve.done():
                 serve.result()
+            self._listen(sock, gate)
             log.info(
                 "listening",
                 host=self.settings.server.host,
@@ -201,12 +226,18 @@ class HttpsServer:
                 "another [server] port."
             ) from None
 
+    def _listen(self, sock: socket.socket, gate: Gate) -> None:
+        assert self.server is not None and self.tls is not None
+        factory = self._protocol.factory(self.server.config, self.server.server_state)
+        listener = Listener(sock, gate, self.tls.context, factory, self.settings.server.tls_handshake_timeout)
+        listener.start()
+        self.server.listener = listener
+
     @property
     def bound_port(self) -> int:
-        if self.server is None or not self.server.servers:
+        if self.server is None or self.server.listener is None:
             return self.settings.server.port
-        sockets = self.server.servers[0].sockets
-        return int(sockets[0].getsockname()[1]) if sockets else self.settings.server.port
+        return int(self.server.listener.sock.getsockname()[1])
 
 
 def run(main: Coroutine[Any, Any, None], *, handshake_timeout: float) -> None:
