@@ -85,6 +85,21 @@ class TestEarlyReplies:
                 assert _is_closed(sock, 2)
             assert time.monotonic() - started < 1.5
 
+    def test_slots_freed_while_the_client_holds_its_socket(self, server: RunningServer) -> None:
+        """The server's side ends even when the client never reads nor closes (TLS shutdown bounded)."""
+        socks = [tls_from(server.port, server.ca_path) for _ in range(20)]
+        try:
+            for sock in socks:
+                sock.sendall(post(b"", auth=None, close=False, length=1_000_000) + b"{")
+            started = time.monotonic()
+            # connections_open counts the /metrics request's own connection too.
+            assert wait_until(lambda: _metric(server, "tcwebhook_connections_open") <= 1, 6, interval=0.2)
+            seconds = time.monotonic() - started
+            print(f"\n20 early-answered connections, client silent: server side closed after {seconds:.1f} s")
+        finally:
+            for sock in socks:
+                sock.close()
+
     def test_keep_alive_after_a_read_body(self, server: RunningServer) -> None:
         """A complete request still keeps its connection (Tradecloud may reuse it)."""
         with tls_from(server.port, server.ca_path) as sock:

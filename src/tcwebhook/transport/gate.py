@@ -38,6 +38,9 @@ REFUSED_REASONS = ("allow_from", "per_ip", "max_connections", "proxy_protocol")
 CLOSED_REASONS = ("idle_for_capacity", "request_timeout", "head_too_large")
 # Above this share of max_connections, idle keep-alive connections are closed to make room.
 SOFT_CAP = 0.9
+# After our close_notify, how long a client may take to answer with its own before the socket is
+# dropped. asyncio's default is 30 s: a client that never reads would hold its slot that long.
+TLS_SHUTDOWN_TIMEOUT = 2.0
 ACCEPT_BATCH = 64  # connections accepted per readiness callback, so one burst cannot starve the loop
 
 
@@ -255,6 +258,7 @@ class Listener:
                 conn,
                 ssl=self._ssl,
                 ssl_handshake_timeout=self._handshake_timeout,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
             )
         except asyncio.CancelledError:
             admission.release()
