@@ -210,7 +210,8 @@ def write_ours_config(
     config = directory / "tcwebhook.toml"
     config.write_text(
         f'data_dir = "{data_dir}"\n'
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        # Every load generator connects from 127.0.0.1: no per-address cap.
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\nmax_connections_per_ip = 0\n'
         f'[tls]\ncertfile = "{pki.cert}"\nkeyfile = "{pki.key}"\ntrust_store = "{pki.ca}"\n'
         f'[auth]\nbearer_tokens = ["{token}"]\n'
         '[logging]\nlevel = "info"\nformat = "json"\n'
