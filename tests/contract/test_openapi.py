@@ -48,8 +48,9 @@ class TestDocument:
         assert "tXML" in post["description"] and "gzip" in post["description"]
         assert "Accept-Encoding" in post["responses"]["415"]["headers"]
         responses = post["responses"]
-        assert set(responses) == {"200", "202", "400", "401", "413", "415", "503"}
+        assert set(responses) == {"200", "202", "400", "401", "413", "415", "429", "503"}
         assert "WWW-Authenticate" in responses["401"]["headers"]
+        assert "Retry-After" in responses["429"]["headers"]
         assert "Retry-After" in responses["503"]["headers"]
         error = spec["components"]["schemas"]["Error"]
         assert error["required"] == ["error", "detail"]

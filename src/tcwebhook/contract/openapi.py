@@ -170,6 +170,11 @@ _UNAUTHORIZED = _error(
     **{"WWW-Authenticate": {"description": "The Basic and/or Bearer challenge.",
                             "schema": {"type": "string"}}},
 )
+_TOO_MANY_FAILURES = _error(
+    "Too many failed authentications from this client address in the window ([auth] failure_limit); "
+    "correct credentials are still accepted.",
+    **{"Retry-After": _RETRY_AFTER},
+)
 _UNAVAILABLE = _error(
     "Temporary failure (store or ERP unavailable): Tradecloud retries later.",
     **{"Retry-After": _RETRY_AFTER},
@@ -197,6 +202,7 @@ def _post(model: str, summary: str, operation_id: str) -> dict[str, Any]:
             "202": _ack("Stored; delivery to the ERP follows."),
             "400": _error("The body is not a webhook body of this endpoint (never retried)."),
             "401": _UNAUTHORIZED,
+            "429": _TOO_MANY_FAILURES,
             "413": _error("The body (decoded) exceeds the configured limit."),
             "415": _error(
                 "The Content-Type is not JSON or XML in UTF-8, or the Content-Encoding is not "
@@ -219,6 +225,7 @@ def _fetch_get(operation_id: str, summary: str, params: list[dict[str, Any]]) ->
             "202": _ack("Stored; the fetch follows."),
             "400": _error("No usable id given (never retried)."),
             "401": _UNAUTHORIZED,
+            "429": _TOO_MANY_FAILURES,
             "503": _UNAVAILABLE,
         },
     }
