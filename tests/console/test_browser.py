@@ -15,12 +15,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from tests.conftest import RunningServer, ServerFactory, free_port
+from tests.receiver.test_endpoints import shipment_body
 
 from .conftest import OPERATOR, VIEWER
 
@@ -39,9 +41,9 @@ pytestmark = pytest.mark.skipif(
 
 @dataclass
 class Erp:
-    """A loopback ERP endpoint: 422 (refused for good) while ``refusing``, then 200."""
+    """A loopback ERP endpoint: 422 (refused for good) for bodies naming a ``refused`` string."""
 
-    refusing: bool = True
+    refused: set[str] = field(default_factory=set)
     received: list[bytes] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
 
@@ -51,7 +53,7 @@ class Erp:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                status = 422 if erp.refusing else 200
+                status = 422 if any(r.encode() in body for r in list(erp.refused)) else 200
                 if status == 200:
                     erp.received.append(body)
                 self.send_response(status)
@@ -91,7 +93,16 @@ def stack(test_ca: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         f'[[console.users]]\nusername = "{VIEWER[0]}"\npassword = "{VIEWER[1]}"\nrole = "viewer"\n'
     )
     factory = ServerFactory(test_ca, tmp_path_factory.mktemp("console"))  # type: ignore[arg-type]
-    server = factory.start(extra=extra)
+    directory = factory.base / "server"
+    config, webhook_port = factory.write_config(directory, extra)
+    # A certificate with a realistic lifetime, so the overview's "days left" reads like production.
+    leaf = test_ca.issue_cert(  # type: ignore[attr-defined]
+        "localhost", "127.0.0.1", not_after=datetime.now(UTC) + timedelta(days=75)
+    )
+    leaf.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(directory / "key.pem"))
+    (directory / "key.pem").chmod(0o600)
+    server = factory.start_with(config, webhook_port, directory)
     try:
         yield Stack(server, erp, f"https://localhost:{port}")
     finally:
@@ -140,6 +151,20 @@ def post_order(server: RunningServer, po: str) -> str:
     return str(r.json()["eventId"])
 
 
+def post_shipments(server: RunningServer, count: int) -> None:
+    with server.client() as client:
+        for _ in range(count):
+            r = client.post(server.url_shipments, json=shipment_body(), headers=server.bearer())
+            assert r.status_code == 202, r.text
+
+
+def post_invalid(server: RunningServer) -> None:
+    """A body without eventName: refused with 400 and kept in the quarantine."""
+    with server.client() as client:
+        r = client.post(server.url_orders, json={"orderEvent": {}}, headers=server.bearer())
+    assert r.status_code == 400, r.text
+
+
 def status_of(server: RunningServer, event_id: str) -> str:
     with sqlite3.connect(server.db_path) as conn:
         row = conn.execute("SELECT status FROM events WHERE event_id = ?", (event_id,)).fetchone()
@@ -186,9 +211,12 @@ class TestConsoleInBrowser:
 
         d = browser
         po = f"PO-{uuid.uuid4().hex[:8].upper()}"
-        for i in range(3):
-            post_order(stack.server, f"PO-OTHER-{i}")
+        stack.erp.refused.add(po)  # the ERP refuses this purchase order (422) until it is fixed
+        for i in range(8):
+            post_order(stack.server, f"PO-2025-{1000 + i}")
+        post_shipments(stack.server, 3)
         event_id = post_order(stack.server, po)
+        post_invalid(stack.server)
         assert wait_for(lambda: status_of(stack.server, event_id) == "dead"), status_of(stack.server, event_id)
 
         log_in(d, stack, OPERATOR)
@@ -211,7 +239,7 @@ class TestConsoleInBrowser:
         d.save_screenshot(str(shots / "console-event.png"))  # type: ignore[attr-defined]
         d.set_window_size(1360, 1000)  # type: ignore[attr-defined]
 
-        stack.erp.refusing = False  # the ERP recovered
+        stack.erp.refused.clear()  # the ERP was fixed
         d.find_element(By.XPATH, "//button[normalize-space()='Replay']").click()  # type: ignore[attr-defined]
         assert wait_for(lambda: "Replayed" in d.page_source)  # type: ignore[attr-defined]
 
