@@ -49,6 +49,7 @@ from tcwebhook.sinks.base import Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
 from tcwebhook.tradecloud_api.client import TradecloudClient
+from tcwebhook.tradecloud_api.fetch import FetchResolver
 from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
 from tcwebhook.transport.certcheck import CertReport
 from tcwebhook.transport.server import HttpsServer, run
@@ -153,7 +154,8 @@ class Service:
                 return webhook_tls.report.not_after
             return certificate_expiry(settings.tls.certfile)
 
-        hooks = ConsoleHooks(certificate_expiry=expiry, on_requeued=dispatcher.notify)
+        fetch = FetchResolver(self.tradecloud).fetch if self.tradecloud is not None else None
+        hooks = ConsoleHooks(certificate_expiry=expiry, on_requeued=dispatcher.notify, fetch_object=fetch)
         listener = ConsoleListener(settings, self.inbox, hooks, webhook_tls=webhook_tls)
         await listener.start()
         try:
@@ -247,9 +249,22 @@ def serve_console(settings: Settings) -> None:
     No sinks and no dispatcher here: replays made in it are delivered by the ``serve`` or
     ``worker`` that delivers for this store, at its next poll.
     """
-    from tcwebhook.console.server import run_console
+    from tcwebhook.console.app import ConsoleHooks
+    from tcwebhook.console.server import certificate_expiry, run_console
 
-    asyncio.run(run_console(settings, open_inbox(settings, hold_new=False)))
+    async def main() -> None:
+        client = TradecloudClient(settings.tradecloud) if settings.tradecloud.configured else None
+        try:
+            hooks = ConsoleHooks(
+                certificate_expiry=lambda: certificate_expiry(settings.tls.certfile),
+                fetch_object=FetchResolver(client).fetch if client is not None else None,
+            )
+            await run_console(settings, open_inbox(settings, hold_new=False), hooks)
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    asyncio.run(main())
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -32,7 +32,7 @@ from tcwebhook.console import render
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import UserBook
 from tcwebhook.errors import EventNotFound, StoreUnavailable
-from tcwebhook.inbox.base import Inbox
+from tcwebhook.inbox.base import Inbox, StoredEvent
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +87,8 @@ class ConsoleHooks:
     certificate_expiry: Callable[[], datetime | None]
     # Called after a replay or reprocess, so an in-process dispatcher looks at once.
     on_requeued: Callable[[], None] = lambda: None
+    # The object a GET trigger names, fetched from the Tradecloud API now ([tradecloud] configured).
+    fetch_object: Callable[[StoredEvent], Awaitable[dict[str, Any]]] | None = None
 
 
 class Forbidden(Exception):
@@ -312,6 +314,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/events/replay", _action(views.replay, console), methods=["POST"]),
         Route("/events/{event_id}", _page(views.event, console), methods=["GET"]),
         Route("/events/{event_id}/body", _page(views.event_body, console), methods=["GET"]),
+        Route("/events/{event_id}/fetched", _page(views.fetched, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),

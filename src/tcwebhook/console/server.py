@@ -172,13 +172,13 @@ class ConsoleListener:
 async def run_console(
     settings: Settings,
     inbox: Inbox,
+    hooks: ConsoleHooks,
     on_ready: Callable[[ConsoleListener], Awaitable[None] | None] | None = None,
 ) -> None:
     """The console alone on ``inbox`` (opened and closed here) until SIGTERM/SIGINT."""
     check_console(settings)
     await inbox.open()
     try:
-        hooks = ConsoleHooks(certificate_expiry=lambda: certificate_expiry(settings.tls.certfile))
         listener = ConsoleListener(settings, inbox, hooks)
         await listener.start()
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlencode
 
+import orjson
 import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -16,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from tcwebhook.console import render
 from tcwebhook.console.app import Console
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.errors import ContractError, EventNotFound, StoreError
+from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
 from tcwebhook.inbox.base import (
     Attempt,
     DeliveryStatus,
@@ -189,7 +190,31 @@ async def event(console: Console, request: Request) -> Response:
         related=related,
         number_of=number_of,
         fields=_fields(stored),
+        can_fetch=console.hooks.fetch_object is not None,
     )
+
+
+async def fetched(console: Console, request: Request) -> Response:
+    """A GET trigger's object as the Tradecloud API has it now (what a delivery would send)."""
+    stored = await console.inbox.get_event(request.path_params["event_id"])
+    fetch = console.hooks.fetch_object
+    obj: dict[str, Any] | None = None
+    error = ""
+    if not stored.kind.is_fetch:
+        error = "This event is not a GET trigger: its body is the whole event."
+    elif fetch is None:
+        error = "No [tradecloud] credentials are configured here, so nothing can be fetched."
+    else:
+        try:
+            async with asyncio.timeout(15):
+                obj = await fetch(stored)
+        except TimeoutError:
+            error = "The Tradecloud API did not answer within 15 s."
+        except DeliveryError as exc:  # what the fetch raises for API trouble, as a delivery would
+            error = str(exc)
+    body = render.pretty_body(orjson.dumps(obj), "application/json")[0] if obj is not None else ""
+    return console.page(request, "fetched.html", 200 if obj is not None else 502, event=stored, body=body,
+                        error=error)
 
 
 def _fields(e: StoredEvent) -> list[tuple[str, str]]:
