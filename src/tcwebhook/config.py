@@ -445,6 +445,57 @@ class ConsoleSettings(_Section):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or "90s", "15m", "2h", "1d"."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a text like 15m, 2h, 1d")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value).lower())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration: write seconds or 30s, 15m, 2h, 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class ReconcileSettings(_Section):
+    """Background reconciliation against the Tradecloud polling API (off unless ``interval``)."""
+
+    interval: float | None = None  # seconds between runs, e.g. "15m"; None = off
+    action: Literal["fetch", "resend", "report"] = "fetch"
+    orders: bool = True
+    shipments: bool = True
+    since: float = 24 * 3600.0  # first run looks back this far; later runs resume at the high-water mark
+    grace: float = 120.0  # changes younger than this may still be on their way as webhooks
+    page_size: int = Field(default=100, gt=0, le=100)
+    lease: float = Field(default=300.0, gt=0)
+
+    @field_validator("interval", "since", "grace", "lease", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return None if value is None or value == "off" else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _positive(self) -> ReconcileSettings:
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("interval must be positive (or left out to turn reconciliation off)")
+        return self
+
+
+class ConnectSettings(_Section):
+    """What ``tcwebhook connect`` sets in the company's Tradecloud webhook settings."""
+
+    company_id: str | None = None  # the company's Tradecloud id (portal: My Company)
+    format: Literal["json", "txml"] = "json"
+    single_delivery: bool = False
+    enabled_event_names: tuple[str, ...] = ()  # empty = every documented name
+    order_documents: bool = True  # also set the order-documents webhook
+    shipments: bool = True  # also set the shipment webhook
+
+
 class Settings(BaseSettings):
     """Everything tcwebhook reads from its configuration; immutable once built."""
 
@@ -467,6 +518,10 @@ class Settings(BaseSettings):
     sinks: tuple[SinkSettings, ...] = ()
     tradecloud: TradecloudSettings = TradecloudSettings()
     console: ConsoleSettings = ConsoleSettings()
+
+
+    reconcile: ReconcileSettings = ReconcileSettings()
+    connect: ConnectSettings = ConnectSettings()
 
     @classmethod
     def settings_customise_sources(

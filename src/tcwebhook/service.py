@@ -7,7 +7,8 @@
                    │              → sinks.tradecloud.wrap_sinks (GET triggers, enrich, documents)
                    ├─ tradecloud  TradecloudClient, when [tradecloud] has credentials
                    ├─ inbox       inbox.factory.open_inbox ([store] url)
-                   └─ dispatcher  Dispatcher(inbox, sinks)
+                   ├─ dispatcher  Dispatcher(inbox, sinks)
+                   └─ reconciler  BackgroundReconciler, when [reconcile] interval is set
                  Service.receiver()  the ASGI app of ``serve`` (receiver + OpenAPI document,
                                      OAuthValidator when [auth.oauth] is set)
 
@@ -44,6 +45,7 @@ from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
+from tcwebhook.reconcile.background import BackgroundReconciler, ReconcileMetrics, check_reconcile_options
 from tcwebhook.reload import Reloader
 from tcwebhook.sinks.base import Sink
 from tcwebhook.sinks.factory import build_sinks
@@ -74,6 +76,7 @@ class Service:
         self.registry = CollectorRegistry()
         self.metrics: ServiceMetrics | None = None
         self._resources = contextlib.AsyncExitStack()
+        self.reconciler: BackgroundReconciler | None = None
 
     @property
     def inbox(self) -> Inbox:
@@ -91,6 +94,7 @@ class Service:
         """The checks of ``open`` that need no store and no network (``check-config``)."""
         build_sinks(self.settings)  # resolves python callables and sink settings
         check_api_options(self.settings)
+        check_reconcile_options(self.settings)
         if self.settings.auth.oauth is not None:
             OAuthValidator(self.settings.auth.oauth)  # refuses an unusable ca_bundle
         if self.settings.console.enabled:
@@ -120,6 +124,15 @@ class Service:
             await dispatcher.start()
             self._dispatcher = dispatcher
             self._resources.push_async_callback(dispatcher.stop, s.delivery.shutdown_timeout)
+            check_reconcile_options(s)
+            if s.reconcile.interval is not None and self.tradecloud is not None:
+                # One process per store runs it (an inbox lease); it stops first on close.
+                reconciler = BackgroundReconciler(
+                    s, inbox, self.tradecloud, metrics=ReconcileMetrics(self.registry)
+                )
+                reconciler.start()
+                self.reconciler = reconciler
+                self._resources.push_async_callback(reconciler.stop)
         except BaseException:
             await self.close()
             raise

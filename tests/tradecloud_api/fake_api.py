@@ -1,6 +1,9 @@
 """A fake Tradecloud API: a real HTTPS server on loopback with scriptable failures.
 
 It implements login/refresh/logout with expiring JWT-shaped tokens, orders and shipments by id,
+polling (``order-search/poll``, ``…/single-delivery``, ``shipment/poll``), resend (which sends
+the webhook to ``webhook_target``, like Tradecloud does, answered or not), the webhook connector
+settings of the company,
 object-storage metadata whose ``downloadUrl`` points at an S3-like route of the same server
 (signed, expiring ``/s3/...`` URLs), the proxy download route, and a partner content server
 (``/partner/...``). ``FakeTradecloud`` holds the state, the failure script and a call log; all
@@ -26,9 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import trustme
 import uvicorn
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -81,6 +86,29 @@ def _jwt(subject: str, expires_at: float) -> str:
     return f"{header}.{payload}.{_b64(secrets.token_bytes(16))}"
 
 
+@dataclass
+class WebhookTarget:
+    orders_url: str
+    shipments_url: str
+    headers: dict[str, str]
+    verify: str | bool = True
+
+
+_last_stamp = [0]
+
+
+def _now_iso() -> str:
+    """Now as Tradecloud writes it (milliseconds, UTC); strictly increasing, so changes are ordered."""
+    millis = max(time.time_ns() // 1_000_000, _last_stamp[0] + 1)
+    _last_stamp[0] = millis
+    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _updated(obj: dict[str, Any]) -> str:
+    value = obj.get("lastUpdatedAt") or obj.get("meta", {}).get("lastUpdatedAt") or ""
+    return str(value)
+
+
 def _sign(object_id: str, amz_date: str, expires: int) -> str:
     message = f"{object_id}|{amz_date}|{expires}".encode()
     return hmac.new(_SIGNING_KEY, message, hashlib.sha256).hexdigest()
@@ -116,6 +144,10 @@ class FakeTradecloud:
             self._holds: dict[str, threading.Event] = {}
             self.expired_urls = 0  # the next N download URLs are issued already expired
             self.storage_unreachable = False
+            self.company_id = "c0ffee00-0000-4000-8000-000000000001"
+            self.webhook_settings: dict[str, Any] = {}  # orderEvents / orderDocumentsEvents / shipment
+            self.webhook_target: WebhookTarget | None = None  # where resends go
+            self.webhooks_sent: list[tuple[str, int]] = []  # (event name, status answered)
 
     # -- content ----------------------------------------------------------------------------
 
@@ -136,12 +168,62 @@ class FakeTradecloud:
             self.partner_files[name] = Document(name, ctype, content)
             return f"{self.storage_base}/partner/{quote(name)}"
 
+    def update_order(self, order: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """A change in Tradecloud: new ``lastUpdatedAt`` and ``version``; returns the new order."""
+        with self.lock:
+            current = dict(self.orders.get(order["id"], order))
+            current.update(changes)
+            current["version"] = int(current.get("version", 0)) + 1
+            current["lastUpdatedAt"] = _now_iso()
+            self.orders[current["id"]] = current
+            return current
+
+    def update_shipment(self, shipment: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        with self.lock:
+            current = dict(self.shipments.get(shipment["id"], shipment))
+            current.update(changes)
+            current["meta"] = {**current.get("meta", {}), "lastUpdatedAt": _now_iso()}
+            self.shipments[current["id"]] = current
+            return current
+
+    def order_webhook(self, order: dict[str, Any], event_name: str = "OrderLinesUpdatedByBuyer") -> dict[str, Any]:
+        """The order webhook body Tradecloud sends for the order's current state."""
+        event = {k: v for k, v in order.items() if k != "id"}
+        event["orderId"] = order["id"]
+        meta = {"messageId": str(uuid.uuid4()), "createdDateTime": _now_iso()}
+        return {"eventName": event_name, "orderEvent": event, "meta": meta}
+
+    def shipment_webhook(
+        self, shipment: dict[str, Any], event_name: str = "ShipmentIssuedBySupplier"
+    ) -> dict[str, Any]:
+        body_shipment = dict(shipment)
+        body_shipment["meta"] = {**shipment.get("meta", {}), "messageId": str(uuid.uuid4())}
+        return {"eventName": event_name, "shipment": body_shipment}
+
+    def send_webhook(self, route: str, body: dict[str, Any]) -> int:
+        """POST ``body`` to the target's orders/shipments URL, like Tradecloud: once, no retry here."""
+        target = self.webhook_target
+        if target is None:
+            return 0
+        url = target.orders_url if route == "orders" else target.shipments_url
+        try:
+            status = httpx.post(url, json=body, headers=target.headers, verify=target.verify, timeout=10).status_code
+        except httpx.HTTPError:
+            status = -1
+        with self.lock:
+            self.webhooks_sent.append((str(body["eventName"]), status))
+        return status
+
     # -- failure script ---------------------------------------------------------------------
 
     def fail(self, prefix: str, status: int = 503, times: int = 1, **headers: str) -> None:
         """The next ``times`` requests whose path starts with ``prefix`` answer ``status``."""
         with self.lock:
             self._failures.append(_Failure(prefix, status, times, headers))
+
+    def reset_failures(self) -> None:
+        with self.lock:
+            self._failures.clear()
 
     def slow(self, prefix: str, seconds: float, times: int = 1) -> None:
         with self.lock:
@@ -345,7 +427,98 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
             headers={"Content-Disposition": f'attachment; filename="{doc.filename}"'},
         )
 
+    def poll(collection: str) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            if (denied := bearer_required(request)) is not None:
+                return denied
+            try:
+                body = json.loads(await request.body())
+                after = body.get("filters", {}).get("lastUpdatedAfter") or ""
+                offset, limit = int(body.get("offset", 0)), int(body.get("limit", 100))
+            except (ValueError, AttributeError, TypeError):
+                return JSONResponse({"message": "Bad request"}, status_code=400)
+            if limit > 100 or limit < 1 or offset < 0:
+                return JSONResponse({"message": "limit must be 1..100"}, status_code=400)
+            with fake.lock:
+                items = list((fake.orders if collection == "orders" else fake.shipments).values())
+            # ISO timestamps of one format compare as text; Tradecloud's are all UTC "Z".
+            matching = sorted((o for o in items if _updated(o) > after), key=_updated)
+            page = matching[offset : offset + limit]
+            last = _updated(matching[-1]) if matching else None
+            return JSONResponse({"data": page, "total": len(matching), "lastUpdatedAt": last})
+
+        return handler
+
+    async def resend(request: Request) -> Response:
+        if (denied := bearer_required(request)) is not None:
+            return denied
+        object_id = request.path_params["id"]
+        is_order = request.url.path.startswith("/v2/order/")
+        with fake.lock:
+            obj = (fake.orders if is_order else fake.shipments).get(object_id)
+        if obj is None:
+            return JSONResponse({"message": "Not found"}, status_code=404)
+        if is_order:
+            route, body = "orders", fake.order_webhook(obj, "OrderResentByBuyer")
+        else:
+            route, body = "shipments", fake.shipment_webhook(obj, "ShipmentResentByBuyer")
+        # Tradecloud answers the API call, then delivers the webhook on its own.
+        return Response(status_code=200, background=BackgroundTask(asyncio.to_thread, fake.send_webhook, route, body))
+
+    def settings_route(section: str | None) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            if (denied := bearer_required(request)) is not None:
+                return denied
+            if request.path_params["company"] != fake.company_id:
+                return JSONResponse({"message": "Forbidden"}, status_code=403)
+            shipment = request.url.path.startswith("/v2/shipment-webhook-connector/")
+            if request.method == "GET":
+                with fake.lock:
+                    if shipment:
+                        return JSONResponse(fake.webhook_settings.get("shipment", {}))
+                    return JSONResponse(
+                        {k: v for k, v in fake.webhook_settings.items() if k in ("orderEvents", "orderDocumentsEvents")}
+                    )
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                return JSONResponse({"message": "Bad request"}, status_code=400)
+            if not isinstance(body, dict) or not str(body.get("webhookUrl", "")).startswith("https://"):
+                return JSONResponse({"message": "webhookUrl must be https"}, status_code=400)
+            with fake.lock:
+                fake.webhook_settings["shipment" if shipment else str(section)] = body
+            return JSONResponse(body)
+
+        return handler
+
+    async def misconfigured(request: Request) -> Response:
+        """A receiver that answers every webhook with the status in its path (400, 500, …)."""
+        await request.body()
+        return JSONResponse({"error": "misconfigured"}, status_code=int(request.path_params["status"]))
+
     routes = [
+        Route("/v2/order-search/poll", poll("orders"), methods=["POST"]),
+        Route("/v2/order-search/poll/single-delivery", poll("orders"), methods=["POST"]),
+        Route("/v2/shipment/poll", poll("shipments"), methods=["POST"]),
+        Route("/v2/order/{id}/buyer/resend", resend, methods=["POST"]),
+        Route("/v2/shipment/{id}/resend", resend, methods=["POST"]),
+        Route(
+            "/v2/order-webhook-connector/company/{company}/settings/orderEvents",
+            settings_route("orderEvents"),
+            methods=["POST"],
+        ),
+        Route(
+            "/v2/order-webhook-connector/company/{company}/settings/orderDocumentsEvents",
+            settings_route("orderDocumentsEvents"),
+            methods=["POST"],
+        ),
+        Route("/v2/order-webhook-connector/company/{company}/settings", settings_route(None), methods=["GET"]),
+        Route(
+            "/v2/shipment-webhook-connector/company/{company}/settings",
+            settings_route(None),
+            methods=["GET", "POST"],
+        ),
+        Route("/misconfigured/{status:int}/{rest:path}", misconfigured, methods=["POST"]),
         Route("/v2/authentication/login", login, methods=["GET"]),
         Route("/v2/authentication/refresh", refresh, methods=["GET"]),
         Route("/v2/authentication/logout", logout, methods=["POST"]),

@@ -33,6 +33,7 @@ from tcwebhook.terminal import cell, markup_safe
 events_app = typer.Typer(help="Inspect, and replay, the events in the inbox.", no_args_is_help=True)
 
 BATCH = 200
+RECONCILED = "reconciled"  # not a delivery status: the events reconciliation stored
 
 
 def register(app: typer.Typer) -> None:
@@ -118,7 +119,8 @@ def _events_table(events: Sequence[StoredEvent], errors: dict[str, str] | None =
 def list_events(
     config: ConfigOption = None,
     status: Annotated[
-        str | None, typer.Option(help="pending, delivered, dead, superseded or stored.")
+        str | None,
+        typer.Option(help="pending, delivered, dead, superseded or stored; reconciled: stored by reconcile."),
     ] = None,
     kind: Annotated[EventKind | None, typer.Option(help="Event kind.")] = None,
     event: Annotated[str | None, typer.Option("--event", help="Event name, glob allowed: 'Order*'.")] = None,
@@ -131,10 +133,13 @@ def list_events(
     json_output: JsonOption = False,
 ) -> None:
     """List events, newest first."""
-    if status is not None and status not in set(EventStatus):
-        raise typer.BadParameter(f"status must be one of {', '.join(EventStatus)}", param_hint="--status")
+    reconciled = status == RECONCILED
+    if status is not None and not reconciled and status not in set(EventStatus):
+        choices = ", ".join([*EventStatus, RECONCILED])
+        raise typer.BadParameter(f"status must be one of {choices}", param_hint="--status")
     flt = EventFilter(
-        status=status,
+        status=None if reconciled else status,
+        reconciled=True if reconciled else None,
         kind=kind,
         event_name=event,
         number=number,

@@ -12,6 +12,11 @@ pending delivery with a lease; a lease that runs out (the claimant died) makes i
 so an event is delivered at least once and never lost. An event's ``status`` sums up its
 deliveries; ``stored`` means there is nothing to deliver (no sink was configured, or none selects
 it).
+
+Reconciliation (``tcwebhook reconcile``) adds little: events it stores carry ``reconciled`` (kept
+beside the event and found with ``EventFilter(reconciled=True)``), ``key_updates`` tells what is
+stored per order or shipment without reading bodies, and named *state* values and *leases* hold
+its high-water marks and make sure one process per store runs it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class NewEvent:
     message_id: str | None = None
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
+    reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
 
     @classmethod
     def from_parsed(
@@ -233,6 +239,7 @@ class EventFilter:
     sink: str | None = None
     search: str | None = None  # like ``number``, and a message id (meta.messageId) too
     before_seq: int | None = None
+    reconciled: bool | None = None  # True: only events stored by reconciliation
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +253,17 @@ class SinkHealth:
     last_success_at: datetime | None
     last_error_at: datetime | None
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdate:
+    """What one stored event says about its order or shipment (no body)."""
+
+    key: str
+    kind: EventKind
+    event_id: str
+    received_at: datetime
+    last_updated_at: str | None
 
 
 @runtime_checkable
@@ -380,3 +398,19 @@ class Inbox(Protocol):
         ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once;
         ``sink`` touches that sink's deliveries only (and creates none for other sinks).
         """
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def key_updates(self, keys: Sequence[str]) -> Sequence[KeyUpdate]:
+        """Every stored event of the given routing keys (``order:<id>``, ``shipment:<id>``)."""
+
+    async def get_state(self, name: str) -> str | None:
+        """A named value kept in the store (a reconciliation high-water mark), or None."""
+
+    async def set_state(self, name: str, value: str) -> None: ...
+
+    async def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew the named lease for ``seconds``; False while another owner holds it."""
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it."""

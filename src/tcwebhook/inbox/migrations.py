@@ -144,7 +144,21 @@ _V3 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Reconciliation: which events it stored (a side table keeps the events rows and their hot
+# indexes untouched), and named values / leases (high-water marks, one runner per store).
+_V4 = (
+    "CREATE TABLE reconciled (seq INTEGER PRIMARY KEY REFERENCES events(seq), detail TEXT)",
+    """
+    CREATE TABLE service_state (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        owner TEXT,
+        expires REAL
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

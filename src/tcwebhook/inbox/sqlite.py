@@ -43,6 +43,7 @@ from tcwebhook.inbox.base import (
     EventFilter,
     EventStatus,
     Inbox,
+    KeyUpdate,
     NewEvent,
     QuarantineEntry,
     ReplayResult,
@@ -72,6 +73,8 @@ log = structlog.get_logger(__name__)
 # exemptions); every value is bound.
 
 T = TypeVar("T")
+
+_KINDS = {k.value: k for k in EventKind}
 
 SCHEME = "sqlite://"
 
@@ -149,6 +152,7 @@ def _store_event(
     params: tuple[Any, ...],
     sinks: tuple[str, ...],
     next_at: float | None,
+    reconciled: bool = False,
 ) -> StoreResult:
     row = conn.execute(_INSERT_EVENT, params).fetchone()
     if row is None:
@@ -161,6 +165,8 @@ def _store_event(
     for sink in sinks:
         blocked = key is not None and conn.execute(dsql.KEY_BUSY, (sink, key)).fetchone() is not None
         conn.execute(dsql.INSERT_DELIVERY, (seq, sink, key, next_at, blocked, params[2]))
+    if reconciled:
+        conn.execute("INSERT INTO reconciled (seq) VALUES (?)", (seq,))
     return StoreResult(event_id=params[0], seq=seq, duplicate=False)
 
 
@@ -372,7 +378,9 @@ class SqliteInbox:
         now = time.time()
         params = _event_params(event, new_id(), now, self._new_status)
         next_at = None if self._hold_new else now
-        return await self._write(partial(_store_event, params=params, sinks=self._sinks, next_at=next_at))
+        return await self._write(
+            partial(_store_event, params=params, sinks=self._sinks, next_at=next_at, reconciled=event.reconciled)
+        )
 
     async def quarantine(
         self,
@@ -560,6 +568,62 @@ class SqliteInbox:
                 conn, ids, sinks=self._sinks, only_dead=only_dead, force=force, now=time.time(), sink=sink
             )
         )
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def key_updates(self, keys: Sequence[str]) -> Sequence[KeyUpdate]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
+
+        def q(conn: sqlite3.Connection) -> list[KeyUpdate]:
+            found: list[KeyUpdate] = []
+            for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    "SELECT key, kind, event_id, received_at, last_updated_at FROM events"  # noqa: S608
+                    f" WHERE key IN ({marks}) ORDER BY seq"
+                )
+                found.extend(
+                    KeyUpdate(r[0], _KINDS[r[1]], r[2], to_datetime(r[3]), r[4]) for r in conn.execute(sql, chunk)
+                )
+            return found
+
+        return await self._read(q)
+
+    async def get_state(self, name: str) -> str | None:
+        def q(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM service_state WHERE name = ?", (name,)).fetchone()
+            return None if row is None else row[0]
+
+        return await self._read(q)
+
+    async def set_state(self, name: str, value: str) -> None:
+        sql = (
+            "INSERT INTO service_state (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        await self._write(lambda conn: conn.execute(sql, (name, value)) and None)
+
+    async def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            conn.execute(
+                "INSERT INTO service_state (name, owner, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
+                " WHERE service_state.owner IS NULL OR service_state.owner = excluded.owner"
+                " OR service_state.expires < ?",
+                (name, owner, now + seconds, now),
+            )
+            row = conn.execute("SELECT owner FROM service_state WHERE name = ?", (name,)).fetchone()
+            return row is not None and row[0] == owner
+
+        return await self._write(op)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        sql = "UPDATE service_state SET owner = NULL, expires = NULL WHERE name = ? AND owner = ?"
+        await self._write(lambda conn: conn.execute(sql, (name, owner)) and None)
 
 
 # The protocol is the contract every backend keeps; mypy checks this one against it.

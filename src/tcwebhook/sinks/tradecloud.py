@@ -38,7 +38,7 @@ from tcwebhook.tradecloud_api.documents import (
 )
 from tcwebhook.tradecloud_api.downloads import PartnerDownloader, UrlPolicy
 from tcwebhook.tradecloud_api.enrich import EXTRA_KEY, Enricher
-from tcwebhook.tradecloud_api.fetch import ApiObject, FetchResolver
+from tcwebhook.tradecloud_api.fetch import ApiObject, FetchResolver, is_resolved
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +103,7 @@ class TradecloudSink:
 
     async def deliver(self, event: StoredEvent) -> None:
         stored = event
-        if event.kind.is_fetch:
+        if event.kind.is_fetch and not is_resolved(event):
             if self._resolver is None:
                 raise PermanentError(
                     "a GET webhook trigger needs the Tradecloud API: set [tradecloud] "

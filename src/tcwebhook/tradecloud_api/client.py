@@ -29,6 +29,7 @@ from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFoun
 from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
 from tcwebhook.tradecloud_api.downloads import DownloadInfo, stream_to_file
+from tcwebhook.tradecloud_api.polling import PollPage
 from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
@@ -216,6 +217,48 @@ class TradecloudClient:
         content_type = response.headers.get("content-type", meta.content_type)
         return DownloadInfo(meta.filename, content_type.split(";")[0].strip(), written[-1])
 
+    # -- polling and resend ----------------------------------------------------------------
+
+    async def poll(self, path: str, filters: Mapping[str, Any], offset: int, limit: int) -> PollPage:
+        """One page of ``POST order-search/poll``, ``…/poll/single-delivery`` or ``shipment/poll``."""
+        body = {"filters": dict(filters), "offset": offset, "limit": limit}
+        return PollPage.from_api(await self.post_json(path, body, "poll"))
+
+    async def resend_order(self, order_id: str) -> None:
+        """Ask Tradecloud to send the order webhook again (``OrderResentByBuyer``)."""
+        path = _object_path("/order", order_id, "order") + "/buyer/resend"
+        self._check(await self._authenticated("POST", path, "order resend"), "order resend")
+
+    async def resend_shipment(self, shipment_id: str) -> None:
+        """Ask Tradecloud to send the shipment webhook again (``ShipmentResentByBuyer``)."""
+        path = _object_path("/shipment", shipment_id, "shipment") + "/resend"
+        self._check(await self._authenticated("POST", path, "shipment resend"), "shipment resend")
+
+    async def get_json(self, path: str, what: str) -> dict[str, Any]:
+        """GET a JSON object from the API (``what`` names it in errors)."""
+        return await self._get_json(path, what)
+
+    async def post_json(self, path: str, body: Any, what: str) -> dict[str, Any]:
+        """POST a JSON body; the JSON object answered (empty when the answer has no body)."""
+        content = orjson.dumps(body)
+
+        def with_body(
+            client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+        ) -> Awaitable[httpx.Response]:
+            return self._send(client, method, url, {**headers, "Content-Type": "application/json"}, content)
+
+        response = await self._authenticated("POST", path, what, send=with_body)
+        self._check(response, what)
+        if not response.content.strip():
+            return {}
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise TradecloudApiError(f"Tradecloud {what}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise TradecloudApiError(f"Tradecloud {what}: the answer is not a JSON object")
+        return data
+
     # -- plumbing --------------------------------------------------------------------------
 
     async def _try_presigned(self, url: str) -> tuple[bytes | None, str]:
@@ -346,10 +389,15 @@ class TradecloudClient:
             await asyncio.sleep(delay)
 
     async def _send(
-        self, client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send and read the whole body (bounded), so a retry never sees a half-read stream."""
-        request = client.build_request(method, url, headers=dict(headers))
+        request = client.build_request(method, url, headers=dict(headers), content=content)
         response = await client.send(request, stream=True)
         try:
             chunks: list[bytes] = []

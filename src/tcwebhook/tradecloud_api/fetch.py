@@ -78,6 +78,17 @@ def fetch_target(event: StoredEvent) -> FetchTarget:
     return FetchTarget(event.kind, object_id.strip())
 
 
+def is_resolved(event: StoredEvent) -> bool:
+    """A fetch-kind event that already carries its object (stored by reconciliation)."""
+    if not event.kind.is_fetch or not event.body.startswith(b"{"):
+        return False
+    try:
+        body = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("id"), str)
+
+
 def plan_fetches(events: Sequence[StoredEvent]) -> FetchPlan:
     """Keep the newest trigger per object (by ``seq``); older ones are superseded by it."""
     newest: dict[str, StoredEvent] = {}
