@@ -86,6 +86,11 @@ async def receive(inbox: SqliteInbox, route: str, body: dict[str, Any]) -> None:
     await inbox.store(NewEvent.from_parsed(parsed, content_type="application/json", body=raw, headers={}))
 
 
+async def settle() -> None:
+    """The fake's timestamps stay strictly increasing and may run a few milliseconds ahead."""
+    await asyncio.sleep(0.05)
+
+
 async def scenario(fake: FakeTradecloud, inbox: SqliteInbox) -> None:
     """ord-1, ord-2, shp-1 delivered; ord-3 delivered then changed (lost); ord-4, ord-5, shp-2 lost."""
     for n in (1, 2, 3):
@@ -95,6 +100,7 @@ async def scenario(fake: FakeTradecloud, inbox: SqliteInbox) -> None:
     fake.update_order(order(5))
     await receive(inbox, "shipments", fake.shipment_webhook(fake.update_shipment(shipment(1))))
     fake.update_shipment(shipment(2))
+    await settle()
 
 
 class TestGaps:
@@ -137,6 +143,7 @@ class TestGaps:
         current = fake.update_order(order(7))
         body = fake.order_webhook({**current, "version": current["version"] - 1})
         await receive(inbox, "orders", body)
+        await settle()
         reconciler = Reconciler(settings(fake_server), inbox, client)
         report = await reconciler.run(action="report", since=3600, shipments=False)
         assert [(g.reason, g.stored_version, g.tradecloud_version) for g in report.gaps] == [("stale", 0, 1)]
@@ -182,6 +189,7 @@ class TestHighWaterMark:
         assert mark is not None and mark == first.high_water["order"]
         await asyncio.sleep(0.01)
         lost = fake.update_order(order(1))
+        await settle()
         fake.fail("/v2/order-search/poll", 429, times=10, **{"Retry-After": "0"})
         failed = await reconciler.run(action="fetch", shipments=False)
         assert not failed.complete and "HTTP 429" in failed.errors[0]
@@ -202,6 +210,7 @@ class TestHighWaterMark:
         first = BackgroundReconciler(s, inbox, client, owner="a")
         second = BackgroundReconciler(s, inbox, client, owner="b")
         fake.update_order(order(1))
+        await settle()
         report = await first.run_once()
         assert report is not None and len(report.gaps) == 1
         assert await second.run_once() is None  # the lease is held by "a"

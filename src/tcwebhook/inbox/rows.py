@@ -158,7 +158,7 @@ def filter_clause(flt: EventFilter, prefix: str = "", *, postgres: bool = False)
             args.append(value)
     if flt.reconciled is not None:
         negate = "" if flt.reconciled else "NOT "
-        where.append(f"{p}seq {negate}IN (SELECT seq FROM reconciled)")
+        where.append(f"{p}seq {negate}IN (SELECT seq FROM reconciled)")  # noqa: S608 - constants only
     # A time range also bounds ``seq`` (the listing's order), so the scan starts and stops at the
     # range instead of walking every newer event: the bounds are the sequence numbers of events
     # received SEQ_SLACK seconds outside the range, found through events_received. That holds
