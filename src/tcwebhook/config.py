@@ -445,22 +445,6 @@ class ConsoleSettings(_Section):
         return self
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or "90s", "15m", "2h", "1d"."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a text like 15m, 2h, 1d")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value).lower())
-    if match is None:
-        raise ValueError(f"{value!r} is not a duration: write seconds or 30s, 15m, 2h, 1d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
 class ReconcileSettings(_Section):
     """Background reconciliation against the Tradecloud polling API (off unless ``interval``)."""
 
@@ -476,7 +460,11 @@ class ReconcileSettings(_Section):
     @field_validator("interval", "since", "grace", "lease", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
-        return None if value is None or value == "off" else parse_duration(value)
+        if value is None or value == "off":
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return parse_duration(str(value).lower())
 
     @model_validator(mode="after")
     def _positive(self) -> ReconcileSettings:

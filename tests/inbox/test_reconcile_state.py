@@ -1,34 +1,24 @@
-"""The inbox's part in reconciliation: reconciled events, key updates, named state and leases."""
+"""The inbox's part in reconciliation, on SQLite and PostgreSQL: reconciled events, key updates,
+named state and leases."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.inbox import EventFilter, SqliteInbox
+from tcwebhook.inbox import EventFilter, Inbox
 
-from .conftest import order_event, shipment_event
+from .conftest import MakeInbox, order_event, shipment_event
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def inbox(db_path: Path) -> AsyncIterator[SqliteInbox]:
-    store = SqliteInbox(db_path, StoreSettings(), sinks=("erp",))
-    await store.open()
-    yield store
-    await store.close()
 
 
 class TestReconciled:
     """Events stored by reconciliation are found by the filter; others are not."""
 
-    async def test_filter(self, inbox: SqliteInbox) -> None:
+    async def test_filter(self, inbox: Inbox) -> None:
         plain = await inbox.store(order_event(1))
         marked = await inbox.store(order_event(2, reconciled=True, kind=EventKind.ORDER_FETCH))
         again = await inbox.store(order_event(2, reconciled=True, kind=EventKind.ORDER_FETCH))
@@ -41,7 +31,7 @@ class TestReconciled:
 class TestKeyUpdates:
     """What is stored per order or shipment, without bodies, oldest first."""
 
-    async def test_by_key(self, inbox: SqliteInbox) -> None:
+    async def test_by_key(self, inbox: Inbox) -> None:
         await inbox.store(order_event(1, last_updated_at="2025-05-02T08:00:00Z"))
         await inbox.store(order_event(6, last_updated_at="2025-05-02T09:00:00Z"))  # same key o-1
         await inbox.store(shipment_event(1))
@@ -57,14 +47,14 @@ class TestKeyUpdates:
 class TestStateAndLeases:
     """Named values persist; a lease has one holder until released or expired."""
 
-    async def test_state(self, inbox: SqliteInbox) -> None:
+    async def test_state(self, inbox: Inbox) -> None:
         assert await inbox.get_state("mark") is None
         await inbox.set_state("mark", "2025-01-01T00:00:00.000Z")
         await inbox.set_state("mark", "2025-01-02T00:00:00.000Z")
         assert await inbox.get_state("mark") == "2025-01-02T00:00:00.000Z"
 
-    async def test_lease(self, inbox: SqliteInbox, db_path: Path) -> None:
-        other = SqliteInbox(db_path, StoreSettings())  # another process on the same file
+    async def test_lease(self, inbox: Inbox, make_inbox: MakeInbox) -> None:
+        other = make_inbox()  # another process on the same store
         await other.open()
         try:
             assert await inbox.acquire_lease("job", "a", 60)

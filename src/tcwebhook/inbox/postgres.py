@@ -43,6 +43,7 @@ from tcwebhook.inbox.base import (
     EventFilter,
     EventStatus,
     Inbox,
+    KeyUpdate,
     NewEvent,
     QuarantineEntry,
     ReplayResult,
@@ -190,6 +191,15 @@ async def _reprocess(
     await conn.execute(
         "UPDATE quarantine SET reprocessed_event_id = %s WHERE id = %s", (result.event_id, quarantine_id)
     )
+    return result
+
+
+async def _store_reconciled(
+    conn: Conn, params: tuple[Any, ...], sinks: list[str], next_at: float | None
+) -> StoreResult:
+    result = await _store_event(conn, params, sinks, next_at)
+    if not result.duplicate:
+        await conn.execute("INSERT INTO reconciled (seq) VALUES (%s)", (result.seq,))
     return result
 
 
@@ -413,6 +423,11 @@ class PostgresInbox:
         now = time.time()
         params = _event_params(event, new_id(), now, self._new_status)
         next_at = None if self._hold_new else now
+        if event.reconciled:
+            return await self._write(
+                partial(_store_reconciled, params=params, sinks=self._sinks, next_at=next_at),
+                wakes=bool(self._sinks) and not self._hold_new,
+            )
         bulk = Bulk(_STORE, (*params, next_at, self._sinks), partial(_after_store, params=params))
         return await self._write(bulk, wakes=bool(self._sinks) and not self._hold_new)
 
@@ -592,6 +607,54 @@ class PostgresInbox:
             )
         )
 
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def key_updates(self, keys: Sequence[str]) -> Sequence[KeyUpdate]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
+        rows = await self._rows(
+            "SELECT key, kind, event_id, received_at, last_updated_at FROM events WHERE key = ANY(%s) ORDER BY seq",
+            (wanted,),
+        )
+        return [KeyUpdate(r[0], EventKind(r[1]), r[2], to_datetime(r[3]), r[4]) for r in rows]
+
+    async def get_state(self, name: str) -> str | None:
+        rows = await self._rows("SELECT value FROM service_state WHERE name = %s", (name,))
+        return None if not rows else rows[0][0]
+
+    async def set_state(self, name: str, value: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO service_state (name, value) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+        await self._write(op)
+
+    async def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        async def op(conn: Conn) -> bool:
+            now = time.time()
+            cur = await conn.execute(
+                "INSERT INTO service_state (name, owner, expires) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
+                " WHERE service_state.owner IS NULL OR service_state.owner = excluded.owner"
+                " OR service_state.expires < %s RETURNING owner",
+                (name, owner, now + seconds, now),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._write(op)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE service_state SET owner = NULL, expires = NULL WHERE name = %s AND owner = %s", (name, owner)
+            )
+
+        await self._write(op)
 
 # The protocol is the contract every backend keeps; mypy checks this one against it.
 _CHECK: type[Inbox] = PostgresInbox

@@ -122,7 +122,20 @@ _V2 = (
     "CREATE INDEX attempts_sink ON attempts(sink, outcome, started_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Reconciliation (as SQLite's version 3): the events it stored, named values and leases.
+_V3 = (
+    "CREATE TABLE reconciled (seq BIGINT PRIMARY KEY REFERENCES events(seq) ON DELETE CASCADE, detail TEXT)",
+    """
+    CREATE TABLE service_state (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        owner TEXT,
+        expires DOUBLE PRECISION
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("events", "deliveries", "attempts", "watermarks", "quarantine")
 

@@ -175,7 +175,7 @@ def _prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
     if not seqs:
         return 0
     marks = ", ".join("?" * len(seqs))
-    for table in ("attempts", "deliveries", "events"):
+    for table in ("attempts", "deliveries", "reconciled", "events"):
         conn.execute(f"DELETE FROM {table} WHERE seq IN ({marks})", seqs)  # noqa: S608
     return len(seqs)
 
