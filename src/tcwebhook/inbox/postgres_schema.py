@@ -122,7 +122,7 @@ _V2 = (
     "CREATE INDEX attempts_sink ON attempts(sink, outcome, started_at)",
 )
 
-# Reconciliation (as SQLite's version 3): the events it stored, named values and leases.
+# Reconciliation (as SQLite's version 4): the events it stored, named values and leases.
 _V3 = (
     "CREATE TABLE reconciled (seq BIGINT PRIMARY KEY REFERENCES events(seq) ON DELETE CASCADE, detail TEXT)",
     """
