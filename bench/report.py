@@ -304,4 +304,7 @@ def markdown(results: Json) -> str:
           {True: "met", False: "**missed**", None: "not measured"}[c["met"]]] for c in results.get("targets", [])],
     )
     out.extend(f"- note: {note}" for note in results.get("notes", []))
+    from bench.postgres import markdown as postgres_markdown
+
+    out.extend(postgres_markdown(results))
     return "\n".join(out)

@@ -388,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tcwebhook benchmark")
     parser.add_argument("--quick", action="store_true", help="about 2 minutes: shorter runs, 100k inbox")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["throughput", "handshake", "send", "sinks", "growth"], help="skip a phase")
+                        choices=["throughput", "handshake", "send", "sinks", "growth", "postgres"],
+                        help="skip a phase")
+    parser.add_argument("--only", choices=["postgres"], default=None, help="run this phase alone")
+    parser.add_argument("--pg-cpu", default="0", help="CPU the PostgreSQL server is pinned to (default 0, "
+                        "with tcwebhook: the same one-core budget as SQLite)")
     parser.add_argument("--growth", default=None, help="inbox sizes for the growth phase, e.g. 10000,1000000")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/<ts>.json)")
@@ -397,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report is not None:
         return rerender(args.report)
+    if args.only == "postgres":
+        args.skip = ["throughput", "handshake", "send", "sinks", "growth"]
     plan = QUICK if args.quick else FULL
     if args.growth:
         plan = replace(plan, growth_sizes=tuple(int(x) for x in args.growth.split(",")))
@@ -462,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
             phase_sinks(bench)
         if "growth" not in args.skip:
             phase_growth(bench)
+        if "postgres" not in args.skip:
+            from bench.postgres import phase_postgres
+
+            phase_postgres(bench, say, args.pg_cpu)
     except KeyboardInterrupt:
         notes.append("interrupted: partial results")
     finally:

@@ -54,6 +54,7 @@ class PgCluster:
     bin_dir: Path = field(default_factory=_bin_dir)
     fsync: bool = False  # a test cluster does not outlive the machine; benchmarks turn it on
     settings: dict[str, str] = field(default_factory=dict)
+    cpu: str | None = None  # the benchmark pins the server to a core (taskset); the tests do not
 
     @property
     def data(self) -> Path:
@@ -67,6 +68,8 @@ class PgCluster:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        if self.cpu is not None and args[0] == "pg_ctl" and shutil.which("taskset"):
+            cmd = ["taskset", "-c", self.cpu, *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
     def init(self) -> None:
@@ -111,6 +114,20 @@ class PgCluster:
         self.stop(mode)
         self.start()
 
+    def server_pids(self) -> list[int]:
+        """The postmaster and every backend of this cluster."""
+        try:
+            first = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        import psutil  # type: ignore[import-untyped]
+
+        try:
+            main = psutil.Process(first)
+            return [first, *(c.pid for c in main.children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+
     def server_log(self) -> str:
         with contextlib.suppress(OSError):
             return self.log.read_text(errors="replace")[-4000:]
@@ -144,11 +161,11 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_cluster(fsync: bool = False, **settings: str) -> PgCluster:
+def new_cluster(fsync: bool = False, cpu: str | None = None, **settings: str) -> PgCluster:
     """An initialised, started cluster in a fresh directory the server user can reach."""
     root = Path(tempfile.mkdtemp(prefix="tcwebhook-pg-"))
     root.chmod(0o755)
-    cluster = PgCluster(root, fsync=fsync, settings=settings)
+    cluster = PgCluster(root, fsync=fsync, settings=settings, cpu=cpu)
     try:
         cluster.init()
         cluster.start()

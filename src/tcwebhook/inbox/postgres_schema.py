@@ -111,6 +111,23 @@ _V1 = (
     "CREATE INDEX quarantine_received ON quarantine(received_at)",
     # Queue tables churn: vacuum them sooner than the default 20 % of the table.
     "ALTER TABLE deliveries SET (autovacuum_vacuum_scale_factor = 0.02, fillfactor = 80)",
+    # Bodies of a few KB are compressed on insert: lz4 costs the server about a quarter less CPU
+    # per stored event than the default pglz (measured, docs/performance.md). Servers before 14,
+    # or built without lz4, keep pglz.
+    """
+    DO $$
+    BEGIN
+        IF current_setting('server_version_num')::int >= 140000 THEN
+            BEGIN
+                EXECUTE 'ALTER TABLE events ALTER COLUMN body SET COMPRESSION lz4';
+                EXECUTE 'ALTER TABLE quarantine ALTER COLUMN body SET COMPRESSION lz4';
+            EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+                NULL;
+            END;
+        END IF;
+    END
+    $$
+    """,
 )
 
 # The operator console and the metrics (as SQLite's version 2): listings by status and by sink in
