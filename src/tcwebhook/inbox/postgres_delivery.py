@@ -138,11 +138,22 @@ async def refresh_status(conn: Conn, seq: int) -> None:
     await _exec(conn, _REFRESH_STATUS, (seq,))
 
 
+async def _send(conn: Conn, sql: str, params: Sequence[Any] = ()) -> None:
+    """A statement whose result nobody reads: in pipeline mode it costs no round trip of its own."""
+    await conn.execute(sql, params)
+
+
 async def _settled(conn: Conn, seq: int, sink: str, key: str | None) -> None:
-    """A delivery left ``pending``: the next one of its key moves up; the event's status follows."""
-    if key is not None and await _exec(conn, _UNBLOCK_NEXT, (sink, sink, key)):
-        await _exec(conn, NOTIFY, ())
-    await refresh_status(conn, seq)
+    """A delivery left ``pending``: the next one of its key moves up; the event's status follows.
+
+    Pipeline-safe (reads no result): the next event of the key may be due now, so dispatchers
+    are woken whether or not one was waiting (notifications are merged per transaction).
+    """
+    if key is not None:
+        await _send(conn, _UNBLOCK_NEXT, (sink, sink, key))
+        await _send(conn, NOTIFY)
+    await _send(conn, _LOCK_EVENT, (seq,))
+    await _send(conn, _REFRESH_STATUS, (seq,))
 
 
 async def _stale_mark(
@@ -167,13 +178,13 @@ async def _supersede(
 ) -> None:
     when = to_datetime(mark / 1_000_000).isoformat()
     error = f"superseded: a state of this key updated at {when} was already delivered"
-    await _exec(
+    await _send(
         conn,
         "UPDATE deliveries SET status = 'superseded', claim_owner = NULL, claim_expires = NULL,"
         " last_error = %s, force = 0, updated_at = %s WHERE seq = %s AND sink = %s",
         (error, now, seq, sink),
     )
-    await _exec(conn, _INSERT_ATTEMPT, (seq, sink, attempts + 1, now, 0.0, AttemptOutcome.SUPERSEDED.value, error))
+    await _send(conn, _INSERT_ATTEMPT, (seq, sink, attempts + 1, now, 0.0, AttemptOutcome.SUPERSEDED.value, error))
     await _settled(conn, seq, sink, key)
 
 
@@ -190,7 +201,7 @@ async def _take(
 ) -> None:
     if previous_owner is not None:
         # The claimant died or hung: keep a trace of the attempt it never finished.
-        await _exec(
+        await _send(
             conn,
             _INSERT_ATTEMPT,
             (
@@ -203,7 +214,7 @@ async def _take(
                 f"the lease of {previous_owner} ran out before it finished",
             ),
         )
-    await _exec(conn, _CLAIM, (owner, until, now, seq, sink))
+    await _send(conn, _CLAIM, (owner, until, now, seq, sink))
 
 
 async def _load_events(conn: Conn, seqs: Sequence[int]) -> dict[int, StoredEvent]:
@@ -236,14 +247,16 @@ async def claim_due(
         if not rows:
             break
         superseded = False
-        for seq, sink, attempts, prev_owner, prev_expiry, force, kind, key, updated_us in rows:
-            mark = await _stale_mark(conn, sink, key, kind, updated_us, force, stale_kinds)
-            if mark is not None:
-                await _supersede(conn, seq, sink, key, attempts, mark, now)
-                superseded = True
-                continue
-            await _take(conn, seq, sink, attempts, prev_owner, prev_expiry, owner, until, now)
-            taken.append((seq, sink, attempts + 1))
+        marks = [await _stale_mark(conn, r[1], r[7], r[6], r[8], r[5], stale_kinds) for r in rows]
+        # The writes read no result: one round trip for all of them.
+        async with conn.pipeline():
+            for (seq, sink, attempts, prev_owner, prev_expiry, _, _, key, _), mark in zip(rows, marks, strict=True):
+                if mark is not None:
+                    await _supersede(conn, seq, sink, key, attempts, mark, now)
+                    superseded = True
+                    continue
+                await _take(conn, seq, sink, attempts, prev_owner, prev_expiry, owner, until, now)
+                taken.append((seq, sink, attempts + 1))
         if not superseded or len(taken) >= limit:
             break
     events = await _load_events(conn, sorted({seq for seq, _, _ in taken}))
@@ -318,30 +331,33 @@ async def finish(conn: Conn, claim: Claim, result: AttemptResult, now: float) ->
             claim.owner,
         ),
     )
-    if result.outcome is not None:
-        await _exec(
-            conn,
-            _INSERT_ATTEMPT,
-            (
-                seq,
-                claim.sink,
-                claim.attempt,
-                result.started_at,
-                result.duration,
-                result.outcome.value,
-                result.error,
-            ),
-        )
-    if held != 1:
-        return False
-    if result.status is DeliveryStatus.DELIVERED:
-        await _exec(conn, _RAISE_WATERMARK, (claim.sink, seq))
-    if result.status is DeliveryStatus.PENDING:
-        if released:
-            await _exec(conn, NOTIFY, ())  # another dispatcher may take it at once
-        await refresh_status(conn, seq)
-    else:
-        await _settled(conn, seq, claim.sink, claim.event.key)
+    # The rest reads no result: one round trip for all of it.
+    async with conn.pipeline():
+        if result.outcome is not None:
+            await _send(
+                conn,
+                _INSERT_ATTEMPT,
+                (
+                    seq,
+                    claim.sink,
+                    claim.attempt,
+                    result.started_at,
+                    result.duration,
+                    result.outcome.value,
+                    result.error,
+                ),
+            )
+        if held != 1:
+            return False
+        if result.status is DeliveryStatus.DELIVERED:
+            await _send(conn, _RAISE_WATERMARK, (claim.sink, seq))
+        if result.status is DeliveryStatus.PENDING:
+            if released:
+                await _send(conn, NOTIFY)  # another dispatcher may take it at once
+            await _send(conn, _LOCK_EVENT, (seq,))
+            await _send(conn, _REFRESH_STATUS, (seq,))
+        else:
+            await _settled(conn, seq, claim.sink, claim.event.key)
     return True
 
 
