@@ -46,6 +46,17 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
+class _DbCpu:
+    """CPU of every process of the cluster since ``start`` (backends that connect later count in full)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.before = {pid: _cpu([pid]) for pid in cluster.server_pids()}
+
+    def spent(self) -> float:
+        return sum(_cpu([pid]) - self.before.get(pid, 0.0) for pid in self.cluster.server_pids())
+
+
 def _wal_bytes(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()
@@ -56,8 +67,10 @@ def _with_store(layout_config: Path, url: str) -> None:
     layout_config.write_text(layout_config.read_text() + f'[store]\nurl = "{url}"\n')
 
 
-def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, say: Any) -> Json:
-    """Pre-fill ``count`` pending events, start ``workers`` workers, time until none is pending."""
+def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, say: Any,
+           cluster: Any = None) -> Json:
+    """Pre-fill ``count`` pending events, start ``workers`` workers, time until none is pending;
+    with the CPU the workers (and the database) spent per delivered event."""
     layout = write_ours_config(bench.work / f"pg-drain-{name}", bench.pki, free_port())
     if url is not None:
         _with_store(layout.config, url)
@@ -65,6 +78,8 @@ def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, s
     procs: list[subprocess.Popen[bytes]] = []
     started = time.perf_counter()
     left = pending_events(layout.config)
+    db_watch = _DbCpu(cluster) if cluster is not None else None
+    worker_cpu = 0.0
     try:
         for i in range(workers):
             log = (layout.directory / f"worker-{i}.log").open("ab")
@@ -76,6 +91,8 @@ def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, s
             left = pending_events(layout.config)
     finally:
         took = time.perf_counter() - started
+        db_cpu = db_watch.spent() if db_watch is not None else 0.0
+        worker_cpu = _cpu([p.pid for p in procs])
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -85,7 +102,9 @@ def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, s
                 proc.kill()
     done = count - left
     row = {"store": "postgresql" if url else "sqlite", "workers": workers, "events": done,
-           "seconds": round(took, 2), "events_per_s": round(done / took, 1), "left": left}
+           "seconds": round(took, 2), "events_per_s": round(done / took, 1), "left": left,
+           "worker_cpu_ms_per_event": round(1000 * worker_cpu / max(done, 1), 3),
+           "db_cpu_ms_per_event": round(1000 * db_cpu / max(done, 1), 3)}
     say(f"dispatcher on {row['store']} ×{workers} workers → files sink: {row['events_per_s']:,.0f} events/s")
     return row
 
@@ -116,13 +135,12 @@ def phase_postgres(bench: Bench, say: Any, pg_cpu: str = SERVER_CPU) -> None:
             for conc in bench.plan.concurrencies:
                 for target in targets:
                     target.settle(bench.plan.settle_limit)
-                    pids = cluster.server_pids()
-                    wal0, pgcpu0 = _wal_bytes(url), _cpu(pids)
+                    wal0, db_watch = _wal_bytes(url), _DbCpu(cluster)
                     watch = CpuWatch(target)
                     result = bench.loadgen(target, conc)
                     result.update(watch.done())
                     stored = int(result["statuses"].get("202", 0))
-                    wal, pgcpu = _wal_bytes(url) - wal0, _cpu(pids) - pgcpu0
+                    wal, pgcpu = _wal_bytes(url) - wal0, db_watch.spent()
                     if target is pg and stored:
                         # Warm-up requests are stored too but not counted: a slight over-estimate.
                         result["wal_bytes_per_event"] = round(wal / stored)
@@ -148,6 +166,10 @@ def phase_postgres(bench: Bench, say: Any, pg_cpu: str = SERVER_CPU) -> None:
                 row[f"{key}_rps"] = round(statistics.median(r["rps"] for r in mine), 1)
                 row[f"{key}_p99_ms"] = round(statistics.median(r["p99_ms"] for r in mine), 2)
                 row[f"{key}_server_cpu_pct"] = round(statistics.median(r["server_cpu_pct"] for r in mine), 1)
+                # CPU per stored event (server CPU ÷ rate): robust to a machine busy with other work.
+                row[f"{key}_cpu_ms_per_event"] = round(
+                    statistics.median(r["server_cpu_pct"] * 10.0 / r["rps"] for r in mine if r["rps"]), 4
+                )
                 if key == "postgres":
                     row["wal_bytes_per_event"] = round(statistics.median(r.get("wal_bytes_per_event", 0) for r in mine))
                     row["pg_cpu_ms_per_event"] = round(
@@ -155,15 +177,22 @@ def phase_postgres(bench: Bench, say: Any, pg_cpu: str = SERVER_CPU) -> None:
                     )
             if row.get("sqlite_rps"):
                 row["postgres_vs_sqlite"] = round(row.get("postgres_rps", 0.0) / row["sqlite_rps"], 3)
+            if row.get("postgres_cpu_ms_per_event"):
+                # Events per CPU-second, PostgreSQL (tcwebhook + database) against SQLite: the ratio
+                # of what one dedicated core would sustain.
+                total = row["postgres_cpu_ms_per_event"] + row.get("pg_cpu_ms_per_event", 0.0)
+                row["cpu_capacity_ratio"] = round(row.get("sqlite_cpu_ms_per_event", 0.0) / total, 3)
             summary.append(row)
             say(f"store-and-ack c={conc}: PostgreSQL {row.get('postgres_rps')} req/s vs SQLite "
-                f"{row.get('sqlite_rps')} req/s = {row.get('postgres_vs_sqlite')}")
+                f"{row.get('sqlite_rps')} req/s = {row.get('postgres_vs_sqlite')}; CPU per event "
+                f"{row.get('postgres_cpu_ms_per_event')} + {row.get('pg_cpu_ms_per_event')} (database) ms vs "
+                f"{row.get('sqlite_cpu_ms_per_event')} ms = capacity ratio {row.get('cpu_capacity_ratio')}")
         count = max(2000, bench.plan.sink_events // 4)
         drains: list[Json] = out.setdefault("dispatcher", [])
         drains.append(_drain(bench, "sqlite-1", None, 1, count, say))
         for workers in (1, 2):
             drain_url = cluster.url(cluster.create_database())
-            drains.append(_drain(bench, f"pg-{workers}", drain_url, workers, count, say))
+            drains.append(_drain(bench, f"pg-{workers}", drain_url, workers, count, say, cluster))
     finally:
         for target in targets:
             target.stop()
@@ -180,18 +209,24 @@ def markdown(results: Json) -> list[str]:
         f"## PostgreSQL store (server {pg.get('server', '?')}, pinned to CPU {pg.get('pg_cpu')})",
         "",
         "| concurrency | SQLite req/s | SQLite p99 ms | PostgreSQL req/s | PostgreSQL p99 ms | PG / SQLite |"
-        " WAL bytes/event | PG CPU ms/event |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        " tcwebhook CPU ms/event (SQLite / PG) | database CPU ms/event | capacity ratio | WAL bytes/event |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in pg.get("summary", []):
         lines.append(
             f"| {row['concurrency']} | {row.get('sqlite_rps', 0):,.0f} | {row.get('sqlite_p99_ms')} | "
             f"{row.get('postgres_rps', 0):,.0f} | {row.get('postgres_p99_ms')} | {row.get('postgres_vs_sqlite')} | "
-            f"{row.get('wal_bytes_per_event')} | {row.get('pg_cpu_ms_per_event')} |"
+            f"{row.get('sqlite_cpu_ms_per_event')} / {row.get('postgres_cpu_ms_per_event')} | "
+            f"{row.get('pg_cpu_ms_per_event')} | {row.get('cpu_capacity_ratio')} | {row.get('wal_bytes_per_event')} |"
         )
-    lines += ["", "| store | workers | events | seconds | events/s |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| store | workers | events | seconds | events/s | worker CPU ms/event | database CPU ms/event |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in pg.get("dispatcher", []):
         lines.append(
-            f"| {row['store']} | {row['workers']} | {row['events']:,} | {row['seconds']} | {row['events_per_s']:,.0f} |"
+            f"| {row['store']} | {row['workers']} | {row['events']:,} | {row['seconds']} | {row['events_per_s']:,.0f} "
+            f"| {row.get('worker_cpu_ms_per_event')} | {row.get('db_cpu_ms_per_event')} |"
         )
     return lines
