@@ -432,11 +432,10 @@ _LAST_ATTEMPT = (
 
 async def sink_health(conn: Conn, sinks: Sequence[str]) -> list[SinkHealth]:
     """Backlog, dead letters and last outcomes per sink (as ``sqlite_delivery.sink_health``)."""
-    names = set(sinks)
-    cur = await conn.execute("SELECT DISTINCT sink FROM deliveries WHERE status IN ('pending', 'dead')")
-    names.update(r[0] for r in await cur.fetchall())
+    cur = await conn.execute("SELECT DISTINCT sink FROM deliveries")
+    known = [r[0] for r in await cur.fetchall()]
     found: list[SinkHealth] = []
-    for name in sorted(names):
+    for name in sorted(set(sinks) | set(known)):
         backlog, oldest_seq = await _one(
             conn, "SELECT count(*), min(seq) FROM deliveries WHERE sink = %s AND status = 'pending'", (name,)
         )
@@ -445,6 +444,8 @@ async def sink_health(conn: Conn, sinks: Sequence[str]) -> list[SinkHealth]:
             row = await _one(conn, "SELECT received_at FROM events WHERE seq = %s", (oldest_seq,))
             oldest = None if row is None else row[0]
         (dead,) = await _one(conn, "SELECT count(*) FROM deliveries WHERE sink = %s AND status = 'dead'", (name,))
+        if name not in sinks and not backlog and not dead:
+            continue  # a sink removed from the config, with nothing left to act on
         success = await _one(conn, _LAST_ATTEMPT, (name, AttemptOutcome.DELIVERED.value))
         errors = [
             row

@@ -152,7 +152,16 @@ _V3 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Kind and exact event-name filters in arrival order without a scan (as SQLite's version 3).
+# SQLite's version 3 also keeps per-status counts in a table maintained by triggers; here every
+# receiver and worker would update the same few rows in each transaction, serialising them all
+# on those rows' locks, so the counts stay a GROUP BY over events_status.
+_V4 = (
+    "CREATE INDEX events_kind ON events(kind, seq)",
+    "CREATE INDEX events_name ON events(event_name, seq)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("events", "deliveries", "attempts", "watermarks", "quarantine")
 
