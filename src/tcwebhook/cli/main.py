@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from tcwebhook.cli import certificate, checktls, console, db, events, quarantine, reconcile, send, server, worker
+from tcwebhook.cli import (
+    certificate,
+    checktls,
+    connect,
+    console,
+    db,
+    events,
+    quarantine,
+    reconcile,
+    send,
+    server,
+    worker,
+)
 
 app = typer.Typer(
     name="tcwebhook",
@@ -16,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile):
+for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect):
     module.register(app)
 
 
