@@ -9,11 +9,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import httpx
 import trustme
 from cryptography import x509
 from tests.conftest import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory
+
+from tcwebhook.config import AuthSettings, Settings
+from tcwebhook.receiver.app import Receiver
+from tcwebhook.reload import Reloader
+from tcwebhook.transport.acme import CertificateManager
+from tcwebhook.transport.systemd import Notifier
+from tcwebhook.transport.tls import ReloadingServerContext
 
 OLD = "old-token-0123456789abcdef"
 NEW = "new-token-0123456789abcdef"
@@ -139,3 +147,42 @@ def served_serial(server: RunningServer) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+class _FakeTls:
+    """Records what the reload asks the TLS context to serve."""
+
+    def __init__(self) -> None:
+        self.targets: list[tuple[Path, Path]] = []
+
+    def retarget(self, certfile: Path, keyfile: Path, **unused: object) -> None:
+        self.targets.append((certfile, keyfile))
+
+
+class _FakeReceiver:
+    oauth = None
+
+    def __init__(self) -> None:
+        self.tokens: list[tuple[str, ...]] = []
+
+    def use_auth(self, auth: AuthSettings, oauth: object) -> None:
+        self.tokens.append(tuple(t.get_secret_value() for t in auth.bearer_tokens))
+
+
+class TestAcmeReload:
+    """Under [tls] acme the file names no certificate: a reload keeps serving the ACME files."""
+
+    def test_reload_keeps_the_acme_certificate(self, tmp_path: Path) -> None:
+        def settings(token: str) -> Settings:
+            return Settings(data_dir=tmp_path, server={"public_hostname": "webhooks.example.com"},
+                            tls={"acme": True}, auth={"bearer_tokens": [token]})
+
+        running = CertificateManager(settings(OLD)).with_certificate()
+        tls, receiver = _FakeTls(), _FakeReceiver()
+        reloader = Reloader(running, lambda: settings(NEW), cast(Receiver, receiver),
+                            cast(ReloadingServerContext, tls), Notifier({}))
+        assert reloader.reload()
+        acme_dir = tmp_path / "acme"
+        assert tls.targets == [(acme_dir / "cert.pem", acme_dir / "key.pem")]
+        assert receiver.tokens == [(NEW,)]
+        assert reloader.settings.tls.certfile == acme_dir / "cert.pem"

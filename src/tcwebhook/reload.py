@@ -18,6 +18,7 @@ from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
 from tcwebhook.logs import add_secrets
 from tcwebhook.receiver.app import Receiver
+from tcwebhook.transport.acme import CertificateManager
 from tcwebhook.transport.systemd import Notifier
 from tcwebhook.transport.tls import ReloadingServerContext
 
@@ -48,6 +49,9 @@ class Reloader:
         self._notifier.reloading("re-reading the configuration")
         try:
             new = self._load()
+            if new.tls.acme:
+                # The file names no certificate under ACME; serve() keeps its files in data_dir/acme.
+                new = CertificateManager(new).with_certificate()
             if not new.auth.configured:
                 raise StartupError(
                     "No sender credentials are configured: set [auth] bearer_tokens or add an [[auth.basic]] entry."
