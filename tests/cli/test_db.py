@@ -287,7 +287,7 @@ class TestRetention:
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a comparable form."""
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
-             "quarantine": "id"}
+             "quarantine": "id", "reconciled": "seq", "service_state": "name"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:
@@ -315,7 +315,8 @@ class TestCopy:
                 await inbox.store(shipment(1, "2025-01-02T00:00:00Z"))
                 await inbox.store(shipment(2, "2025-01-01T00:00:00Z"))  # older: superseded later
                 for i in range(60):
-                    await inbox.store(event(i, key=f"order:o-{i % 7}"))
+                    await inbox.store(event(i, key=f"order:o-{i % 7}", reconciled=i % 20 == 0))
+                await inbox.set_state("reconcile.cursor", "2025-01-02T00:00:00Z")
                 await settle(inbox, DeliveryStatus.DELIVERED, limit=5)
                 await settle(inbox, DeliveryStatus.DEAD, limit=2)
                 await settle(inbox, DeliveryStatus.PENDING, limit=2)
@@ -330,6 +331,7 @@ class TestCopy:
         asyncio.run(fill())
         before = dump(source)
         assert before["watermarks"] and before["attempts"] and len(before["quarantine"]) == 3
+        assert len(before["reconciled"]) == 3 and before["service_state"]
 
         class Interrupted(Exception):
             pass

@@ -1,15 +1,16 @@
 """``tcwebhook db copy``: move an inbox between stores (SQLite ⇄ PostgreSQL), resumably.
 
 Both stores have the same tables and columns (``inbox.migrations``, ``inbox.postgres_schema``),
-so rows are copied as they are: events with their deliveries and attempts, the quarantine, the
-watermarks of stale-state detection. Events go in ``seq`` order, each batch with its deliveries
+so rows are copied as they are: events with their deliveries, attempts and reconciliation marks,
+the quarantine, the watermarks of stale-state detection, the service's named state. Events go in ``seq`` order, each batch with its deliveries
 and attempts in ONE destination transaction, so an interrupted copy leaves whole batches behind
 and a rerun carries on after the highest ``seq`` the destination has. Every insert ignores rows
 already there, so a rerun of a finished copy changes nothing. A final count check compares every
 table of both stores.
 
-The source is only read. Copy a store nobody writes to (stop ``serve`` and ``worker`` first):
-state that changes after its event was copied is not copied again.
+The source is only read (once brought to this version's schema, as ``serve`` would). Copy a
+store nobody writes to (stop ``serve`` and ``worker`` first): state that changes after its event
+was copied is not copied again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "attempts": ("id", "seq", "sink", "number", "started_at", "duration", "outcome", "error"),
     "watermarks": ("sink", "key", "kind", "updated_us", "seq"),
+    "reconciled": ("seq", "detail"),
+    "service_state": ("name", "value", "owner", "expires"),
     "quarantine": (
         "id", "received_at", "route", "content_type", "reason", "status_code", "reprocessed_event_id",
         "headers", "body",
@@ -181,10 +184,12 @@ def copy_store(
             span = " WHERE seq >= ? AND seq <= ?"
             deliveries = src.rows(_select("deliveries", span), (low, high))
             attempts = src.rows(_select("attempts", span, " ORDER BY id"), (low, high))
+            reconciled = src.rows(_select("reconciled", span), (low, high))
             with dst.transaction():
                 dst.insert("events", events)
                 dst.insert("deliveries", deliveries)
                 dst.insert("attempts", attempts)
+                dst.insert("reconciled", reconciled)
             last = high
             done += len(events)
             if progress:
@@ -201,6 +206,8 @@ def copy_store(
             with dst.transaction():
                 dst.insert("quarantine", rows)
             after = rows[-1][0]
+        with dst.transaction():
+            dst.insert("service_state", src.rows(_select("service_state")))
         marks = src.rows(_select("watermarks"))
         with dst.transaction():
             dst.insert(
