@@ -2,9 +2,10 @@
 
 Both stores have the same tables and columns (``inbox.migrations``, ``inbox.postgres_schema``),
 so rows are copied as they are: events with their deliveries, attempts and reconciliation marks,
-the quarantine, the watermarks of stale-state detection, the service's named state. Events go in ``seq`` order, each batch with its deliveries
-and attempts in ONE destination transaction, so an interrupted copy leaves whole batches behind
-and a rerun carries on after the highest ``seq`` the destination has. Every insert ignores rows
+the quarantine, the watermarks of stale-state detection, the service's named state. Events go in
+``seq`` order, each batch with its deliveries, attempts and marks in ONE destination transaction,
+so an interrupted copy leaves whole batches behind and a rerun carries on after the highest
+``seq`` the destination has. Every insert ignores rows
 already there, so a rerun of a finished copy changes nothing. A final count check compares every
 table of both stores.
 
