@@ -11,8 +11,9 @@ and the batch is run again without it; anything else is the store's trouble and 
 with ``StoreUnavailable``. Two cases are retried here first, because they cannot have committed
 anything: a deadlock or serialization failure (PostgreSQL rolled the transaction back), and a
 connection found broken before ``COMMIT`` was sent (the server restarted or failed over: one
-reconnect). A connection lost *during* ``COMMIT`` leaves the outcome unknown, so the callers hear
-503; the sender's resend is then answered as a duplicate if the commit did happen.
+reconnect). A failed *new* connection is not retried: the callers hear 503 at once. A connection
+lost *during* ``COMMIT`` leaves the outcome unknown, so the callers hear 503; the sender's resend
+is then answered as a duplicate if the commit did happen.
 """
 
 from __future__ import annotations
@@ -174,6 +175,13 @@ class PostgresWriter:
             committing = False
             try:
                 conn = await self._connection()
+            except psycopg.Error as exc:
+                # No server to talk to (down, refusing, unreachable within connect_timeout): the
+                # callers hear it now instead of after a second attempt.
+                log.warning("inbox_write_failed", error=str(exc).strip(), sqlstate=exc.sqlstate)
+                self._fail(batch, unavailable(exc))
+                return
+            try:
                 results: list[Any] = []
                 # A batch of stores alone (a receiver's usual batch) goes in pipeline mode: BEGIN,
                 # the inserts, NOTIFY and COMMIT in two round trips instead of four.
