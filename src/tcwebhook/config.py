@@ -531,6 +531,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _acme_reachable_through_allow_from(self) -> Settings:
+        # tls-alpn-01 is validated on the webhook port, from the CA's (unpublished) addresses,
+        # which the allow-list closes before TLS; http-01 uses its own listener.
+        if self.tls.acme and self.tls.acme_challenge == "tls-alpn-01" and self.server.allow_from:
+            raise ValueError(
+                "[server] allow_from would refuse the CA's tls-alpn-01 validation: "
+                'set [tls] acme_challenge = "http-01"'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _acme_needs_a_name(self) -> Settings:
         if self.tls.acme and not self.server.public_hostname:
             raise ValueError(

@@ -113,6 +113,10 @@ class TestAllowFrom:
             load_settings(None, **{"server.allow_from": ["10.0.0.1/8"]})
         with pytest.raises(StartupError, match="trusted_proxies"):
             load_settings(None, **{"server.proxy_protocol": True})
+        acme = {"server.allow_from": ["tradecloud-production"], "tls.acme": True, "server.public_hostname": "x.example"}
+        with pytest.raises(StartupError, match="http-01"):
+            load_settings(None, **acme)  # the CA's tls-alpn-01 validation would be closed before TLS
+        assert load_settings(None, **acme, **{"tls.acme_challenge": "http-01"}).server.allow_from
 
     def test_check_config_refuses_a_bad_entry(self, server_factory: ServerFactory) -> None:
         server = server_factory.start("badallow", env={"TCWEBHOOK_SERVER__ALLOW_FROM": '["nonsense"]'}, wait=False)
