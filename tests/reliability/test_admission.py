@@ -160,7 +160,8 @@ class TestProxyProtocol:
 
     def test_untrusted_peer_closed(self, proxied: RunningServer) -> None:
         # A valid header, but from an address that is not a trusted proxy: anyone could write one.
-        assert closed_before_tls(proxied.port, proxied.ca_path, "127.0.0.2", proxy_v1("203.0.113.7"))[0]
+        closed = closed_before_tls(proxied.port, proxied.ca_path, "127.0.0.2", proxy_v1("203.0.113.7"))
+        assert closed[0], proxied.logs()[-3000:]
 
     @pytest.mark.parametrize(
         "header",
