@@ -203,6 +203,22 @@ class TestHighWaterMark:
         poll = fake.calls_to("/v2/order-search/poll")[-1]
         assert poll.status == 200
 
+    async def test_mark_stays_before_a_gap_that_is_only_reported(
+        self, fake_server: FakeServer, fake: FakeTradecloud, inbox: SqliteInbox, client: TradecloudClient
+    ) -> None:
+        lost = fake.update_order(order(2))
+        await settle()
+        reconciler = Reconciler(settings(fake_server), inbox, client)
+        reported = await reconciler.run(action="report", shipments=False)
+        assert [g.object_id for g in reported.gaps] == ["ord-2"]
+        assert reported.high_water["order"] < lost["lastUpdatedAt"]
+        resent = await reconciler.run(action="resend", shipments=False)  # looked at again
+        assert [g.outcome for g in resent.gaps] == ["resent"]
+        fetched = await reconciler.run(action="fetch", shipments=False)  # the resend never arrived
+        assert [g.outcome for g in fetched.gaps] == ["fetched"]
+        assert fetched.high_water["order"] > lost["lastUpdatedAt"]
+        assert (await reconciler.run(action="report", shipments=False)).gaps == []
+
     async def test_background_runs_once_per_store(
         self, fake_server: FakeServer, fake: FakeTradecloud, inbox: SqliteInbox, client: TradecloudClient
     ) -> None:

@@ -13,9 +13,10 @@ no stored event at all (``missing``) or only older state (``stale``). Then, by c
 - ``report`` only lists them.
 
 Changes younger than ``grace`` are left for the next run (their webhook may be on its way). A run
-that completes stores its high-water mark in the inbox; a run cut short by API trouble keeps the
-old one, so the next run covers the same ground again — checking twice is harmless, skipping is
-not. Nothing is marked reconciled unless its event was stored.
+that completes stores its high-water mark in the inbox, but never past a gap that is only
+reported or resent (its event is not stored yet); a run cut short by API trouble keeps the old
+mark, so the next run covers the same ground again — checking twice is harmless, skipping is not.
+Nothing is marked reconciled unless its event was stored.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 Noun = Literal["order", "shipment"]
 Action = Literal["report", "resend", "fetch"]
 HIGH_WATER = "reconcile.high_water.{noun}"
+STORED = frozenset({"fetched", "already stored"})
 
 
 class ReconcileApi(Protocol):
@@ -228,21 +230,29 @@ class Reconciler:
         limit = self._cfg.page_size
         offset = 0
         checked = 0
+        open_us: int | None = None
         path = self.poll_path(noun)
         while True:
             page = await self._api.poll(path, {"lastUpdatedAfter": after}, offset, limit)
             objects = [o for o in page.data if object_id(o)]
             checked += len(objects)
             for gap in await self._gaps(noun, objects, cutoff_us):
-                report.gaps.append(await self._repair(gap, action, objects))
+                repaired = await self._repair(gap, action, objects)
+                report.gaps.append(repaired)
+                if repaired.outcome not in STORED:
+                    # Reported or resent only: until its event is stored, later runs look again.
+                    gap_us = updated_micros(repaired.tradecloud_updated_at)
+                    if gap_us is not None:
+                        open_us = gap_us - 1000 if open_us is None else min(open_us, gap_us - 1000)
             offset += len(page.data)
             if not page.data or len(page.data) < limit or (page.total is not None and offset >= page.total):
                 break
         report.checked[noun] = checked
         if since is None:
-            # Everything up to the cutoff was seen; never move the mark backwards.
+            # Everything up to the cutoff was seen, except what is still open; never move back.
             after_us = updated_micros(after) or 0
-            mark = iso(max(after_us, cutoff_us) / 1_000_000)
+            upto = cutoff_us if open_us is None else min(cutoff_us, open_us)
+            mark = iso(max(after_us, upto) / 1_000_000)
             await self._inbox.set_state(mark_name, mark)
             report.high_water[noun] = mark
 
