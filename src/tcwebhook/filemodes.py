@@ -8,9 +8,11 @@ upper bound that the umask narrows further but never widens.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 PRIVATE_FILE = 0o600
@@ -79,3 +81,22 @@ def open_replace(path: Path, mode: int = PRIVATE_FILE) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Replace ``path`` atomically with ``data`` (fsynced); the file has ``mode`` from its first byte.
+
+    A reader sees the old content or the new, never half a key.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tcwebhook.bodies import indent_body
 from tcwebhook.terminal import visible
 
 err = Console(stderr=True, highlight=False)
@@ -62,25 +63,7 @@ def pretty(body: bytes, content_type: str) -> tuple[str, str]:
 
 def _indented(body: bytes, content_type: str) -> tuple[str, str]:
     """JSON and XML indented; anything else as is."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<{len(body)} bytes, not UTF-8>", "text"
-    stripped = text.lstrip()
-    if "json" in content_type or stripped.startswith(("{", "[")):
-        try:
-            return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode(), "json"
-        except orjson.JSONDecodeError:
-            return text, "text"
-    if "xml" in content_type or stripped.startswith("<"):
-        from defusedxml import minidom
-
-        try:
-            pretty = minidom.parseString(body).toprettyxml(indent="  ")
-        except Exception:  # any parse failure: show it as received
-            return text, "text"
-        return "\n".join(line for line in pretty.splitlines() if line.strip()), "xml"
-    return text, "text"
+    return indent_body(body, content_type) or (f"<{len(body)} bytes, not UTF-8>", "text")
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

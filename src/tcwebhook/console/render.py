@@ -6,30 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import orjson
+from tcwebhook.bodies import indent_body
 
 
 def pretty_body(body: bytes, content_type: str) -> tuple[str, str]:
     """The body for people: (text, "json" | "xml" | "text"). JSON and XML are indented."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<{len(body)} bytes, not UTF-8: use the download>", "text"
-    stripped = text.lstrip()
-    if "json" in content_type or stripped.startswith(("{", "[")):
-        try:
-            return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode(), "json"
-        except orjson.JSONDecodeError:
-            return text, "text"
-    if "xml" in content_type or stripped.startswith("<"):
-        from defusedxml import minidom
-
-        try:
-            pretty = minidom.parseString(body).toprettyxml(indent="  ")
-        except Exception:  # any parse failure (or a refused entity): show it as received
-            return text, "text"
-        return "\n".join(line for line in pretty.splitlines() if line.strip()), "xml"
-    return text, "text"
+    return indent_body(body, content_type) or (f"<{len(body)} bytes, not UTF-8: use the download>", "text")
 
 
 def when(moment: datetime | None) -> str:

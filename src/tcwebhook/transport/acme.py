@@ -49,6 +49,7 @@ from josepy.jwk import JWK, JWKRSA
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError, TcwebhookError
+from tcwebhook.filemodes import write_atomic
 
 log = structlog.get_logger(__name__)
 
@@ -190,20 +191,6 @@ class AcmeFiles:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
 
-    def write_private(self, path: Path, data: bytes) -> None:
-        """Atomically, mode 0600 from the start (a reader never sees half a key)."""
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
     def certificate(self) -> x509.Certificate | None:
         try:
             return x509.load_pem_x509_certificate(self.cert.read_bytes())
@@ -218,7 +205,7 @@ class AcmeFiles:
         return data
 
     def write_status(self, **fields: Any) -> None:
-        self.write_private(self.status, json.dumps(fields, default=str).encode())
+        write_atomic(self.status, json.dumps(fields, default=str).encode())
 
     @contextlib.contextmanager
     def locked(self, timeout: float) -> Iterator[None]:
@@ -351,8 +338,8 @@ class CertificateManager:
         assert order.fullchain_pem is not None
         # Key first: a reader that sees the new chain finds its key already there (and the
         # hot-reload path only accepts a pair whose key matches).
-        self.files.write_private(self.files.key, _private_pem(key))
-        self.files.write_private(self.files.cert, order.fullchain_pem.encode())
+        write_atomic(self.files.key, _private_pem(key))
+        write_atomic(self.files.cert, order.fullchain_pem.encode())
 
     def _account_key(self) -> JWK:
         self.files.prepare()
@@ -361,7 +348,7 @@ class CertificateManager:
             return JWKRSA(key=serialization.load_pem_private_key(pem, password=None))
         except FileNotFoundError:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            self.files.write_private(self.files.account_key, _private_pem(key))
+            write_atomic(self.files.account_key, _private_pem(key))
             return JWKRSA(key=key)
 
     def _account(
@@ -388,7 +375,7 @@ class CertificateManager:
             regr = acme.new_account(registration)
         except acme_errors.ConflictError as exc:  # the key already has an account at this CA
             regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
-        self.files.write_private(stored, json.dumps({"directory": tls.acme_directory, "uri": regr.uri}).encode())
+        write_atomic(stored, json.dumps({"directory": tls.acme_directory, "uri": regr.uri}).encode())
         return regr
 
 

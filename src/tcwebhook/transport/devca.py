@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tcwebhook.errors import CertificateError
+from tcwebhook.filemodes import write_atomic
 from tcwebhook.transport.certcheck import check_certificate_setup
 
 log = structlog.get_logger(__name__)
@@ -152,8 +151,8 @@ def _create_ca(
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(pki.ca_key, _key_pem(key), 0o600)
-    _write(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(pki.ca_key, _key_pem(key), 0o600)
+    write_atomic(pki.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert, key
 
 
@@ -200,8 +199,8 @@ def _issue_leaf(
     )
     # Each file is replaced atomically; a reloader polling between the two writes sees a
     # mismatched pair, refuses it and takes the new pair on its next poll.
-    _write(pki.key, _key_pem(key), 0o600)
-    _write(pki.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(pki.key, _key_pem(key), 0o600)
+    write_atomic(pki.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -210,22 +209,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` atomically; the file has ``mode`` from its first byte."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _tighten(key_path: Path) -> None:
