@@ -1,10 +1,16 @@
-"""Fixtures that start the real receiver: `tcwebhook serve`/`dev` as a subprocess on a free port."""
+"""Fixtures that start the real receiver: `tcwebhook serve`/`dev` as a subprocess.
+
+Servers bind port 0 and the fixtures read the port they got from their "listening" log line, so
+no test picks a port that something else may take before the server binds it.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -28,10 +34,36 @@ BASIC_PASSWORD = "basic-secret-0123456789"
 CLI = [sys.executable, "-m", "tcwebhook.cli"]
 
 
-def free_port() -> int:
+_PORT_IN_LINE = re.compile(r'(?:"port":|\bport=|https://[^\s"/]+:)(\d+)')
+
+
+def logged_port(log_path: Path, event: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """The port a server process logged in its ``event`` line ("listening", "console_listening").
+
+    Reads JSON and console log lines alike; fails when the process exits or never logs it.
+    """
+    marker = re.compile(rf'"event":"{event}"|\]\s+{event}\s')
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        for line in text.splitlines():
+            if marker.search(line) and (found := _PORT_IN_LINE.search(line)):
+                return int(found.group(1))
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {event}:\n{text}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeError(f"no {event} line in {timeout}s:\n{text}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the block runs (bound, never listening)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 @dataclass
@@ -78,6 +110,10 @@ class RunningServer:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def console_port(self) -> int:
+        """The operator console's port (configured as 0, chosen when it bound)."""
+        return logged_port(self.log_path, "console_listening", self.proc)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:
@@ -126,14 +162,14 @@ class ServerFactory:
     base: Path
     started: list[RunningServer] = field(default_factory=list)
 
-    def write_config(self, directory: Path, extra: str = "", port: int | None = None) -> tuple[Path, int]:
+    def write_config(self, directory: Path, extra: str = "", port: int = 0) -> tuple[Path, int]:
+        """A config for ``directory``; port 0 (the default) lets the server pick one when it binds."""
         directory.mkdir(parents=True, exist_ok=True)
         leaf = self.ca.issue_cert("localhost", "127.0.0.1")
         cert, key, ca_pem = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
         leaf.cert_chain_pems[0].write_to_path(str(cert))
         leaf.private_key_pem.write_to_path(str(key))
         self.ca.cert_pem.write_to_path(str(ca_pem))
-        port = port or free_port()
         config = directory / "tcwebhook.toml"
         config.write_text(
             f'data_dir = "{directory / "data"}"\n'
@@ -151,7 +187,7 @@ class ServerFactory:
         extra: str = "",
         env: dict[str, str] | None = None,
         wait: bool = True,
-        port: int | None = None,
+        port: int = 0,
     ) -> RunningServer:
         directory = self.base / name
         config, port = self.write_config(directory, extra, port)
@@ -160,11 +196,16 @@ class ServerFactory:
     def start_with(
         self, config: Path, port: int, directory: Path, env: dict[str, str] | None = None, wait: bool = True
     ) -> RunningServer:
+        """Start ``serve``; port 0 takes a port when binding, another port (a restart) is reused.
+
+        Without ``wait`` the call returns once the server listens, before it is healthy.
+        """
         log_path = directory / f"server-{len(self.started)}.log"
         full_env = {**os.environ, **(env or {})}
+        argv = [*CLI, "serve", "--config", str(config)] + (["--port", str(port)] if port else [])
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                [*CLI, "serve", "--config", str(config)],
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=full_env,
@@ -182,6 +223,8 @@ class ServerFactory:
             env or {},
         )
         self.started.append(server)
+        if not port:
+            server.port = logged_port(log_path, "listening", proc)
         if wait:
             wait_ready(server)
         return server
@@ -209,21 +252,18 @@ def live_server(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """`tcwebhook dev` exactly as the README's first command runs it, on a free port."""
+    """`tcwebhook dev` exactly as the README's first command runs it, on ports it picks."""
     directory = tmp_path_factory.mktemp("dev")
-    port = free_port()
     log_path = directory / "dev.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                *CLI, "dev", "--data-dir", str(directory / "data"),
-                "--port", str(port), "--console-port", str(free_port()),
-            ],
+            [*CLI, "dev", "--data-dir", str(directory / "data"), "--port", "0", "--console-port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=directory,
         )
     creds_path = directory / "data" / "dev" / "credentials.json"
+    port = logged_port(log_path, "listening", proc)
     server = RunningServer(proc, port, directory / "data" / "dev" / "ca.pem", "", "", directory / "data", log_path)
     deadline = time.monotonic() + 30
     while not creds_path.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -212,22 +212,17 @@ def check(settings: Settings) -> CertReport | None:
 
 def serve(
     settings: Settings,
-    on_ready: Callable[[HttpsServer], Awaitable[None] | None] | None = None,
+    on_ready: Callable[[HttpsServer, ConsoleListener | None], Awaitable[None] | None] | None = None,
     reload: Callable[[], Settings] | None = None,
 ) -> None:
     """Receive (and deliver) until SIGTERM/SIGINT; raises StartupError on a bad setup.
 
     ``reload`` reads the configuration again: with it, SIGHUP applies new ``[auth]`` and ``[tls]``.
     Under systemd the service reports ready once it listens, and answers the watchdog.
+    ``on_ready`` gets the listening server and the console (None when disabled), whose bound
+    ports are the real ones also when the configured port is 0.
     """
     notifier = Notifier()
-
-    async def ready(server: HttpsServer) -> None:
-        notifier.ready(f"listening on {settings.server.host}:{server.bound_port}")
-        if on_ready is not None:
-            maybe = on_ready(server)
-            if maybe is not None:
-                await maybe
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -238,7 +233,15 @@ def serve(
             server = HttpsServer(effective)
             server.load()  # the certificate first: nothing else is opened for a bad one
             service = await stack.enter_async_context(Service(effective))
-            await stack.enter_async_context(service.console(server.tls))
+            console = await stack.enter_async_context(service.console(server.tls))
+
+            async def ready(listening: HttpsServer) -> None:
+                notifier.ready(f"listening on {settings.server.host}:{listening.bound_port}")
+                if on_ready is not None:
+                    maybe = on_ready(listening, console)
+                    if maybe is not None:
+                        await maybe
+
             receiver = service.receiver(server.tls)
             if acme is not None:
                 assert server.tls is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
-from tests.conftest import CLI, RunningServer, ServerFactory, free_port
+from tests.conftest import CLI, RunningServer, ServerFactory, logged_port
 
 from tcwebhook.console.app import SESSION_COOKIE
 
@@ -66,9 +66,8 @@ class TestConsoleAlone:
 
     def test_serves_and_stops(self, server_factory: ServerFactory, tmp_path: Path) -> None:
         hashed = cli("console", "hash-password", stdin="op-password-1\n").stdout.strip()
-        port = free_port()
         extra = (
-            f'[console]\nport = {port}\n'
+            '[console]\nport = 0\n'
             f'[[console.users]]\nusername = "op"\npassword_hash = "{hashed}"\nrole = "operator"\n'
         )
         directory = tmp_path / "alone"
@@ -77,7 +76,7 @@ class TestConsoleAlone:
         with log.open("wb") as out:
             proc = subprocess.Popen([*CLI, "console", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:
-            url = f"https://localhost:{port}"
+            url = f"https://localhost:{logged_port(log, 'console_listening', proc)}"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and proc.poll() is None:
                 try:

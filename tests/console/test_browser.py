@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.conftest import RunningServer, ServerFactory, free_port
+from tests.conftest import RunningServer, ServerFactory
 from tests.receiver.test_endpoints import shipment_body
 
 from .conftest import OPERATOR, VIEWER
@@ -84,11 +84,10 @@ class Stack:
 def stack(test_ca: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     erp = Erp()
     url = erp.start()
-    port = free_port()
     extra = (
         "[delivery]\npoll_interval = 0.1\ninitial_delay = 0.1\nmax_delay = 0.5\n"
         f'[[sinks]]\nname = "erp"\ntype = "http"\nurl = "{url}"\ntimeout = 5\n'
-        f'[console]\nenabled = true\nport = {port}\n'
+        '[console]\nenabled = true\nport = 0\n'
         f'[[console.users]]\nusername = "{OPERATOR[0]}"\npassword = "{OPERATOR[1]}"\nrole = "operator"\n'
         f'[[console.users]]\nusername = "{VIEWER[0]}"\npassword = "{VIEWER[1]}"\nrole = "viewer"\n'
     )
@@ -104,7 +103,7 @@ def stack(test_ca: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     (directory / "key.pem").chmod(0o600)
     server = factory.start_with(config, webhook_port, directory)
     try:
-        yield Stack(server, erp, f"https://localhost:{port}")
+        yield Stack(server, erp, f"https://localhost:{server.console_port()}")
     finally:
         factory.stop_all()
         erp.stop()

@@ -63,7 +63,7 @@ class TestDelivery:
             result = await inbox.store(order(1))
             dispatcher.notify(result)
             await settled(inbox, [result.event_id], within=5)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 15  # woken, not waiting for the 30 s poll (generous bound)
         finally:
             await dispatcher.stop()
 
@@ -511,7 +511,7 @@ class TestShutdown:
         await until(lambda: _called(sink, ids[0], 1))
         started = time.monotonic()
         await dispatcher.stop(0.2)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10  # released after the grace, not hanging (generous bound)
         assert sink.closed
         (delivery,) = await inbox.deliveries(ids[0])
         assert (delivery.status, delivery.attempts, delivery.claim_owner) == ("pending", 0, None)

@@ -38,21 +38,23 @@ class TestLinger:
     """The writer waits for more writes only while the event loop runs late."""
 
     def test_an_idle_loop_gets_no_linger(self, writer: GroupCommitWriter, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(writer_module, "LINGER", 0.3)
+        # A linger far longer than a commit, so the bound below holds on a loaded machine too.
+        monkeypatch.setattr(writer_module, "LINGER", 10.0)
 
         async def main() -> None:
             assert await writer.submit(insert(0)) == 0
-            assert 0 <= writer.loop_lag < 0.25  # measured by the settle callback
+            assert writer.loop_lag >= 0  # measured by the settle callback
             writer.loop_lag = 0.0
             started = time.monotonic()
             assert await writer.submit(insert(1)) == 1
-            assert time.monotonic() - started < 0.3
+            assert time.monotonic() - started < 5
 
         asyncio.run(main())
         assert writer.commits == 2
 
     def test_a_late_loop_shares_one_commit(self, writer: GroupCommitWriter, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(writer_module, "LINGER", 0.3)
+        # The second write comes 0.05 s in: a linger of 1 s has it in time even on a loaded machine.
+        monkeypatch.setattr(writer_module, "LINGER", 1.0)
 
         async def main() -> list[int]:
             loop = asyncio.get_running_loop()
@@ -62,7 +64,7 @@ class TestLinger:
             later: asyncio.Future[asyncio.Future[int]] = loop.create_future()
             loop.call_later(0.05, lambda: later.set_result(writer.submit(insert(1))))
             values = [await first, await (await later)]
-            assert time.monotonic() - started >= 0.3
+            assert time.monotonic() - started >= 1.0
             return values
 
         assert asyncio.run(main()) == [0, 1]

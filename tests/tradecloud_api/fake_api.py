@@ -566,12 +566,6 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
     return scripted
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class FakeServer:
     """Runs ``build_app`` under uvicorn with TLS (a trustme CA) on a thread."""
 
@@ -590,7 +584,10 @@ class FakeServer:
         self.origin = f"https://127.0.0.1:{self.port}"
         self.api_base = f"{self.origin}/v2"
         self.fake.storage_base = self.origin
-        self.fake.unreachable_base = f"https://127.0.0.1:{_free_port()}"
+        # Bound but never listening: connections are refused, and no one else can take the port.
+        self._refused = socket.socket()
+        self._refused.bind(("127.0.0.1", 0))
+        self.fake.unreachable_base = f"https://127.0.0.1:{self._refused.getsockname()[1]}"
         config = uvicorn.Config(
             build_app(self.fake),
             ssl_certfile=str(self._cert_path),
@@ -619,3 +616,4 @@ class FakeServer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._sock.close()
+        self._refused.close()

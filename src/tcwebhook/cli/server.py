@@ -40,7 +40,7 @@ def startup_guard(func: Callable[[], T]) -> T:
 
 
 def _serve(
-    settings: Settings, banner: Callable[[Any], None] | None = None, reload: Callable[[], Settings] | None = None
+    settings: Settings, banner: Callable[[Any, Any], None] | None = None, reload: Callable[[], Settings] | None = None
 ) -> None:
     from tcwebhook.service import serve
 
@@ -159,8 +159,8 @@ def dev(
             )
         )
 
-    def banner(service: Any) -> None:
-        url = f"https://localhost:{service.bound_port}"
+    def banner(server: Any, console_listener: Any) -> None:
+        url = f"https://localhost:{server.bound_port}"
         orders = url + settings.routes.orders
         ca = str(pki.ca_cert.resolve())
         token = creds["bearer_token"]
@@ -178,7 +178,8 @@ def dev(
         console.print(f"  bearer token       {token}")
         console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
         console.print(f"  inbox              {settings.store_location}")
-        console.print(f"  operator console   https://localhost:{settings.console.port}/")
+        if console_listener is not None:
+            console.print(f"  operator console   https://localhost:{console_listener.bound_port}/")
         console.print(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
             console.print(f"  sink {sink.name:<13} {sink.type} {sink.target}")
