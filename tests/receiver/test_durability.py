@@ -55,7 +55,7 @@ class TestKillDuringLoad:
         assert len(acknowledged) >= 200
 
         assert server.config_path is not None
-        restarted = server_factory.start_with(server.config_path, server.port, server.config_path.parent, wait=False)
+        restarted = server_factory.start_with(server.config_path, 0, server.config_path.parent, wait=False)
         wait_ready(restarted)
         stored = {e.message_id for e in inbox_events(restarted)}
         missing = [m for m in acknowledged if m not in stored]

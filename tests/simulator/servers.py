@@ -314,6 +314,7 @@ class DroppingFront:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
+        self._relayed: list[socket.socket] = []  # closed once the pipes over them have ended
         self._stop = threading.Event()
 
     @property
@@ -342,6 +343,7 @@ class DroppingFront:
                 client.close()  # RST
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._relayed += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 thread = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
                 thread.start()
@@ -356,5 +358,10 @@ class DroppingFront:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self.listener.close()
+        for sock in self._relayed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # ends pipes still waiting in recv
         for thread in self._threads:
             thread.join(5)
+        for sock in self._relayed:
+            sock.close()

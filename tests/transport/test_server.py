@@ -282,23 +282,24 @@ class TestSlowClients:
     """Headers or a body that trickle in too slowly do not hold a connection or get a 2xx."""
 
     def test_slow_headers_closed_and_slow_body_gets_503(self, server_factory: ServerFactory) -> None:
-        server = server_factory.start("slow", extra="")
-        config = server.config_path
-        assert config is not None
-        server.stop()
+        config, _ = server_factory.write_config(server_factory.base / "slow")
         config.write_text(config.read_text().replace("[server]\n", "[server]\nrequest_timeout = 1\n"))
-        server = server_factory.start_with(config, server.port, config.parent)
+        server = server_factory.start_with(config, 0, config.parent)
         ctx = server.ssl_context()
 
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
             tls.sendall(b"POST /tradecloud/orders HTTP/1.1\r\nHost: localhost\r\n")
             started = time.monotonic()
             assert tls.recv(1024) == b""  # closed without an HTTP answer
             assert time.monotonic() - started < 5
 
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
             tls.sendall(
                 b"POST /tradecloud/orders HTTP/1.1\r\nHost: localhost\r\n"
                 b"Authorization: Bearer " + server.token.encode() + b"\r\n"
