@@ -40,6 +40,8 @@ def _bin_dir() -> Path:
 
 
 def _free_port() -> int:
+    # PostgreSQL cannot listen on port 0: a port is probed here, and ``start`` takes another one
+    # when something bound this one in between.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -103,9 +105,19 @@ class PgCluster:
             fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
 
     def start(self) -> None:
-        done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
-        if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{self.server_log()}")
+        for _ in range(5):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+            if done.returncode == 0:
+                return
+            with self.log.open("rb") as fh:
+                fh.seek(logged)
+                if b"could not bind" not in fh.read():
+                    break
+            self.port = _free_port()  # taken since it was probed: another one (the last setting wins)
+            with (self.data / "postgresql.conf").open("a") as fh:
+                fh.write(f"port = {self.port}\n")
+        raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{self.server_log()}")
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")

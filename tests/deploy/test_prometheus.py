@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import TOKEN, RunningServer, ServerFactory, free_port
+from tests.conftest import TOKEN, RunningServer, ServerFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -110,12 +110,24 @@ class TestExposed:
                 "tcwebhook_sink_oldest_pending_age_seconds"} <= exposed
 
 
+def _prometheus_port(log: Path, proc: subprocess.Popen[bytes]) -> int:
+    """The port Prometheus got for --web.listen-address=127.0.0.1:0, from its "Listening on" line."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r'msg="Listening on" address=127\.0\.0\.1:(\d+)', log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(10)
+    raise AssertionError(log.read_text(errors="replace")[-3000:])
+
+
 @needs_prometheus
 class TestPrometheusScrapes:
     """Debian's Prometheus scrapes /metrics over TLS with a bearer token and evaluates the rules."""
 
     def test_scrape(self, monitored: RunningServer, tmp_path: Path) -> None:
-        prom_port = free_port()
         shutil.copy(ALERTS, tmp_path / "alerts.yml")
         target = f"localhost:{monitored.port}"
         tls = f"    tls_config:\n      ca_file: {monitored.ca_path}\n"
@@ -135,13 +147,13 @@ class TestPrometheusScrapes:
                 PROMETHEUS or "",
                 f"--config.file={tmp_path / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--web.listen-address=127.0.0.1:0",  # the port it binds is read from its log
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
-        api = f"http://127.0.0.1:{prom_port}/api/v1"
+        api = f"http://127.0.0.1:{_prometheus_port(tmp_path / 'prometheus.log', proc)}/api/v1"
 
         def query(expr: str) -> list[dict[str, Any]]:
             try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from tests.conftest import free_port
+from tests.conftest import logged_port
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "wheel-token-0123456789abcdef"
@@ -63,17 +63,16 @@ def test_wheel_in_a_clean_venv(tmp_path: Path, test_ca: trustme.CA) -> None:
     leaf.private_key_pem.write_to_path(str(site / "key.pem"))
     (site / "key.pem").chmod(0o600)
     test_ca.cert_pem.write_to_path(str(site / "ca.pem"))
-    port, console_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
         "TCWEBHOOK_SERVER__HOST": "127.0.0.1",
-        "TCWEBHOOK_SERVER__PORT": str(port),
+        "TCWEBHOOK_SERVER__PORT": "0",  # the ports it binds are read from its log
         "TCWEBHOOK_TLS__CERTFILE": str(site / "cert.pem"),
         "TCWEBHOOK_TLS__KEYFILE": str(site / "key.pem"),
         "TCWEBHOOK_TLS__TRUST_STORE": str(site / "ca.pem"),
         "TCWEBHOOK_AUTH__BEARER_TOKENS": f'["{TOKEN}"]',
         "TCWEBHOOK_CONSOLE__ENABLED": "true",
-        "TCWEBHOOK_CONSOLE__PORT": str(console_port),
+        "TCWEBHOOK_CONSOLE__PORT": "0",
         "TCWEBHOOK_CONSOLE__USERS": '[{"username": "admin", "password": "console-password-0123", "role": "viewer"}]',
     }
     assert "OK" in subprocess.run([cli, "check-config", "--config", config], cwd=site, env=env, capture_output=True,
@@ -82,6 +81,8 @@ def test_wheel_in_a_clean_venv(tmp_path: Path, test_ca: trustme.CA) -> None:
     proc = subprocess.Popen([cli, "serve", "--config", config], cwd=site, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
+        port = logged_port(site / "serve.log", "listening", proc, timeout=60)
+        console_port = logged_port(site / "serve.log", "console_listening", proc, timeout=60)
         verify = str(site / "ca.pem")
         deadline = time.monotonic() + 60
         while True:
