@@ -261,6 +261,9 @@ class TestTradecloudDown:
             api_started = True
             assert wait_until(lambda: pending_count(config) == 0, timeout=30)
         finally:
+            # The receiver first: the fake API then has no TLS connection left open when it stops
+            # (uvicorn leaves the sockets of unfinished TLS shutdowns unclosed at its deadline).
+            server.stop()
             if api_started:
                 api.stop()
         final = {e.event_id: e for e in read_events(config)}
