@@ -174,10 +174,12 @@ class ErpEndpoint:
                 self._answer(200)
 
             def _answer(self, status: int) -> None:
-                self.send_response(status)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the sink gave up waiting (slow mode)
+                # The sink may have given up waiting (slow mode) and closed the connection: an
+                # error escaping here would keep the socket alive in a traceback (ResourceWarning).
+                with contextlib.suppress(OSError):
+                    self.send_response(status)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
                     self.wfile.write(b"{}")
 
             def log_message(self, format: str, *args: Any) -> None:
