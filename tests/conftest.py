@@ -58,6 +58,15 @@ def logged_port(log_path: Path, event: str, proc: subprocess.Popen[bytes], timeo
         time.sleep(0.05)
 
 
+def free_port() -> int:
+    """A port free now, for a server whose port must be known before it binds (the ACME tests:
+    pebble validates on the receiver's ports, which go into pebble's config first). Anything that
+    can bind port 0 and report the port does that instead (see ``logged_port``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def refused_port() -> Iterator[int]:
     """A loopback port that refuses connections while the block runs (bound, never listening)."""
