@@ -207,7 +207,7 @@ class ServerFactory:
     ) -> RunningServer:
         """Start ``serve``; port 0 takes a port when binding, another port (a restart) is reused.
 
-        Without ``wait`` the call returns once the server listens, before it is healthy.
+        Without ``wait`` the call returns once the server listens (or has exited), before it is healthy.
         """
         log_path = directory / f"server-{len(self.started)}.log"
         full_env = {**os.environ, **(env or {})}
@@ -233,7 +233,12 @@ class ServerFactory:
         )
         self.started.append(server)
         if not port:
-            server.port = logged_port(log_path, "listening", proc)
+            try:
+                server.port = logged_port(log_path, "listening", proc)
+            except RuntimeError:
+                if wait:
+                    raise
+                # Exited before listening: a start-up refusal the caller checks (port stays 0).
         if wait:
             wait_ready(server)
         return server

@@ -39,6 +39,8 @@ def start(factory: ServerFactory, fake_server: FakeServer, name: str, connect: s
     assert server.config_path is not None
     text = server.config_path.read_text()
     named = text.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\npublic_hostname = "localhost"')
+    # connect builds the webhook URLs from [server] port: the one the server bound, not 0.
+    named = named.replace("port = 0\n", f"port = {server.port}\n", 1)
     server.config_path.write_text(named)
     return server
 

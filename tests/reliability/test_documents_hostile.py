@@ -39,10 +39,12 @@ BULK = "OrderDocumentsAttachedByBuyer"  # bulk takes these
 
 
 @pytest.fixture
-def partner(tmp_path: Path) -> Iterator[FakeServer]:
+def partner(server_factory: ServerFactory, tmp_path: Path) -> Iterator[FakeServer]:
     api = FakeServer(tmp_path / "api")
     api.start()
     yield api
+    # The receivers first: the API then has no TLS connection left open when it stops.
+    server_factory.stop_all()
     api.stop()
 
 
