@@ -23,6 +23,7 @@ from tcwebhook.config import Settings
 from tcwebhook.console.app import ConsoleHooks, build_app
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
+from tcwebhook.transport.server import bind_listener
 from tcwebhook.transport.tls import ReloadingServerContext
 
 log = structlog.get_logger(__name__)
@@ -126,28 +127,14 @@ class ConsoleListener:
             self._task.result()
         self.bound_port = int(sock.getsockname()[1])
         if self._shared_tls is None:
-            self._reload = asyncio.create_task(self._reload_certificates())
+            self._reload = asyncio.create_task(
+                self.tls.keep_reloading(s.tls.reload_interval, "console_certificate_reload_failed")
+            )
         log.info("console_listening", url=f"https://{s.console.host}:{self.bound_port}/")
 
     def _bind(self) -> socket.socket:
-        host, port = self.settings.console.host, self.settings.console.port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            return socket.create_server((host, port), family=family, backlog=128)
-        except OSError as exc:
-            raise StartupError(
-                f"Cannot listen for the console on {host}:{port} ({exc.strerror}): stop what uses the port "
-                "or choose another [console] port."
-            ) from None
-
-    async def _reload_certificates(self) -> None:
-        assert self.tls is not None
-        while True:
-            await asyncio.sleep(self.settings.tls.reload_interval)
-            try:
-                self.tls.maybe_reload()
-            except Exception:  # a bad renewal must never take the console down
-                log.exception("console_certificate_reload_failed")
+        console = self.settings.console
+        return bind_listener(console.host, console.port, backlog=128, section="console", purpose=" for the console")
 
     async def wait(self) -> None:
         """Until the server stops (a signal, when it handles them)."""

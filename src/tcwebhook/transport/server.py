@@ -79,6 +79,18 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def bind_listener(host: str, port: int, *, backlog: int, section: str, purpose: str = "") -> socket.socket:
+    """The listening socket, bound before anything answers; a busy port is a start-up error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise StartupError(
+            f"Cannot listen{purpose} on {host}:{port} ({exc.strerror}): stop what uses the port or choose "
+            f"another [{section}] port."
+        ) from None
+
+
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
@@ -176,9 +188,10 @@ class HttpsServer:
         """
         if self.tls is None:
             self.load()
+        assert self.tls is not None
         self.server = _Server(self._config(app))
         gate = Gate(self.settings.server, ConnectionMetrics(registry))
-        reload = asyncio.create_task(self._reload_certificates())
+        reload = asyncio.create_task(self.tls.keep_reloading(self.settings.tls.reload_interval))
         try:
             tune_gc()
             sock = self._bind()
@@ -206,25 +219,8 @@ class HttpsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await reload
 
-    async def _reload_certificates(self) -> None:
-        assert self.tls is not None
-        while True:
-            await asyncio.sleep(self.settings.tls.reload_interval)
-            try:
-                self.tls.maybe_reload()  # logs what it loaded or refused
-            except Exception:  # a bad renewal must never take the server down
-                log.exception("certificate_reload_failed")
-
     def _bind(self) -> socket.socket:
-        host, port = self.settings.server.host, self.settings.server.port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            return socket.create_server((host, port), family=family, backlog=2048)
-        except OSError as exc:
-            raise StartupError(
-                f"Cannot listen on {host}:{port} ({exc.strerror}): stop what uses the port or choose "
-                "another [server] port."
-            ) from None
+        return bind_listener(self.settings.server.host, self.settings.server.port, backlog=2048, section="server")
 
     def _listen(self, sock: socket.socket, gate: Gate) -> None:
         assert self.server is not None and self.tls is not None

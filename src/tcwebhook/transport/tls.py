@@ -10,6 +10,7 @@ groups are in effect; where they are not, it falls back to P-256 alone, still wi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import ssl
@@ -224,6 +225,15 @@ class ReloadingServerContext:
             log.info("tls.certificate_reloaded", **self._describe(report))
             self._warn_about(report)
             return True
+
+    async def keep_reloading(self, interval: float, failure_event: str = "certificate_reload_failed") -> None:
+        """``maybe_reload`` every ``interval`` seconds, forever (run it as a task and cancel it)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.maybe_reload()  # logs what it loaded or refused
+            except Exception:  # a bad renewal must never take the listener down
+                log.exception(failure_event)
 
     def retarget(
         self,
