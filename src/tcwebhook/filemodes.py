@@ -63,18 +63,16 @@ def restrict(path: Path, mode: int) -> None:
 
 def open_new(path: Path, mode: int = PRIVATE_FILE) -> int:
     """A new file (it must not exist) opened for writing with exactly ``mode``; returns the fd."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        os.fchmod(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _open_with_mode(path, os.O_EXCL, mode)
 
 
 def open_replace(path: Path, mode: int = PRIVATE_FILE) -> int:
     """``path`` opened for writing, truncated, with exactly ``mode`` (also when it existed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+    return _open_with_mode(path, os.O_TRUNC, mode)
+
+
+def _open_with_mode(path: Path, flag: int, mode: int) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag | getattr(os, "O_CLOEXEC", 0), mode)
     try:
         os.fchmod(fd, mode)
     except BaseException:

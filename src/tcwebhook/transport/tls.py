@@ -217,13 +217,7 @@ class ReloadingServerContext:
             if context is None:
                 # Renewal still writing the files: the next call sees them settled.
                 return False
-            self._current = context
-            self._loaded_digest = pair.digest
-            self._failed = None
-            self.report = report
-            self._last_expiry_warning = None
-            log.info("tls.certificate_reloaded", **self._describe(report))
-            self._warn_about(report)
+            self._swap_in(context, pair, report)
             return True
 
     async def keep_reloading(self, interval: float, failure_event: str = "certificate_reload_failed") -> None:
@@ -263,11 +257,15 @@ class ReloadingServerContext:
             context = build_server_context(certfile, keyfile)
             self.certfile, self.keyfile, self.trust_store = certfile, keyfile, trust_store
             self.public_hostname, self.expiry_warning_days = public_hostname, expiry_warning_days
-            self._current = context
-            self._loaded_digest = pair.digest
-            self._failed = None
-            self.report = report
-            self._last_expiry_warning = None
+            self._swap_in(context, pair, report)
+
+    def _swap_in(self, context: ssl.SSLContext, pair: PemPair, report: CertReport) -> None:
+        """New handshakes get ``context`` from now on (called with the lock held)."""
+        self._current = context
+        self._loaded_digest = pair.digest
+        self._failed = None
+        self.report = report
+        self._last_expiry_warning = None
         log.info("tls.certificate_reloaded", **self._describe(report))
         self._warn_about(report)
 
