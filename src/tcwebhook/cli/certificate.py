@@ -144,7 +144,7 @@ def renew(
 async def _order(manager: CertificateManager) -> None:
     s = manager.settings
     if s.tls.acme_challenge == "http-01":
-        async with http01_listener(s.server.host, s.server.http_port, manager.challenges):
+        async with http01_listener(s.server.host, s.server.http_port, manager.challenges, s.server):
             await asyncio.to_thread(manager.obtain, force=True)
     else:
         async with tls_alpn01_listener(s.server.host, s.server.port, manager.challenges, manager.hostname):
