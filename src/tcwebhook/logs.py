@@ -13,7 +13,14 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from tcwebhook.config import HttpSinkSettings, Settings, url_passwords
+from tcwebhook.config import (
+    AmqpSinkSettings,
+    HttpSinkSettings,
+    Settings,
+    SftpSinkSettings,
+    SqlSinkSettings,
+    url_passwords,
+)
 from tcwebhook.terminal import escape_log_values
 
 REDACTED = "[redacted]"
@@ -136,6 +143,10 @@ def secret_values(settings: Settings) -> list[str]:
     if settings.tradecloud.password is not None:
         values += _basic_forms(settings.tradecloud.username or "", settings.tradecloud.password.get_secret_value())
     for sink in settings.sinks:
+        if isinstance(sink, SftpSinkSettings):
+            values += [s.get_secret_value() for s in (sink.password, sink.passphrase) if s is not None]
+        if isinstance(sink, (AmqpSinkSettings, SqlSinkSettings)):
+            values += url_passwords(sink.url.get_secret_value())
         if not isinstance(sink, HttpSinkSettings):
             continue
         if sink.bearer_token is not None:
