@@ -147,6 +147,8 @@ def _collect(value: object, found: set[str], usernames: Sequence[str] = ("",)) -
     if secret is not None:
         if secret:
             found.add(secret)
+            if "://" in secret:  # a secret URL's password also appears alone (driver errors)
+                found.update(url_passwords(secret))
             found.update(base64.b64encode(f"{user}:{secret}".encode()).decode() for user in usernames)
     elif isinstance(value, BaseModel):
         fields = {name: getattr(value, name) for name in type(value).model_fields}

@@ -30,7 +30,7 @@ from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
-from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body
+from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
 
 Scope = MutableMapping[str, Any]
@@ -283,11 +283,14 @@ class Receiver:
                 503, "timeout", "request body too slow, retry later", [(b"retry-after", RETRY_AFTER)]
             ) from None
         headers = redact_headers(scope["headers"])
+        received = body
         try:
-            body = decode_body(body, _header(scope, b"content-encoding"), self._max_body)
+            body = await decode_body_off_loop(body, headers.get("content-encoding"), self._max_body)
             parsed = parse_webhook(route, body, content_type)
         except ContractError as exc:
-            await self._quarantine(route, content_type, body, headers, exc)
+            # Kept as received (its coding is in the stored headers): a refused body is never
+            # stored inflated, so a small compressed body cannot take the limit's room on disk.
+            await self._quarantine(route, content_type, received, headers, exc)
             extra = [(b"accept-encoding", ACCEPT_ENCODING)] if isinstance(exc, UnsupportedContentEncoding) else []
             raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc), extra) from None
         event = NewEvent.from_parsed(
