@@ -9,8 +9,8 @@ import time
 import uuid
 
 import httpx
-from tests.conftest import ServerFactory, wait_ready
 from tests.receiver.test_endpoints import inbox_events, order_body
+from tests.support.servers import ServerFactory, wait_ready
 
 
 class TestKillDuringLoad:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from tests.conftest import refused_port
+from tests.support.servers import refused_port
 
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings
