@@ -151,6 +151,7 @@ _LINE_STATE: Mapping[str, tuple[str | None, str | None, str | None]] = {
     "OrderChangesProposalRejectedByBuyer": ("InProgress", "RejectedSupplierProposal", None),
     "OrderLinesUpdatedBySupplier": (None, None, None),
     "OrderLinesItemDetailsChanged": (None, None, None),
+    "OrderLinesItemDetailsChangedBySupplier": (None, None, None),
     "OrderLinesReopenRequestedByBuyer": ("InProgress", "OpenBuyerReopenRequest", None),
     "OrderLinesReopenRequestRevertedByBuyer": ("Confirmed", None, None),
     "OrderLinesReopenRequestApprovedBySupplier": ("Confirmed", None, None),
@@ -647,7 +648,7 @@ class SampleFactory:
         out["indicators"] = {"deliveryOverdue": False}
         out["status"] = status
         out["eventDates"] = {}
-        if event_name in ("OrderLinesItemDetailsChanged", "OrderLinesUpdatedBySupplier"):
+        if event_name.startswith("OrderLinesItemDetailsChanged") or event_name == "OrderLinesUpdatedBySupplier":
             out["mergedItemDetails"] = {
                 "countryOfOriginCodeIso2": "DE",
                 "combinedNomenclatureCode": cn_code,
