@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
@@ -143,6 +144,7 @@ def secret_values(settings: Settings) -> list[str]:
         if sink.basic_password is not None:
             values += _basic_forms(sink.basic_username or "", sink.basic_password.get_secret_value())
     values += url_passwords(settings.store_url)
+    values.append(os.environ.get("PGPASSWORD", ""))  # libpq's own source of the store password
     for user in settings.console.users:
         for secret in (user.password, user.password_hash):
             if secret is not None:
