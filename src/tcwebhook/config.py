@@ -10,7 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tcwebhook import storeurl
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.addresses import parse_networks
+
+# Where they always were: the store modules and the log scrubber import them from here.
+redact_url = storeurl.redact_url
+url_passwords = storeurl.url_passwords
 
 DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
 ENV_PREFIX = "TCWEBHOOK_"
@@ -51,37 +56,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 30m or 90s")
     return float(match.group(1)) * _SECONDS[match.group(2)]
-
-
-def redact_url(url: str) -> str:
-    """A store URL without its password (``user:***@``, ``password=***``), for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, host = authority.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    redacted = f"{scheme}://{authority}{slash}{tail}"
-    head, mark, query = redacted.partition("?")
-    if mark:
-        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
-        redacted = head + "?" + "&".join(parts)
-    return redacted
-
-
-def url_passwords(url: str) -> list[str]:
-    """The password a store URL carries, as written and decoded (for the log scrubber)."""
-    _, sep, rest = url.partition("://")
-    authority = rest.partition("/")[0]
-    found: list[str] = []
-    if sep and "@" in authority:
-        userinfo = authority.rpartition("@")[0]
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
-    found += [p.removeprefix("password=") for p in rest.partition("?")[2].split("&") if p.startswith("password=")]
-    return sorted({v for pw in found for v in (pw, unquote(pw)) if v})
 
 
 class _Section(BaseModel):
@@ -238,6 +212,13 @@ class StoreSettings(_Section):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            storeurl.check_store_url(value)
+        return value
 
     @model_validator(mode="after")
     def _pool(self) -> StoreSettings:
