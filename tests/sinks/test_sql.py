@@ -102,7 +102,7 @@ class TestStartupCheck:
                                r"create_table = true\.$"):
                 await sink.probe()
             # And when it is dropped after start-up, deliveries dead-letter with the reason.
-            with pytest.raises(PermanentError, match="(?i)tradecloud_events"):
+            with pytest.raises(PermanentError, match=r"(?i)tradecloud_events"):
                 await sink.deliver(make_event())
         finally:
             await sink.close()
@@ -114,7 +114,7 @@ class TestStartupCheck:
         engine.dispose()
         sink = SqlSink("staging", db_url)
         try:
-            with pytest.raises(StartupError, match="lacks the columns received_at, kind, .*payload: add them"):
+            with pytest.raises(StartupError, match=r"lacks the columns received_at, kind, .*payload: add them"):
                 await sink.probe()
         finally:
             await sink.close()
@@ -133,7 +133,7 @@ class TestServerFailures:
             url = maria.url(maria.create_database())
         sink = SqlSink("erp", wrong_password(url), create_table=True, timeout=10)
         try:
-            with pytest.raises(StartupError, match="^Sink 'erp': .*fix the user, password and database in url") as err:
+            with pytest.raises(StartupError, match=r"^Sink 'erp': .*fix the user, password and database in url") as err:
                 await sink.probe()
             with pytest.raises(PermanentError) as failure:
                 await sink.deliver(make_event())
@@ -147,12 +147,12 @@ class TestServerFailures:
         try:
             with pytest.raises(TransientError, match=r"127\.0\.0\.1") as failure:
                 await sink.deliver(make_event())
-            with pytest.raises(StartupError, match="^Sink 'erp': .*start it or fix url"):
+            with pytest.raises(StartupError, match=r"^Sink 'erp': .*start it or fix url"):
                 await sink.probe()
         finally:
             await sink.close()
         assert "secret-pw" not in str(failure.value)
 
     async def test_unknown_dialect_is_a_startup_error(self) -> None:
-        with pytest.raises(StartupError, match="^Sink 'erp': no SQLAlchemy dialect or driver for nosuchdb"):
+        with pytest.raises(StartupError, match=r"^Sink 'erp': no SQLAlchemy dialect or driver for nosuchdb"):
             SqlSink("erp", "nosuchdb://host/db")
