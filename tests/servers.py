@@ -256,9 +256,9 @@ class RabbitNode:
             self.ctl("stop", timeout=60)
         _kill_tree(self.proc, signal.SIGKILL, timeout=10)
         # epmd is started by the node as a daemon of its own, on our private port.
-        for proc in psutil.process_iter(["name", "cmdline"]):
+        for proc in psutil.process_iter(["name"]):
             with contextlib.suppress(psutil.Error):
-                if proc.info["name"] == "epmd" and f"{self.epmd_port}" in " ".join(proc.info["cmdline"] or []):
+                if proc.info["name"] == "epmd" and proc.environ().get("ERL_EPMD_PORT") == str(self.epmd_port):
                     proc.kill()
         shutil.rmtree(self.root, ignore_errors=True)
 
