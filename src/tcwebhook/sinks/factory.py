@@ -7,6 +7,7 @@ from typing import assert_never
 from pydantic import SecretStr
 
 from tcwebhook.config import FilesSinkSettings, HttpSinkSettings, PythonSinkSettings, Settings, SinkSettings
+from tcwebhook.formats import Output
 from tcwebhook.sinks.base import EventSink
 from tcwebhook.sinks.files import FilesSink
 from tcwebhook.sinks.http import HttpSink
@@ -19,8 +20,11 @@ def _secret(value: SecretStr | None) -> str | None:
 
 def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
     """One sink from its settings; raises StartupError with one sentence when unusable."""
+    output = Output.from_settings(cfg)
     if isinstance(cfg, PythonSinkSettings):
-        return PythonSink(cfg.name, cfg.callable, events=cfg.events, timeout=cfg.timeout, max_threads=max_threads)
+        return PythonSink(
+            cfg.name, cfg.callable, events=cfg.events, timeout=cfg.timeout, max_threads=max_threads, output=output
+        )
     if isinstance(cfg, HttpSinkSettings):
         return HttpSink(
             cfg.name,
@@ -34,10 +38,16 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
             ca_bundle=cfg.ca_bundle,
             timeout=cfg.timeout,
             permanent_codes=cfg.permanent_codes,
+            output=output,
         )
     if isinstance(cfg, FilesSinkSettings):
         return FilesSink(
-            cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders, group_readable=cfg.group_readable
+            cfg.name,
+            cfg.directory,
+            events=cfg.events,
+            subfolders=cfg.subfolders,
+            group_readable=cfg.group_readable,
+            output=output,
         )
     assert_never(cfg)
 
