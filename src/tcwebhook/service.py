@@ -43,6 +43,7 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.reconcile.background import BackgroundReconciler, ReconcileMetrics, check_reconcile_options
@@ -102,9 +103,9 @@ class Service:
 
             check_console(self.settings)
 
-    def sinks(self) -> list[Sink]:
-        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
-        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud)
+    def sinks(self, book: BookStore | None = None) -> list[Sink]:
+        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery and the order book."""
+        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud, book)
 
     async def open(self) -> None:
         """Build and start everything; raises StartupError (and releases what was built) if impossible."""
@@ -114,11 +115,13 @@ class Service:
             if s.tradecloud.configured:
                 self.tradecloud = TradecloudClient(s.tradecloud)
                 self._resources.push_async_callback(self.tradecloud.aclose)
-            sinks = self.sinks()
+            built = build_sinks(s)  # start-up errors of the sinks come before the store is opened
             inbox = open_inbox(s)
             await inbox.open()
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)
+            book = inbox if isinstance(inbox, BookStore) else None
+            sinks = wrap_sinks(built, s, self.tradecloud, book)
             self.metrics = ServiceMetrics(self.registry, inbox, [sink.name for sink in sinks])
             dispatcher = Dispatcher(inbox, sinks, s.delivery, on_delivered=self.metrics.delivered)
             await dispatcher.start()

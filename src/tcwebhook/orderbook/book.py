@@ -353,7 +353,7 @@ def _newer(incoming: str, current: str) -> bool:
 
 def apply(entry: BookEntry | None, update: BookUpdate, event: BookEvent) -> BookEntry:
     """``entry`` with ``update`` folded in (a new entry when None); pure, ``entry`` is not changed."""
-    if entry is not None and any(e.event_id == event.event_id for e in entry.events):
+    if entry is not None and any((e.event_id, e.source) == (event.event_id, event.source) for e in entry.events):
         return entry
     if entry is None:
         entry = BookEntry(update.key, update.kind, update.object_id, {}, _LOWEST)
