@@ -32,6 +32,7 @@ from tcwebhook.console import render
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import UserBook
 from tcwebhook.errors import EventNotFound, StoreUnavailable
+from tcwebhook.formats import Output
 from tcwebhook.inbox.base import Inbox, StoredEvent
 
 log = structlog.get_logger(__name__)
@@ -107,6 +108,7 @@ class Console:
         self.sessions = SessionStore(cfg.session_idle_timeout)
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
         self.sink_names = tuple(s.name for s in settings.sinks)
+        self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
@@ -315,6 +317,9 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/events/{event_id}", _page(views.event, console), methods=["GET"]),
         Route("/events/{event_id}/body", _page(views.event_body, console), methods=["GET"]),
         Route("/events/{event_id}/fetched", _page(views.fetched, console), methods=["GET"]),
+        Route("/events/{event_id}/preview/{sink}", _page(views.preview, console), methods=["GET"]),
+        Route("/orders/{order_id}", _page(views.order, console), methods=["GET"]),
+        Route("/shipments/{shipment_id}", _page(views.shipment, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
