@@ -215,10 +215,14 @@ async def _book_link(console: Console, stored: StoredEvent) -> str | None:
     return f"/{kind}s/{quote(object_id, safe='')}"
 
 
-_ORDER_COLUMNS: tuple[str, ...] = ("line_position", "item_number", "item_name", "line_process_status", "schedule_position",
-                  "delivery_date", "quantity", "unit", "net_price", "currency", "line_last_updated_at")
-_SHIPMENT_COLUMNS: tuple[str, ...] = ("load_carrier", "purchase_order_number", "line_position", "schedule_position", "item_number",
-                     "quantity", "unit", "despatch_advice_number")
+_ORDER_COLUMNS: tuple[str, ...] = (
+    "line_position", "item_number", "item_name", "line_process_status", "schedule_position",
+    "delivery_date", "quantity", "unit", "net_price", "currency", "line_last_updated_at",
+)
+_SHIPMENT_COLUMNS: tuple[str, ...] = (
+    "load_carrier", "purchase_order_number", "line_position", "schedule_position", "item_number",
+    "quantity", "unit", "despatch_advice_number",
+)
 
 
 async def _entry_page(console: Console, request: Request, key: str) -> Response:
