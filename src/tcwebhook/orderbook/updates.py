@@ -53,6 +53,6 @@ def update_of_body(kind: EventKind, content_type: str, body: bytes) -> PreparedU
         else:
             return update_of_envelope(kind, parse_stored(kind, content_type, body).envelope)
     except (InvalidBody, orjson.JSONDecodeError, ValueError) as exc:
-        log.warning("orderbook.unreadable", kind=kind.value, error=str(exc)[:200])
+        log.debug("orderbook.unreadable", kind=kind.value, error=str(exc)[:200])
         return None
     return None if found is None else PreparedUpdate.of(found)
