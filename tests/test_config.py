@@ -54,7 +54,7 @@ class TestLoadSettings:
             ("[[sinks]]\nname = 'a'\ntype = 'http'\n", "sinks.0: sink 'a' of type 'http' needs the key 'url'"),
             ("[[sinks]]\nname = 'a'\ntype = 'files'\ndirectory = 'x'\nurl = 'https://x'\n", "has no key 'url'"),
             ("[[sinks]]\nname = 'a'\ntype = 'python'\ncallable = ''\n", "needs the key 'callable'"),
-            ("[[sinks]]\nname = 'a'\n", "a sink needs type = 'python', 'http' or 'files'"),
+            ("[[sinks]]\nname = 'a'\n", "a sink needs type = 'python', 'http', 'files', 'sftp', 'amqp' or 'sql'"),
             ("[[sinks]]\nname = 'a'\ntype = 'ftp'\n", "a sink needs type ="),
             ("[[sinks]]\nname = 'a'\ntype = 'http'\nurl = 'ftp://x'\n", "url must start with http://"),
             ("not toml [", "not valid TOML"),

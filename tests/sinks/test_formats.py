@@ -125,3 +125,36 @@ class TestSettings:
         config.write_text(f'[[sinks]]\nname = "erp"\ntype = "http"\nurl = "https://erp.example/in"\n{keys}\n')
         with pytest.raises(StartupError, match=message):
             load_settings(config)
+
+
+class TestSinksOfServers:
+    """The sql sink (and sftp, amqp: the same payload source) stores what the format renders."""
+
+    async def test_sql_row_holds_the_csv(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        config = tmp_path / "c.toml"
+        db = tmp_path / "erp.db"
+        config.write_text(
+            f'data_dir = "{tmp_path}"\n[[sinks]]\nname = "erp"\ntype = "sql"\nurl = "sqlite:///{db}"\n'
+            'create_table = true\nformat = "csv"\ncsv_delimiter = ";"\ncsv_decimal = ","\n'
+        )
+        cfg = load_settings(config).sinks[0]
+        sink = build_sink(cfg)
+        probe = getattr(sink, "probe", None)
+        if probe is not None:
+            await probe()
+        try:
+            await sink.deliver(stored_event(ISSUED))
+        finally:
+            await sink.close()
+        with sqlite3.connect(db) as conn:
+            content_type, payload = conn.execute("SELECT content_type, payload FROM tradecloud_events").fetchone()
+        assert content_type == "text/csv; charset=utf-8; header=present"
+        assert payload == CSV.render(stored_event(ISSUED)).body.decode()
+
+    def test_payload_extension_follows_the_format(self) -> None:
+        from tcwebhook.sinks.payload import rendered_by
+
+        assert rendered_by(CSV)(stored_event(ISSUED)).extension == ".csv"
+        assert rendered_by(Output(sink="erp"))(stored_event(ISSUED, xml=True)).extension == ".xml"

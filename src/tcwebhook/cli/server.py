@@ -67,10 +67,11 @@ def serve(
 
 
 def check_config(config: ConfigOption = None) -> None:
-    from tcwebhook.service import check
+    from tcwebhook.service import check, check_sinks
 
     settings = startup_guard(lambda: load_settings(config))
     report = startup_guard(lambda: check(settings))
+    reach = startup_guard(lambda: check_sinks(settings))
     if report is None:
         console.print(
             f"[green]OK[/green] configuration is valid; no certificate yet: serve orders one for "
@@ -84,6 +85,8 @@ def check_config(config: ConfigOption = None) -> None:
         )
         for warning in report.warnings:
             console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
+    for sink in reach:
+        console.print(f"sink {markup_safe(sink.name)} ({sink.type}): {markup_safe(sink.detail)}")
     if settings.tls.acme:
         from tcwebhook.cli.certificate import describe
         from tcwebhook.transport.acme import CertificateManager

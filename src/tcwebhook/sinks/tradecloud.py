@@ -26,7 +26,7 @@ import structlog
 from tcwebhook.config import Settings, SinkSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import PermanentError, StartupError
-from tcwebhook.formats import BOOK_KEY, Output
+from tcwebhook.formats import BOOK_KEY
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.orderbook.book import update_of
 from tcwebhook.orderbook.sql import PreparedUpdate
@@ -66,13 +66,6 @@ class DocumentWriter(Protocol):
     async def write_document_file(self, event: EventLike, name: str, source: Path) -> Path: ...
 
 
-@runtime_checkable
-class Rendering(Protocol):
-    """A sink that renders through a ``formats.Output`` (every sink built by the factory)."""
-
-    output: Output
-
-
 @dataclass(frozen=True, slots=True)
 class DocumentFile:
     """A downloaded document as a handler sees it in ``extras["documents"]``."""
@@ -95,6 +88,7 @@ class TradecloudSink:
         documents: DocumentFetcher | None = None,
         documents_dir: Path | None = None,
         book: BookStore | None = None,
+        needs_book: bool = False,
     ) -> None:
         if documents is not None and documents_dir is None:
             raise ValueError("documents need a documents_dir to be downloaded into")
@@ -105,7 +99,7 @@ class TradecloudSink:
         self._documents = documents
         self._documents_dir = documents_dir
         self._book = book
-        self._needs_book = isinstance(inner, Rendering) and inner.output.needs_book
+        self._needs_book = needs_book  # payload = "order": hand the inner sink the book's entry
 
     def accepts(self, event: StoredEvent) -> bool:
         return self.inner.accepts(event)
@@ -243,6 +237,7 @@ def wrap_sinks(
                 documents=documents,
                 documents_dir=settings.data_dir / "documents",
                 book=book,
+                needs_book=cfg is not None and cfg.payload == "order",
             )
         )
     return wrapped
