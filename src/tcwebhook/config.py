@@ -277,6 +277,16 @@ class _SinkSection(_Section):
     allow_private_download_addresses: bool = False
     max_documents: int = Field(default=100, gt=0)  # per event, past it: dead-letter
     max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
+    # What is delivered (README, "Payloads and formats"): the event or the book's current order,
+    # as the body received, typed JSON, CSV rows or a Jinja2 template's output.
+    payload: Literal["event", "order"] = "event"
+    format: Literal["body", "json", "csv", "template"] = "body"
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
+    csv_decimal: Literal[".", ","] = "."
+    csv_header: bool = True
+    csv_columns: tuple[str, ...] = ()  # a subset of the CSV columns, in this order; empty = all
+    csv_bom: bool = False  # a UTF-8 byte order mark, for spreadsheet imports
+    template: Path | None = None  # with format = "template"
 
     _needs: ClassVar[str]  # the key a sink of this type cannot do without
     _also_needs: ClassVar[tuple[str, ...]] = ()  # further keys without a default
@@ -297,6 +307,24 @@ class _SinkSection(_Section):
         if foreign:
             raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}")
         return data
+
+    @model_validator(mode="after")
+    def _output_keys(self) -> _SinkSection:
+        if self.format == "template" and self.template is None:
+            raise ValueError(f"sink {self.name!r}: format = \"template\" needs the key 'template' (a template file)")
+        if self.template is not None and self.format != "template":
+            raise ValueError(f"sink {self.name!r}: the key 'template' needs format = \"template\"")
+        if self.payload == "order" and self.format == "body":
+            raise ValueError(
+                f"sink {self.name!r}: payload = \"order\" needs format = \"json\", \"csv\" or \"template\""
+            )
+        if self.csv_delimiter == self.csv_decimal:
+            raise ValueError(
+                f"sink {self.name!r}: csv_delimiter and csv_decimal must differ (use csv_delimiter = \";\")"
+            )
+        if self.csv_delimiter in ('"', "\r", "\n"):
+            raise ValueError(f"sink {self.name!r}: csv_delimiter cannot be a quote or a line break")
+        return self
 
     @field_validator("download_hosts")
     @classmethod

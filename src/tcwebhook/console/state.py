@@ -22,6 +22,7 @@ from tcwebhook.config import Settings
 from tcwebhook.console import render
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import UserBook
+from tcwebhook.formats import Output
 from tcwebhook.inbox.base import Inbox, StoredEvent
 
 SESSION_COOKIE = "tcwebhook_session"
@@ -56,6 +57,7 @@ class Console:
         self.sessions = SessionStore(cfg.session_idle_timeout)
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
         self.sink_names = tuple(s.name for s in settings.sinks)
+        self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
