@@ -13,6 +13,7 @@ from tcwebhook.cli import (
     console,
     db,
     events,
+    health,
     quarantine,
     reconcile,
     send,
@@ -28,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect):
+for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect,
+               health):
     module.register(app)
 
 
