@@ -144,7 +144,7 @@ def test_image_metadata(podman: Podman, tcwebhook_image: BuiltImage) -> None:
     assert config["Cmd"] == ["serve", "--config", "/etc/tcwebhook/tcwebhook.toml"]
     assert set(config["ExposedPorts"]) == {"8443/tcp", "8444/tcp"}
     assert "/var/lib/tcwebhook" in config["Volumes"]
-    assert config["Healthcheck"]["Test"][1:] == ["tcwebhook", "health", "--config", "/etc/tcwebhook/tcwebhook.toml"]
+    assert image["Healthcheck"]["Test"][1:] == ["tcwebhook", "health", "--config", "/etc/tcwebhook/tcwebhook.toml"]
     labels = config["Labels"]
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert labels["org.opencontainers.image.version"] == version
