@@ -13,6 +13,7 @@ from tcwebhook.cli import (
     console,
     db,
     events,
+    health,
     orders,
     quarantine,
     reconcile,
@@ -29,7 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_GROUPS = (server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect)
+_GROUPS = (
+    server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+)
 for module in _GROUPS:
     module.register(app)
 
