@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.conftest import TOKEN, RunningServer, ServerFactory
 from tests.reliability.conftest import RawAnswer, read_answer, read_events, rss_mb, send_raw, tls_connect
+from tests.support.servers import TOKEN, RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

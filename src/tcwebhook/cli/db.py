@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import LoggingSettings, Settings, load_settings, parse_duration
 from tcwebhook.errors import StartupError, StoreError
 from tcwebhook.inbox.base import Inbox, StoreInfo

@@ -1,4 +1,4 @@
-"""The console's pages and actions (see ``console.app`` for sessions, CSRF and roles)."""
+"""The console's pages and actions (sessions, CSRF and roles: ``console.app``; shared state: ``console.state``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tcwebhook.console import render
-from tcwebhook.console.app import Console
+from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
 from tcwebhook.inbox.base import (
