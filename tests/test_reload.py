@@ -186,4 +186,3 @@ class TestAcmeReload:
         assert tls.targets == [(acme_dir / "cert.pem", acme_dir / "key.pem")]
         assert receiver.tokens == [(NEW,)]
         assert reloader.settings.tls.certfile == acme_dir / "cert.pem"
-
