@@ -531,12 +531,17 @@ class ConsoleSettings(_Section):
     keyfile: Path | None = None  # default: [tls] keyfile
     users: tuple[ConsoleUser, ...] = ()
     session_idle_timeout: float = Field(default=30 * 60.0, gt=0)  # seconds without a request
-    # Failed logins: at most this many per client address and per username in the window.
+    # Failed logins in the window: at most login_attempts per (username, client address), and
+    # login_attempts_per_address per address whatever the usernames.
     login_attempts: int = Field(default=5, gt=0)
+    login_attempts_per_address: int = Field(default=20, gt=0)
     login_window: float = Field(default=300.0, gt=0)
+    # Reverse proxies in front of the console: their X-Forwarded-For names the operator's address.
+    trusted_proxies: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _pairs(self) -> ConsoleSettings:
+        parse_networks(self.trusted_proxies, "[console] trusted_proxies", presets=False)
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("[console] certfile and keyfile go together")
         names = [u.username for u in self.users]

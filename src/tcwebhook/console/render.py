@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tcwebhook.bodies import indent_body
+from tcwebhook.bodies import Readable, readable_body
 
 
-def pretty_body(body: bytes, content_type: str) -> tuple[str, str]:
-    """The body for people: (text, "json" | "xml" | "text"). JSON and XML are indented."""
-    return indent_body(body, content_type) or (f"<{len(body)} bytes, not UTF-8: use the download>", "text")
+def pretty_body(body: bytes, content_type: str) -> Readable:
+    """The body for people: JSON and XML indented, a big one truncated as received."""
+    return readable_body(body, content_type) or Readable(f"<{len(body)} bytes, not UTF-8: use the download>", "text")
+
+
+async def pretty_body_off_loop(body: bytes, content_type: str) -> Readable:
+    """``pretty_body`` in a thread: indenting even a bounded body takes milliseconds of CPU."""
+    return await asyncio.to_thread(pretty_body, body, content_type)
 
 
 def when(moment: datetime | None) -> str:

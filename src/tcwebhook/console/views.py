@@ -183,7 +183,7 @@ async def event(console: Console, request: Request) -> Response:
     stored = await console.inbox.get_event(event_id)
     deliveries = await console.inbox.deliveries(event_id)
     attempts = list(await console.inbox.attempts(event_id))
-    body, lexer = render.pretty_body(stored.body, stored.content_type)
+    shown = await render.pretty_body_off_loop(stored.body, stored.content_type)
     related: list[StoredEvent] = []
     anchor = stored.order_id or stored.purchase_order_number or stored.shipment_id or stored.shipment_number
     if anchor:
@@ -194,8 +194,9 @@ async def event(console: Console, request: Request) -> Response:
         "event.html",
         event=stored,
         deliveries=[(d, _timeline(attempts, d.sink)) for d in deliveries],
-        body=body,
-        lexer=lexer,
+        body=shown.text,
+        lexer=shown.lexer,
+        truncated=shown.truncated,
         related=related,
         number_of=number_of,
         fields=_fields(stored),
@@ -307,7 +308,7 @@ async def fetched(console: Console, request: Request) -> Response:
             error = "The Tradecloud API did not answer within 15 s."
         except DeliveryError as exc:  # what the fetch raises for API trouble, as a delivery would
             error = str(exc)
-    body = render.pretty_body(orjson.dumps(obj), "application/json")[0] if obj is not None else ""
+    body = (await render.pretty_body_off_loop(orjson.dumps(obj), "application/json")).text if obj is not None else ""
     return console.page(request, "fetched.html", 200 if obj is not None else 502, event=stored, body=body,
                         error=error)
 
@@ -395,8 +396,9 @@ async def quarantine(console: Console, request: Request) -> Response:
 
 async def quarantine_entry(console: Console, request: Request) -> Response:
     entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
-    body, lexer = render.pretty_body(entry.body, entry.content_type)
-    return console.page(request, "quarantine_entry.html", entry=entry, body=body, lexer=lexer)
+    shown = await render.pretty_body_off_loop(entry.body, entry.content_type)
+    return console.page(request, "quarantine_entry.html", entry=entry, body=shown.text, lexer=shown.lexer,
+                        truncated=shown.truncated)
 
 
 async def quarantine_body(console: Console, request: Request) -> Response:
