@@ -30,7 +30,11 @@ from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import Attempt, Delivery, EventFilter, EventStatus, Inbox, StoredEvent
 from tcwebhook.terminal import cell, markup_safe
 
-events_app = typer.Typer(help="Inspect, and replay, the events in the inbox.", no_args_is_help=True)
+events_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect, and replay, the events in the inbox.",
+    no_args_is_help=True,
+)
 
 BATCH = 200
 RECONCILED = "reconciled"  # not a delivery status: the events reconciliation stored
