@@ -307,6 +307,7 @@ class _SinkSection(_Section):
     max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
 
     _needs: ClassVar[str]  # the key a sink of this type cannot do without
+    _also_needs: ClassVar[tuple[str, ...]] = ()  # further keys without a default
 
     @model_validator(mode="before")
     @classmethod
@@ -317,6 +318,9 @@ class _SinkSection(_Section):
         kind, name = data.get("type"), data.get("name")
         if data.get(cls._needs) in (None, ""):
             raise ValueError(f"sink {name!r} of type {kind!r} needs the key {cls._needs!r}")
+        for key in cls._also_needs:
+            if data.get(key) in (None, ""):
+                raise ValueError(f"sink {name!r} of type {kind!r} needs the key {key!r}")
         foreign = [key for key in data if key not in cls.model_fields]
         if foreign:
             hint = closest(foreign[0], cls.model_fields)
@@ -383,10 +387,97 @@ class FilesSinkSettings(_SinkSection):
         return str(self.directory)
 
 
-SinkSettings = Annotated[PythonSinkSettings | HttpSinkSettings | FilesSinkSettings, Discriminator("type")]
+class SftpSinkSettings(_SinkSection):
+    type: Literal["sftp"] = "sftp"
+    host: str
+    port: int = Field(default=22, gt=0, lt=65536)
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    private_key: Path | None = None
+    passphrase: SecretStr | None = None  # of private_key
+    known_hosts: Path  # the server's key is pinned: never trusted on first use
+    remote_dir: str = "."
+    # Fields in braces (see sinks/patterns.py); the default is the files sink's name.
+    filename: str = "{stem}{ext}"
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and each file operation
+
+    _needs = "host"
+    _also_needs = ("username", "known_hosts")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> SftpSinkSettings:
+        if (self.password is None) == (self.private_key is None):
+            raise ValueError(f"sink {self.name!r}: set either password or private_key")
+        if self.passphrase is not None and self.private_key is None:
+            raise ValueError(f"sink {self.name!r}: passphrase needs private_key")
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}/{self.remote_dir.lstrip('/')}"
+
+
+class AmqpSinkSettings(_SinkSection):
+    type: Literal["amqp"] = "amqp"
+    url: SecretStr  # amqps://user:password@host/vhost, or amqp:// to loopback only
+    ca_bundle: Path | None = None  # amqps: the CA that signed the broker's certificate
+    exchange: str = Field(default="tradecloud", min_length=1)
+    routing_key: str = "tradecloud.{kind}.{eventName}"
+    # Declare a durable topic exchange and a durable single-active-consumer queue bound to it.
+    declare: bool = False
+    queue: str | None = None  # with declare: the queue's name (default: the exchange's)
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and waiting for a confirm
+
+    _needs = "url"
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> AmqpSinkSettings:
+        url = self.url.get_secret_value()
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"sink {self.name!r}: url must start with amqps:// (or amqp:// to loopback)")
+        host = (urlsplit(url).hostname or "").lower()
+        if url.startswith("amqp://") and host not in _LOOPBACK_HOSTS:
+            raise ValueError(f"sink {self.name!r}: amqp:// is plain text; use amqps:// for {host or 'a remote host'}")
+        if self.queue is not None and not self.declare:
+            raise ValueError(f"sink {self.name!r}: queue is declared only with declare = true")
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"{redact_url(self.url.get_secret_value())} exchange {self.exchange}"
+
+
+class SqlSinkSettings(_SinkSection):
+    type: Literal["sql"] = "sql"
+    url: SecretStr  # postgresql://, mariadb:// or mysql://, mssql+<driver>://, sqlite:///path
+    table: str = Field(default="tradecloud_events", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    rows: Literal["event"] = "event"  # one row per delivered event
+    create_table: bool = False
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and each statement's wait for a lock
+
+    _needs = "url"
+
+    @property
+    def target(self) -> str:
+        return f"{redact_url(self.url.get_secret_value())} table {self.table}"
+
+
+_SINK_CLASSES = (
+    PythonSinkSettings,
+    HttpSinkSettings,
+    FilesSinkSettings,
+    SftpSinkSettings,
+    AmqpSinkSettings,
+    SqlSinkSettings,
+)
+
+SinkSettings = Annotated[
+    PythonSinkSettings | HttpSinkSettings | FilesSinkSettings | SftpSinkSettings | AmqpSinkSettings | SqlSinkSettings,
+    Discriminator("type"),
+]
 """One ``[[sinks]]`` entry, of the class its ``type`` names."""
 
-_SINK_TYPES = tuple(c.model_fields["type"].default for c in (PythonSinkSettings, HttpSinkSettings, FilesSinkSettings))
+_SINK_TYPES = tuple(c.model_fields["type"].default for c in _SINK_CLASSES)
 
 
 class TradecloudSettings(_Section):
@@ -604,7 +695,7 @@ def _relative_to(value: Any, annotation: Any, base: Path) -> Any:
     """
     if isinstance(value, str) and Path in _leaves(annotation):
         path = Path(value).expanduser()
-        return value if path.is_absolute() else str(base / path)
+        return str(path if path.is_absolute() else base / path)
     if isinstance(value, list):
         element = _items(annotation)
         return [_relative_to(v, element[0], base) for v in value] if element else value

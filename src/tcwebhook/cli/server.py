@@ -79,11 +79,12 @@ def _no_configuration() -> None:
 
 def check_config(config: ConfigOption = None) -> None:
     from tcwebhook.preflight import preflight
-    from tcwebhook.service import check
+    from tcwebhook.service import check, check_sinks
 
     settings = startup_guard(lambda: load_settings(config))
     report = startup_guard(lambda: check(settings))
     found = startup_guard(lambda: preflight(settings))
+    reach = startup_guard(lambda: check_sinks(settings))
     source = config_source(config)
     console.print(f"[green]OK[/green] configuration {markup_safe(source or 'from defaults and the environment')}"
                   " is valid", end="")
@@ -98,8 +99,12 @@ def check_config(config: ConfigOption = None) -> None:
             f"({report.key_type} {report.key_size}) valid {report.days_left} more days"
         )
     console.print(f"  {markup_safe(found.store)}")
-    for sink in settings.sinks:
-        console.print(f"  sink {markup_safe(sink.name)}: {sink.type} {markup_safe(sink.target)}")
+    targets = {sink.name: sink.target for sink in settings.sinks}
+    for sink in reach:
+        console.print(
+            f"  sink {markup_safe(sink.name)} ({sink.type} {markup_safe(targets.get(sink.name, ''))}): "
+            f"{markup_safe(sink.detail)}"
+        )
     for warning in [*(report.warnings if report else []), *found.warnings]:
         console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
     if settings.tls.acme:

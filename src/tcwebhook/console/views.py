@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -23,10 +23,9 @@ from tcwebhook.inbox.base import (
     DeliveryStatus,
     EventFilter,
     EventStatus,
-    NewEvent,
-    QuarantineEntry,
     StoredEvent,
 )
+from tcwebhook.receiver.reparse import reparsed
 
 log = structlog.get_logger(__name__)
 
@@ -351,24 +350,15 @@ async def replay_dead(console: Console, request: Request) -> Response:
     return _back(form, f"/dead?{urlencode({'sink': sink})}", f"Replayed {requeued} dead deliveries of {sink}.")
 
 
-def reparsed(entry: QuarantineEntry) -> NewEvent:
-    """The entry as an event, if the contract accepts it now (ContractError if it still does not)."""
-    from tcwebhook.contract.models import Route
-    from tcwebhook.contract.parse import parse_webhook
-
-    parsed = parse_webhook(cast(Route, entry.route), entry.body, entry.content_type or None)
-    return NewEvent.from_parsed(
-        parsed, content_type=entry.content_type or "application/json", body=entry.body, headers=entry.headers
-    )
-
-
 async def reprocess(console: Console, request: Request) -> Response:
     form: dict[str, list[str]] = request.scope["console_form"]
     entry_id = request.path_params["entry_id"]
     entry = await console.inbox.get_quarantined(entry_id)
     back = f"/quarantine/{entry_id}"
     try:
-        stored = await console.inbox.reprocess_quarantined(entry_id, reparsed(entry))
+        stored = await console.inbox.reprocess_quarantined(
+            entry_id, reparsed(entry, console.settings.server.max_body_bytes)
+        )
     except ContractError as exc:
         return _back(form, back, f"Still refused: {exc}")
     except EventNotFound:
