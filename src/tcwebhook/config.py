@@ -574,6 +574,13 @@ class ReconcileSettings(_Section):
         return self
 
 
+class WorkerSettings(_Section):
+    """``tcwebhook worker``: where it serves /metrics and /healthz (plain HTTP); off unless a port is set."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class ConnectSettings(_Section):
     """What ``tcwebhook connect`` sets in the company's Tradecloud webhook settings."""
 
@@ -611,6 +618,7 @@ class Settings(BaseSettings):
 
     reconcile: ReconcileSettings = ReconcileSettings()
     connect: ConnectSettings = ConnectSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @classmethod
     def settings_customise_sources(

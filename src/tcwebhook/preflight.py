@@ -143,6 +143,8 @@ def _ports(settings: Settings) -> list[tuple[str, str, int]]:
         ports.append(("[server] http_port", settings.server.host, settings.server.http_port))
     if settings.console.enabled:
         ports.append(("[console] port", settings.console.host, settings.console.port))
+    if settings.worker.metrics_port is not None:
+        ports.append(("[worker] metrics_port", settings.worker.metrics_host, settings.worker.metrics_port))
     return [p for p in ports if p[2] != 0]
 
 
