@@ -45,7 +45,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _number(event: StoredEvent) -> str:
-    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+    """The number people look for: a shipment's own number first (its PO is one of several)."""
+    if event.shipment_number or event.shipment_id:
+        return event.shipment_number or event.shipment_id or ""
+    return event.purchase_order_number or event.order_id or ""
 
 
 def _event_json(event: StoredEvent) -> dict[str, Any]:
