@@ -129,6 +129,12 @@ def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> No
     file.commit()
 
 
+def event_file(directory: Path, event: EventLike, *, subfolders: bool = False) -> Path:
+    """The file a files sink on ``directory`` writes ``event`` to (``tcwebhook events show`` names it)."""
+    folder = directory / event.kind.value if subfolders else directory
+    return folder / (file_stem(event) + extension(event.content_type))
+
+
 class FilesSink:
     """Writes each event body, byte for byte, as one file (optionally one sub-folder per kind)."""
 
@@ -163,7 +169,7 @@ class FilesSink:
 
     def path_for(self, event: EventLike) -> Path:
         """Where ``deliver`` puts this event."""
-        return self.folder_for(event) / (file_stem(event) + extension(event.content_type))
+        return event_file(self.directory, event, subfolders=self.subfolders)
 
     def attachment_path(self, event: EventLike, filename: str) -> Path:
         """Where an attachment of the event goes: ``<event file stem>.<filename>``.
