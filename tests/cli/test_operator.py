@@ -71,7 +71,10 @@ class TestRelativePaths:
         config = tmp_path / "site" / "tcwebhook.toml"
         config.parent.mkdir()
         config.write_text('data_dir = "state"\n')
-        for args in (["events", "list"], ["events", "dead"], ["quarantine", "list"], ["db", "status"]):
+        read_only = (
+            ["events", "list"], ["events", "dead"], ["quarantine", "list"], ["db", "status"], ["orders", "list"]
+        )
+        for args in read_only:
             out = run(*args, "--config", str(config), cwd=elsewhere)
             assert out.returncode == 1, (args, out.stderr)
             assert f"no inbox at {tmp_path / 'site' / 'state' / 'inbox.db'}" in out.stderr

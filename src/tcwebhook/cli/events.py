@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
     chunks,
@@ -25,7 +26,6 @@ from tcwebhook.cli.output import (
     stdout_console,
     when,
 )
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
@@ -255,10 +255,11 @@ def show(
 def _outbox_files(settings: Settings, event: StoredEvent) -> dict[str, str]:
     """The file each files sink writes this event to (whether or not it is there yet)."""
     from tcwebhook.config import FilesSinkSettings
+    from tcwebhook.formats import Output
     from tcwebhook.sinks.files import event_file
 
     return {
-        s.name: str(event_file(s.directory, event, subfolders=s.subfolders))
+        s.name: str(event_file(s.directory, event, Output.from_settings(s), subfolders=s.subfolders))
         for s in settings.sinks
         if isinstance(s, FilesSinkSettings)
     }

@@ -19,6 +19,8 @@ from tcwebhook.cli import (
     console,
     db,
     events,
+    health,
+    orders,
     quarantine,
     reconcile,
     send,
@@ -57,7 +59,11 @@ def _common(
     for warning in environment_warnings():
         print(f"tcwebhook: warning: {warning}.", file=sys.stderr)
 
-for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect):
+
+_GROUPS = (
+    server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+)
+for module in _GROUPS:
     module.register(app)
 
 
