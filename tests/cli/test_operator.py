@@ -241,6 +241,22 @@ class TestCheckConfig:
         assert out.returncode == 3
         assert "is a file, not a folder" in out.stderr
 
+    def test_templates_relative_and_compiled(self, server_factory: ServerFactory, tmp_path: Path,
+                                             elsewhere: Path) -> None:
+        extra = ('[[sinks]]\nname = "erp"\ntype = "files"\ndirectory = "out"\nformat = "template"\n'
+                 'template = "templates/order.txt"\n')
+        config = relative_config(server_factory, tmp_path / "site", extra)
+        (tmp_path / "site" / "templates").mkdir()
+        template = tmp_path / "site" / "templates" / "order.txt"
+        template.write_text("{{ event.event_name }}\n")
+        out = run("check-config", "--config", str(config), cwd=elsewhere)
+        assert out.returncode == 0, out.stderr
+        template.write_text("{% for x in %}\n")
+        broken = run("check-config", "--config", str(config), cwd=elsewhere)
+        assert broken.returncode == 3
+        assert str(template) in broken.stderr
+        assert len(broken.stderr.strip().splitlines()) == 1
+
     def test_postgres_store_connected(self, server_factory: ServerFactory, tmp_path: Path, elsewhere: Path,
                                       pg_url: str) -> None:
         config = relative_config(server_factory, tmp_path / "site", f'[store]\nurl = "{pg_url}"\n')
