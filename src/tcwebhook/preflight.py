@@ -157,13 +157,39 @@ def _port_problem(host: str, port: int) -> str | None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return "is in use: fine if that is the running tcwebhook, otherwise serve will not start"
+                if _tcwebhook_answers(host, port):
+                    return "is held by a running tcwebhook (its /healthz answers): fine if that is this service"
+                return "is in use by another program: serve will not start until it is free"
             if exc.errno == errno.EACCES:
                 return f"needs privileges user {_user()} does not have (see README: ports below 1024)"
             if exc.errno == errno.EADDRNOTAVAIL:
                 return "is not an address of this machine"
             return f"cannot be bound ({exc.strerror})"
     return None
+
+
+def _tcwebhook_answers(host: str, port: int) -> bool:
+    """Whether what listens on the port is a tcwebhook: its ``/healthz`` answers in our shape."""
+    import ssl
+
+    import httpx
+
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
+    # Only to recognise the listener, never to send anything: no certificate check is needed here.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    netloc = f"[{target}]" if ":" in target else target
+    for scheme in ("https", "http"):
+        try:
+            with httpx.Client(verify=context, timeout=2.0) as client:
+                answer = client.get(f"{scheme}://{netloc}:{port}/healthz")
+            body = answer.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if isinstance(body, dict) and "status" in body:
+            return True
+    return False
 
 
 async def _check_sinks(settings: Settings) -> list[str]:

@@ -209,8 +209,18 @@ class TestCheckConfig:
             config.write_text(config.read_text().replace("port = 0", f"port = {port}"))
             out = run("check-config", "--config", str(config), cwd=elsewhere)
         assert out.returncode == 0, out.stderr
-        assert f"warning [server] port 127.0.0.1:{port} is in use" in out.stdout
+        assert f"warning [server] port 127.0.0.1:{port} is in use by another program" in out.stdout
         assert "events will be stored and never delivered" in out.stdout
+
+    def test_port_held_by_the_running_service(self, server_factory: ServerFactory, tmp_path: Path,
+                                              elsewhere: Path) -> None:
+        server = server_factory.start("running")
+        assert server.config_path is not None
+        config = server.config_path
+        config.write_text(config.read_text().replace("port = 0", f"port = {server.port}"))
+        out = run("check-config", "--config", str(config), cwd=elsewhere)
+        assert out.returncode == 0, out.stderr
+        assert f"[server] port 127.0.0.1:{server.port} is held by a running tcwebhook" in out.stdout
 
     def test_unreachable_http_sink_is_a_warning(self, server_factory: ServerFactory, tmp_path: Path,
                                                 elsewhere: Path) -> None:
