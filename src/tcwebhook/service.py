@@ -363,7 +363,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     notifier = Notifier()
     with _stop_on_signals(stop):
-        async with Service(settings):
+        async with Service(settings) as service, contextlib.AsyncExitStack() as stack:
+            if settings.worker.metrics_port is not None:
+                from tcwebhook.metrics_listener import metrics_listener
+
+                assert service.metrics is not None
+                await stack.enter_async_context(
+                    metrics_listener(
+                        settings.worker.metrics_host,
+                        settings.worker.metrics_port,
+                        service.registry,
+                        refresh=service.metrics.refresh,
+                        ping=service.inbox.ping,
+                    )
+                )
             if settings.delivery.mode == "sync":
                 log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
             notifier.ready("delivering")

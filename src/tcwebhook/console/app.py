@@ -232,6 +232,15 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        # A mistyped or stale link gets the console's page (with its navigation when logged in).
+        request.scope["console_started"] = time.perf_counter()
+        session = console.session_of(request)
+        if session is not None:
+            request.scope["console_session"] = session
+        message = "There is no such page in the console." if session else "There is no such page: log in first."
+        return console.page(request, "error.html", 404, title="Not found", message=message)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.console = console
     return SecurityHeaders(app)

@@ -116,7 +116,8 @@ class Console:
             path=request.url.path,
             note=request.query_params.get("note", "")[:300],
             render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
-            **context,
+            status_code=status,
+            **{**render.refresh_context(request.url.path, request.query_params), **context},
         )
         return HTMLResponse(html, status_code=status)
 
