@@ -459,16 +459,22 @@ class AmqpSinkSettings(_SinkSection):
 class SqlSinkSettings(_SinkSection):
     type: Literal["sql"] = "sql"
     url: SecretStr  # postgresql://, mariadb:// or mysql://, mssql+<driver>://, sqlite:///path
-    table: str = Field(default="tradecloud_events", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-    rows: Literal["event"] = "event"  # one row per delivered event
+    # Default: tradecloud_events (rows = "event") or tradecloud_lines (rows = "lines"); "schema.table" works.
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    # "event": one row per event; "lines": one row per schedule/shipment line, the CSV format's columns.
+    rows: Literal["event", "lines"] = "event"
     create_table: bool = False
     timeout: float = Field(default=30.0, gt=0)  # connecting, and each statement's wait for a lock
 
     _needs = "url"
 
     @property
+    def table_name(self) -> str:
+        return self.table or ("tradecloud_lines" if self.rows == "lines" else "tradecloud_events")
+
+    @property
     def target(self) -> str:
-        return f"{redact_url(self.url.get_secret_value())} table {self.table}"
+        return f"{redact_url(self.url.get_secret_value())} table {self.table_name}"
 
 
 _SINK_CLASSES = (
