@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tcwebhook.config import load_settings
 from tcwebhook.errors import StartupError
@@ -41,8 +42,11 @@ class TestLoadSettings:
     def test_immutable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
         s = load_settings()
-        with pytest.raises(Exception):  # noqa: PT011 - pydantic raises its ValidationError
+        with pytest.raises(ValidationError, match="frozen"):
             s.server.port = 1  # type: ignore[misc]
+        with pytest.raises(ValidationError, match="frozen"):
+            s.data_dir = tmp_path  # type: ignore[misc]
+        assert s.server.port == 8443
 
     @pytest.mark.parametrize(
         ("text", "needle"),
@@ -54,7 +58,7 @@ class TestLoadSettings:
             ("[[sinks]]\nname = 'a'\ntype = 'http'\n", "sinks.0: sink 'a' of type 'http' needs the key 'url'"),
             ("[[sinks]]\nname = 'a'\ntype = 'files'\ndirectory = 'x'\nurl = 'https://x'\n", "has no key 'url'"),
             ("[[sinks]]\nname = 'a'\ntype = 'python'\ncallable = ''\n", "needs the key 'callable'"),
-            ("[[sinks]]\nname = 'a'\n", "a sink needs type = 'python', 'http' or 'files'"),
+            ("[[sinks]]\nname = 'a'\n", "a sink needs type = 'python', 'http', 'files', 'sftp', 'amqp' or 'sql'"),
             ("[[sinks]]\nname = 'a'\ntype = 'ftp'\n", "a sink needs type ="),
             ("[[sinks]]\nname = 'a'\ntype = 'http'\nurl = 'ftp://x'\n", "url must start with http://"),
             ("not toml [", "not valid TOML"),

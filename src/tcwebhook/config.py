@@ -10,7 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tcwebhook import storeurl
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.addresses import parse_networks
+
+# Where they always were: the store modules and the log scrubber import them from here.
+redact_url = storeurl.redact_url
+url_passwords = storeurl.url_passwords
 
 DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
 ENV_PREFIX = "TCWEBHOOK_"
@@ -51,37 +56,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 30m or 90s")
     return float(match.group(1)) * _SECONDS[match.group(2)]
-
-
-def redact_url(url: str) -> str:
-    """A store URL without its password (``user:***@``, ``password=***``), for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, host = authority.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    redacted = f"{scheme}://{authority}{slash}{tail}"
-    head, mark, query = redacted.partition("?")
-    if mark:
-        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
-        redacted = head + "?" + "&".join(parts)
-    return redacted
-
-
-def url_passwords(url: str) -> list[str]:
-    """The password a store URL carries, as written and decoded (for the log scrubber)."""
-    _, sep, rest = url.partition("://")
-    authority = rest.partition("/")[0]
-    found: list[str] = []
-    if sep and "@" in authority:
-        userinfo = authority.rpartition("@")[0]
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
-    found += [p.removeprefix("password=") for p in rest.partition("?")[2].split("&") if p.startswith("password=")]
-    return sorted({v for pw in found for v in (pw, unquote(pw)) if v})
 
 
 class _Section(BaseModel):
@@ -239,6 +213,13 @@ class StoreSettings(_Section):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            storeurl.check_store_url(value)
+        return value
+
     @model_validator(mode="after")
     def _pool(self) -> StoreSettings:
         if self.pool_min > self.pool_max:
@@ -296,8 +277,19 @@ class _SinkSection(_Section):
     allow_private_download_addresses: bool = False
     max_documents: int = Field(default=100, gt=0)  # per event, past it: dead-letter
     max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
+    # What is delivered (README, "Payloads and formats"): the event or the book's current order,
+    # as the body received, typed JSON, CSV rows or a Jinja2 template's output.
+    payload: Literal["event", "order"] = "event"
+    format: Literal["body", "json", "csv", "template"] = "body"
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
+    csv_decimal: Literal[".", ","] = "."
+    csv_header: bool = True
+    csv_columns: tuple[str, ...] = ()  # a subset of the CSV columns, in this order; empty = all
+    csv_bom: bool = False  # a UTF-8 byte order mark, for spreadsheet imports
+    template: Path | None = None  # with format = "template"
 
     _needs: ClassVar[str]  # the key a sink of this type cannot do without
+    _also_needs: ClassVar[tuple[str, ...]] = ()  # further keys without a default
 
     @model_validator(mode="before")
     @classmethod
@@ -308,10 +300,31 @@ class _SinkSection(_Section):
         kind, name = data.get("type"), data.get("name")
         if data.get(cls._needs) in (None, ""):
             raise ValueError(f"sink {name!r} of type {kind!r} needs the key {cls._needs!r}")
+        for key in cls._also_needs:
+            if data.get(key) in (None, ""):
+                raise ValueError(f"sink {name!r} of type {kind!r} needs the key {key!r}")
         foreign = [key for key in data if key not in cls.model_fields]
         if foreign:
             raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}")
         return data
+
+    @model_validator(mode="after")
+    def _output_keys(self) -> _SinkSection:
+        if self.format == "template" and self.template is None:
+            raise ValueError(f"sink {self.name!r}: format = \"template\" needs the key 'template' (a template file)")
+        if self.template is not None and self.format != "template":
+            raise ValueError(f"sink {self.name!r}: the key 'template' needs format = \"template\"")
+        if self.payload == "order" and self.format == "body":
+            raise ValueError(
+                f"sink {self.name!r}: payload = \"order\" needs format = \"json\", \"csv\" or \"template\""
+            )
+        if self.csv_delimiter == self.csv_decimal:
+            raise ValueError(
+                f"sink {self.name!r}: csv_delimiter and csv_decimal must differ (use csv_delimiter = \";\")"
+            )
+        if self.csv_delimiter in ('"', "\r", "\n"):
+            raise ValueError(f"sink {self.name!r}: csv_delimiter cannot be a quote or a line break")
+        return self
 
     @field_validator("download_hosts")
     @classmethod
@@ -373,10 +386,97 @@ class FilesSinkSettings(_SinkSection):
         return str(self.directory)
 
 
-SinkSettings = Annotated[PythonSinkSettings | HttpSinkSettings | FilesSinkSettings, Discriminator("type")]
+class SftpSinkSettings(_SinkSection):
+    type: Literal["sftp"] = "sftp"
+    host: str
+    port: int = Field(default=22, gt=0, lt=65536)
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    private_key: Path | None = None
+    passphrase: SecretStr | None = None  # of private_key
+    known_hosts: Path  # the server's key is pinned: never trusted on first use
+    remote_dir: str = "."
+    # Fields in braces (see sinks/patterns.py); the default is the files sink's name.
+    filename: str = "{stem}{ext}"
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and each file operation
+
+    _needs = "host"
+    _also_needs = ("username", "known_hosts")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> SftpSinkSettings:
+        if (self.password is None) == (self.private_key is None):
+            raise ValueError(f"sink {self.name!r}: set either password or private_key")
+        if self.passphrase is not None and self.private_key is None:
+            raise ValueError(f"sink {self.name!r}: passphrase needs private_key")
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}/{self.remote_dir.lstrip('/')}"
+
+
+class AmqpSinkSettings(_SinkSection):
+    type: Literal["amqp"] = "amqp"
+    url: SecretStr  # amqps://user:password@host/vhost, or amqp:// to loopback only
+    ca_bundle: Path | None = None  # amqps: the CA that signed the broker's certificate
+    exchange: str = Field(default="tradecloud", min_length=1)
+    routing_key: str = "tradecloud.{kind}.{eventName}"
+    # Declare a durable topic exchange and a durable single-active-consumer queue bound to it.
+    declare: bool = False
+    queue: str | None = None  # with declare: the queue's name (default: the exchange's)
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and waiting for a confirm
+
+    _needs = "url"
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> AmqpSinkSettings:
+        url = self.url.get_secret_value()
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"sink {self.name!r}: url must start with amqps:// (or amqp:// to loopback)")
+        host = (urlsplit(url).hostname or "").lower()
+        if url.startswith("amqp://") and host not in _LOOPBACK_HOSTS:
+            raise ValueError(f"sink {self.name!r}: amqp:// is plain text; use amqps:// for {host or 'a remote host'}")
+        if self.queue is not None and not self.declare:
+            raise ValueError(f"sink {self.name!r}: queue is declared only with declare = true")
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"{redact_url(self.url.get_secret_value())} exchange {self.exchange}"
+
+
+class SqlSinkSettings(_SinkSection):
+    type: Literal["sql"] = "sql"
+    url: SecretStr  # postgresql://, mariadb:// or mysql://, mssql+<driver>://, sqlite:///path
+    table: str = Field(default="tradecloud_events", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    rows: Literal["event"] = "event"  # one row per delivered event
+    create_table: bool = False
+    timeout: float = Field(default=30.0, gt=0)  # connecting, and each statement's wait for a lock
+
+    _needs = "url"
+
+    @property
+    def target(self) -> str:
+        return f"{redact_url(self.url.get_secret_value())} table {self.table}"
+
+
+_SINK_CLASSES = (
+    PythonSinkSettings,
+    HttpSinkSettings,
+    FilesSinkSettings,
+    SftpSinkSettings,
+    AmqpSinkSettings,
+    SqlSinkSettings,
+)
+
+SinkSettings = Annotated[
+    PythonSinkSettings | HttpSinkSettings | FilesSinkSettings | SftpSinkSettings | AmqpSinkSettings | SqlSinkSettings,
+    Discriminator("type"),
+]
 """One ``[[sinks]]`` entry, of the class its ``type`` names."""
 
-_SINK_TYPES = tuple(c.model_fields["type"].default for c in (PythonSinkSettings, HttpSinkSettings, FilesSinkSettings))
+_SINK_TYPES = tuple(c.model_fields["type"].default for c in _SINK_CLASSES)
 
 
 class TradecloudSettings(_Section):

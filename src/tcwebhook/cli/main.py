@@ -14,6 +14,7 @@ from tcwebhook.cli import (
     db,
     events,
     health,
+    orders,
     quarantine,
     reconcile,
     send,
@@ -29,8 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect,
-               health):
+_GROUPS = (server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect,
+           health)
+for module in _GROUPS:
     module.register(app)
 
 

@@ -9,34 +9,18 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import Settings, load_settings
-from tcwebhook.errors import StartupError
 from tcwebhook.filemodes import PRIVATE_FILE, open_replace
 from tcwebhook.logs import configure_logging
 from tcwebhook.terminal import markup_safe
 
-T = TypeVar("T")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML config file (default: ./tcwebhook.toml if present)."),
-]
-
 console = Console(highlight=False, soft_wrap=True)
-
-
-def startup_guard(func: Callable[[], T]) -> T:
-    """Turn a StartupError into its one sentence on stderr and exit code 3."""
-    try:
-        return func()
-    except StartupError as exc:
-        print(f"tcwebhook: {exc}", file=sys.stderr)
-        raise typer.Exit(StartupError.exit_code) from None
 
 
 def _serve(
@@ -67,10 +51,11 @@ def serve(
 
 
 def check_config(config: ConfigOption = None) -> None:
-    from tcwebhook.service import check
+    from tcwebhook.service import check, check_sinks
 
     settings = startup_guard(lambda: load_settings(config))
     report = startup_guard(lambda: check(settings))
+    reach = startup_guard(lambda: check_sinks(settings))
     if report is None:
         console.print(
             f"[green]OK[/green] configuration is valid; no certificate yet: serve orders one for "
@@ -84,6 +69,8 @@ def check_config(config: ConfigOption = None) -> None:
         )
         for warning in report.warnings:
             console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
+    for sink in reach:
+        console.print(f"sink {markup_safe(sink.name)} ({sink.type}): {markup_safe(sink.detail)}")
     if settings.tls.acme:
         from tcwebhook.cli.certificate import describe
         from tcwebhook.transport.acme import CertificateManager
