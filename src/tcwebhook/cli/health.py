@@ -14,7 +14,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import Settings, load_settings
 from tcwebhook.transport.acme import AcmeFiles
 

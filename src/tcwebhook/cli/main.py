@@ -30,8 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_GROUPS = (server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect,
-           health)
+_GROUPS = (
+    server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+)
 for module in _GROUPS:
     module.register(app)
 
