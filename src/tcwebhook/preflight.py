@@ -110,8 +110,8 @@ def _check_store(settings: Settings) -> str:
 async def _check_postgres(settings: Settings) -> str:
     import psycopg
 
-    from tcwebhook.inbox.postgres import conninfo
-    from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION, schema_version
+    from tcwebhook.inbox.postgres import conninfo, schema_version
+    from tcwebhook.inbox.schema import SCHEMA_VERSION
 
     where = settings.store_location
     try:

@@ -278,7 +278,7 @@ async def _entry_page(console: Console, request: Request, key: str) -> Response:
         header=[(k, text_of(v)) for k, v in header if v is not None],
         columns=columns,
         rows=[[text_of(r.get(c)) for c in columns] for r in rows],
-        body=render.pretty_body(json_bytes(data), "application/json")[0],
+        body=render.pretty_body(json_bytes(data), "application/json").text,
     )
 
 
@@ -304,7 +304,7 @@ async def preview(console: Console, request: Request) -> Response:
     try:
         rendered = output.render(stored, entry)
         media = rendered.content_type
-        body = render.pretty_body(rendered.body, rendered.content_type)[0]
+        body = render.pretty_body(rendered.body, rendered.content_type).text
     except DeliveryError as exc:
         error = str(exc)
     return console.page(request, "preview.html", 200 if not error else 422, event=stored, sink=name,
