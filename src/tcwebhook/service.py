@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.reconcile.background import BackgroundReconciler, ReconcileMetrics, check_reconcile_options
@@ -55,6 +57,7 @@ from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.fetch import FetchResolver
 from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
 from tcwebhook.transport.certcheck import CertReport
+from tcwebhook.transport.descriptors import ensure_open_file_limit
 from tcwebhook.transport.server import HttpsServer, run
 from tcwebhook.transport.systemd import Notifier
 from tcwebhook.transport.tls import ReloadingServerContext
@@ -103,11 +106,11 @@ class Service:
 
             check_console(self.settings)
 
-    def sinks(self) -> list[Sink]:
-        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
-        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud)
+    def sinks(self, book: BookStore | None = None) -> list[Sink]:
+        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery and the order book."""
+        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud, book)
 
-    async def reachable_sinks(self) -> list[Sink]:
+    async def reachable_sinks(self, book: BookStore | None = None) -> list[Sink]:
         """``sinks()``, after connecting once to each sink that has a server (sftp, amqp, sql).
 
         A sink that cannot be reached, or whose server lacks what deliveries need, is a
@@ -116,7 +119,7 @@ class Service:
         built = build_sinks(self.settings)
         try:
             await probe_sinks(built)
-            return wrap_sinks(built, self.settings, self.tradecloud)
+            return wrap_sinks(built, self.settings, self.tradecloud, book)
         except BaseException:
             await _close_all(built)
             raise
@@ -129,10 +132,11 @@ class Service:
             if s.tradecloud.configured:
                 self.tradecloud = TradecloudClient(s.tradecloud)
                 self._resources.push_async_callback(self.tradecloud.aclose)
-            sinks = await self.reachable_sinks()
+            inbox = open_inbox(s)  # not opened yet: the sinks' start-up errors come first
+            # The book is read at delivery time only, once the store is open.
+            sinks = await self.reachable_sinks(inbox if isinstance(inbox, BookStore) else None)
             # Until the dispatcher owns them (it closes them when it stops), closed here.
             self._resources.push_async_callback(self._close_unowned, sinks)
-            inbox = open_inbox(s)
             await inbox.open()
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)
@@ -270,6 +274,7 @@ def check(settings: Settings) -> CertReport | None:
     else:
         report = HttpsServer(settings).check()
     Service(settings).check()
+    ensure_open_file_limit(settings)
     return report
 
 
@@ -286,6 +291,8 @@ def serve(
     ports are the real ones also when the configured port is 0.
     """
     notifier = Notifier()
+    ensure_open_file_limit(settings)
+    early_hangup = _queue_hangups()
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -314,6 +321,9 @@ def serve(
                 stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
             reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
+                if reloader is not None and early_hangup.is_set():
+                    # A SIGHUP during start-up was kept for now: the file may have changed since it was read.
+                    asyncio.get_running_loop().call_soon(reloader.reload)
                 async with notifier.watchdog():
                     await server.serve(receiver, ready, registry=receiver.metrics.registry)
             notifier.stopping()
@@ -353,7 +363,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     notifier = Notifier()
     with _stop_on_signals(stop):
-        async with Service(settings):
+        async with Service(settings) as service, contextlib.AsyncExitStack() as stack:
+            if settings.worker.metrics_port is not None:
+                from tcwebhook.metrics_listener import metrics_listener
+
+                assert service.metrics is not None
+                await stack.enter_async_context(
+                    metrics_listener(
+                        settings.worker.metrics_host,
+                        settings.worker.metrics_port,
+                        service.registry,
+                        refresh=service.metrics.refresh,
+                        ping=service.inbox.ping,
+                    )
+                )
             if settings.delivery.mode == "sync":
                 log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
             notifier.ready("delivering")
@@ -388,6 +411,14 @@ def _on_signal(sig: signal.Signals, handler: Callable[[], object] | None) -> Ite
     finally:
         if installed:
             loop.remove_signal_handler(sig)
+
+
+def _queue_hangups() -> threading.Event:
+    """Until the reloader takes SIGHUP over, remember it instead of dying of it (its default action)."""
+    seen = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: seen.set())
+    return seen
 
 
 @contextlib.contextmanager

@@ -14,21 +14,15 @@ import pytest
 from openapi_spec_validator import validate
 from tests.support.bodies import order_body as order_body
 from tests.support.bodies import shipment_body as shipment_body
+from tests.support.inbox import by_event_id as by_event_id
 from tests.support.inbox import inbox_events as inbox_events
 from tests.support.inbox import quarantined as quarantined
 from tests.support.servers import TOKEN, TOKEN_NEXT, RunningServer, ServerFactory
 
 from tcwebhook.contract.txml import data_to_xml
-from tcwebhook.inbox.base import StoredEvent
 
 DATA = Path(__file__).parent.parent / "contract" / "data"
 JSON = {"content-type": "application/json"}
-
-
-def by_event_id(server: RunningServer, event_id: str) -> StoredEvent:
-    matches = [e for e in inbox_events(server) if e.event_id == event_id]
-    assert len(matches) == 1
-    return matches[0]
 
 
 class TestAuthentication:

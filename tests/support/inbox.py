@@ -70,7 +70,7 @@ def pending_count(config: Path) -> int:
         inbox = open_inbox(load_settings(config))
         await inbox.open()
         try:
-            return int((await inbox.status_counts()).get("pending", 0))
+            return int((await inbox.count_by_status())["pending"])
         finally:
             await inbox.close()
 
@@ -89,3 +89,9 @@ def attempts_of(config: Path, event_ids: Sequence[str]) -> dict[str, Sequence[At
             await inbox.close()
 
     return asyncio.run(read())
+
+
+def by_event_id(server: RunningServer, event_id: str) -> StoredEvent:
+    matches = [e for e in inbox_events(server) if e.event_id == event_id]
+    assert len(matches) == 1
+    return matches[0]

@@ -202,7 +202,7 @@ class OrderBodies(FactoryBase):
         out["indicators"] = {"deliveryOverdue": False}
         out["status"] = status
         out["eventDates"] = {}
-        if event_name in ("OrderLinesItemDetailsChanged", "OrderLinesUpdatedBySupplier"):
+        if event_name.startswith("OrderLinesItemDetailsChanged") or event_name == "OrderLinesUpdatedBySupplier":
             out["mergedItemDetails"] = {
                 "countryOfOriginCodeIso2": "DE",
                 "combinedNomenclatureCode": cn_code,

@@ -25,6 +25,7 @@ LINE_STATE: Mapping[str, tuple[str | None, str | None, str | None]] = {
     "OrderChangesProposalRejectedByBuyer": ("InProgress", "RejectedSupplierProposal", None),
     "OrderLinesUpdatedBySupplier": (None, None, None),
     "OrderLinesItemDetailsChanged": (None, None, None),
+    "OrderLinesItemDetailsChangedBySupplier": (None, None, None),
     "OrderLinesReopenRequestedByBuyer": ("InProgress", "OpenBuyerReopenRequest", None),
     "OrderLinesReopenRequestRevertedByBuyer": ("Confirmed", None, None),
     "OrderLinesReopenRequestApprovedBySupplier": ("Confirmed", None, None),
