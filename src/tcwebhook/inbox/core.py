@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
@@ -39,6 +39,11 @@ from tcwebhook.inbox.tx import Bulk, Rule, Tx
 T = TypeVar("T")
 
 
+class _Writer(Protocol):
+    commits: int  # transactions committed by this process
+    operations: int  # operations committed in them
+
+
 def _at_run(fn: Callable[..., Any], **kwargs: Any) -> Rule[Any]:
     """The rule ``fn(tx, now=…, **kwargs)`` with ``now`` taken when it runs, not when queued:
     leases and due times are measured from the moment the transaction decides."""
@@ -58,6 +63,7 @@ class SqlInbox(ABC):
         self._settings = settings
         self._intake = intake.Intake(tuple(sinks), hold_new)
         self._schema_found = SCHEMA_VERSION
+        self._writer: _Writer | None = None
 
     # -- what an engine provides -----------------------------------------------------------------
 
@@ -100,6 +106,16 @@ class SqlInbox(ABC):
     def sinks(self) -> tuple[str, ...]:
         """The sink names new events get a delivery for."""
         return self._intake.sinks
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed by this process (on SQLite, each is one fsync)."""
+        return self._writer.commits if self._writer else 0
+
+    @property
+    def writes(self) -> int:
+        """Write operations committed by this process."""
+        return self._writer.operations if self._writer else 0
 
     # -- intake ----------------------------------------------------------------------------------
 
