@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.pgcluster import new_cluster
 from tests.servers import KEY_PASSPHRASE, RabbitNode, SshServer, new_mariadb, new_ssh_server
+from tests.support.postgres import new_cluster
 
 from tcwebhook.sinks.amqp import AmqpSink
 from tcwebhook.sinks.sftp import SftpSink

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import CLI, ServerFactory
 from tests.servers import KEY_PASSPHRASE, MARIADB_PASSWORD, RABBIT_PASSWORD, MariaDb, RabbitNode, SshServer
+from tests.support.servers import CLI, ServerFactory
 
 from .amqp_consumer import unique
 
