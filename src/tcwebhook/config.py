@@ -36,6 +36,8 @@ ENV_PREFIX = "TCWEBHOOK_"
 # Webhook credentials are ours to choose: short ones can be guessed over the internet.
 MIN_WEBHOOK_SECRET = 16
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The Tradecloud API's rule: at most this many requests per second per integration user.
+_API_REQUEST_LIMIT = 10.0
 # A host name, an IP address, or "*." and a domain: no scheme, port or path.
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]+")
@@ -387,9 +389,16 @@ class TradecloudSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     refresh_interval: float = Field(default=9 * 60.0, gt=0)
+    # Tradecloud allows 10 requests per second per integration user; this is this process's share.
+    max_requests_per_second: float = Field(default=8.0, gt=0)
 
     @model_validator(mode="after")
     def _safe_api(self) -> TradecloudSettings:
+        if self.max_requests_per_second > _API_REQUEST_LIMIT:
+            raise ValueError(
+                f"max_requests_per_second {self.max_requests_per_second:g} exceeds the {_API_REQUEST_LIMIT:g} "
+                "requests per second the Tradecloud API allows per integration user; set 10 or less (8 leaves room)"
+            )
         parts = urlsplit(self.api_base)
         # The integration user's password goes to this address; loopback is for test doubles.
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
