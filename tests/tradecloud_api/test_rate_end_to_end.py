@@ -9,7 +9,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from tests.conftest import ServerFactory
 
 from .fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud
