@@ -58,7 +58,8 @@ class TestBudgetUnderLoad:
         assert during, "reconciliation polled while the webhooks were enriched"
         api = [c.at for c in fake_api.calls if c.path.startswith("/v2/")]
         busiest = most_in_one_second(api)
-        print(f"API requests: {len(api)}, polls: {len(polls)} ({len(during)} while enriching), busiest second: {busiest}")
+        print(f"API requests: {len(api)}, polls: {len(polls)} ({len(during)} while enriching), "
+              f"busiest second: {busiest}")
         assert busiest <= 10
         assert busiest >= 8  # the budget was used, not idle
         assert all(c.status != 429 for c in fake_api.calls)
