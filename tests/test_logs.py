@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from tcwebhook.config import Settings
 from tcwebhook.logs import REDACTED, configure_logging
@@ -105,3 +107,69 @@ class TestConsoleSecrets:
         values = secret_values(settings)
         assert "clear-console-password" in values
         assert "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA" in values
+
+
+class TestSecretsFoundByType:
+    """Every SecretStr of the settings model is scrubbed, with its Basic and URL forms."""
+
+    def test_every_configured_secret_listed(self) -> None:
+        from tcwebhook.logs import secret_values
+
+        settings = Settings(
+            tls={"acme_eab_hmac_key": "eab-hmac-key-0123456789"},
+            tradecloud={"username": "api-user", "password": "tc-api-password-0123"},
+            store={"url": "postgresql://hook:store%40pass-0123@db.internal:5432/hook"},
+            sinks=[
+                {"type": "http", "name": "erp", "url": "https://erp:url-pass-0123@erp.internal/in",
+                 "basic_username": "erp-user", "basic_password": "erp-basic-pass-0123"},
+                {"type": "http", "name": "other", "url": "https://erp.internal/in", "bearer_token": "erp-bearer-0123"},
+            ],
+        )
+        values = secret_values(settings)
+        for expected in ("eab-hmac-key-0123456789", "tc-api-password-0123", "store@pass-0123", "store%40pass-0123",
+                         "url-pass-0123", "erp-basic-pass-0123", "erp-bearer-0123"):
+            assert expected in values
+        assert base64.b64encode(b"api-user:tc-api-password-0123").decode() in values
+        assert base64.b64encode(b"erp-user:erp-basic-pass-0123").decode() in values
+
+    def test_a_new_secret_field_is_scrubbed(self) -> None:
+        """A section added to the model with a SecretStr needs no change to the scrubber."""
+
+        class VaultSettings(BaseModel):
+            model_config = ConfigDict(frozen=True)
+            username: str = "vault-user"
+            token: SecretStr = SecretStr("vault-token-0123456789")
+
+        class Extended(Settings):
+            vault: VaultSettings = VaultSettings()
+
+        stream = io.StringIO()
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        configure_logging(Extended(logging={"level": "info", "format": "json"}), stream=stream)
+        try:
+            basic = base64.b64encode(b"vault-user:vault-token-0123456789").decode()
+            structlog.get_logger("t").info("vault", token="vault-token-0123456789", header=f"Basic {basic}")
+        finally:
+            structlog.reset_defaults()
+            root.handlers[:], level = saved
+            root.setLevel(level)
+        text = stream.getvalue()
+        assert "vault-token-0123456789" not in text
+        assert basic not in text
+        assert json.loads(text.splitlines()[-1])["token"] == REDACTED
+
+    def test_acme_eab_key_scrubbed_from_lines(self) -> None:
+        stream = io.StringIO()
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        settings = Settings(tls={"acme_eab_hmac_key": "eab-hmac-key-0123456789"}, logging={"format": "json"})
+        configure_logging(settings, stream=stream)
+        try:
+            structlog.get_logger("t").warning("acme.order_failed", error="bad key eab-hmac-key-0123456789")
+        finally:
+            structlog.reset_defaults()
+            root.handlers[:], level = saved
+            root.setLevel(level)
+        assert "eab-hmac-key-0123456789" not in stream.getvalue()
+        assert REDACTED in stream.getvalue()

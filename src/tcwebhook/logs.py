@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, TextIO
 
 import orjson
 import structlog
+from pydantic import BaseModel, SecretBytes, SecretStr
 
-from tcwebhook.config import HttpSinkSettings, Settings, url_passwords
+from tcwebhook.config import Settings, url_passwords
 from tcwebhook.terminal import escape_log_values
 
 REDACTED = "[redacted]"
@@ -129,31 +131,50 @@ class LineWriter:
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """Every configured secret, also as it appears Base64-encoded in a Basic header."""
-    values = [t.get_secret_value() for t in settings.auth.bearer_tokens]
-    for cred in settings.auth.basic:
-        values += _basic_forms(cred.username, cred.password.get_secret_value())
-    if settings.tradecloud.password is not None:
-        values += _basic_forms(settings.tradecloud.username or "", settings.tradecloud.password.get_secret_value())
-    for sink in settings.sinks:
-        if not isinstance(sink, HttpSinkSettings):
-            continue
-        if sink.bearer_token is not None:
-            values.append(sink.bearer_token.get_secret_value())
-        if sink.basic_password is not None:
-            values += _basic_forms(sink.basic_username or "", sink.basic_password.get_secret_value())
-    values += url_passwords(settings.store_url)
-    for user in settings.console.users:
-        for secret in (user.password, user.password_hash):
-            if secret is not None:
-                values.append(secret.get_secret_value())
-    return [v for v in values if v]
+    """Every secret the settings hold, found by type so that a new secret key cannot be missed.
+
+    That is each ``SecretStr``/``SecretBytes`` anywhere in the model, the Basic header form of each
+    (Base64 of ``username:secret`` with the usernames of its own section), and the password of
+    every URL-valued string (a store or sink URL with ``user:password@``).
+    """
+    values: set[str] = set()
+    _collect(settings, values)
+    values.update(url_passwords(settings.store_url))  # the derived default is no field of its own
+    values.add(os.environ.get("PGPASSWORD", ""))  # libpq's own source of the store password
+    return sorted(v for v in values if v)
 
 
-def _basic_forms(username: str, password: str) -> list[str]:
-    if not password:
-        return []
-    return [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
+def _collect(value: object, found: set[str], usernames: Sequence[str] = ("",)) -> None:
+    secret = _secret(value)
+    if secret is not None:
+        if secret:
+            found.add(secret)
+            if "://" in secret:  # a secret URL's password also appears alone (driver errors)
+                found.update(url_passwords(secret))
+            found.update(base64.b64encode(f"{user}:{secret}".encode()).decode() for user in usernames)
+    elif isinstance(value, BaseModel):
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        # A secret's Basic form pairs it with the username(s) of its own section.
+        names = [v for k, v in fields.items() if k.endswith("username") and isinstance(v, str)] or [""]
+        for item in fields.values():
+            _collect(item, found, names)
+    elif isinstance(value, str):
+        if "://" in value:
+            found.update(url_passwords(value))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect(item, found, usernames)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _collect(item, found, usernames)
+
+
+def _secret(value: object) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, SecretBytes):
+        return value.get_secret_value().decode("utf-8", "replace")
+    return None
 
 
 # The scrubber of the logging set-up in force: loggers cache their processors on first use, so

@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -43,17 +45,19 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.reconcile.background import BackgroundReconciler, ReconcileMetrics, check_reconcile_options
 from tcwebhook.reload import Reloader
-from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.base import EventSink, Probed, Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.fetch import FetchResolver
 from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
 from tcwebhook.transport.certcheck import CertReport
+from tcwebhook.transport.descriptors import ensure_open_file_limit
 from tcwebhook.transport.server import HttpsServer, run
 from tcwebhook.transport.systemd import Notifier
 from tcwebhook.transport.tls import ReloadingServerContext
@@ -102,9 +106,23 @@ class Service:
 
             check_console(self.settings)
 
-    def sinks(self) -> list[Sink]:
-        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
-        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud)
+    def sinks(self, book: BookStore | None = None) -> list[Sink]:
+        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery and the order book."""
+        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud, book)
+
+    async def reachable_sinks(self, book: BookStore | None = None) -> list[Sink]:
+        """``sinks()``, after connecting once to each sink that has a server (sftp, amqp, sql).
+
+        A sink that cannot be reached, or whose server lacks what deliveries need, is a
+        StartupError naming it; the connections made are kept for the deliveries.
+        """
+        built = build_sinks(self.settings)
+        try:
+            await probe_sinks(built)
+            return wrap_sinks(built, self.settings, self.tradecloud, book)
+        except BaseException:
+            await _close_all(built)
+            raise
 
     async def open(self) -> None:
         """Build and start everything; raises StartupError (and releases what was built) if impossible."""
@@ -114,8 +132,11 @@ class Service:
             if s.tradecloud.configured:
                 self.tradecloud = TradecloudClient(s.tradecloud)
                 self._resources.push_async_callback(self.tradecloud.aclose)
-            sinks = self.sinks()
-            inbox = open_inbox(s)
+            inbox = open_inbox(s)  # not opened yet: the sinks' start-up errors come first
+            # The book is read at delivery time only, once the store is open.
+            sinks = await self.reachable_sinks(inbox if isinstance(inbox, BookStore) else None)
+            # Until the dispatcher owns them (it closes them when it stops), closed here.
+            self._resources.push_async_callback(self._close_unowned, sinks)
             await inbox.open()
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)
@@ -136,6 +157,12 @@ class Service:
         except BaseException:
             await self.close()
             raise
+
+    async def _close_unowned(self, sinks: Sequence[Sink]) -> None:
+        if self._dispatcher is None:
+            for sink in sinks:
+                with contextlib.suppress(Exception):
+                    await sink.close()
 
     async def close(self) -> None:
         """Stop the dispatcher (it closes the sinks), then the store and the API client."""
@@ -194,6 +221,46 @@ class Service:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SinkReach:
+    """What ``check-config`` found for one sink."""
+
+    name: str
+    type: str
+    detail: str  # what a connection found, or why the sink is checked only when delivering
+
+
+async def probe_sinks(sinks: Sequence[EventSink]) -> list[SinkReach]:
+    """Connect once to every sink with a server; StartupError (naming the sink) for the first that fails."""
+    found: list[SinkReach] = []
+    for sink in sinks:
+        kind = type(sink).__name__.removesuffix("Sink").lower()
+        if isinstance(sink, Probed):
+            found.append(SinkReach(sink.name, kind, await sink.probe()))
+        else:
+            found.append(SinkReach(sink.name, kind, "not connected to before a delivery"))
+    return found
+
+
+async def _close_all(sinks: Sequence[Sink]) -> None:
+    for sink in sinks:
+        with contextlib.suppress(Exception):
+            await sink.close()
+
+
+def check_sinks(settings: Settings) -> list[SinkReach]:
+    """``check-config``'s reachability check: each sink built and, when it has a server, connected to."""
+
+    async def main() -> list[SinkReach]:
+        built = build_sinks(settings)
+        try:
+            return await probe_sinks(built)
+        finally:
+            await _close_all(built)
+
+    return asyncio.run(main())
+
+
 def check(settings: Settings) -> CertReport | None:
     """Every start-up check of ``serve`` that needs no port and no store.
 
@@ -207,6 +274,7 @@ def check(settings: Settings) -> CertReport | None:
     else:
         report = HttpsServer(settings).check()
     Service(settings).check()
+    ensure_open_file_limit(settings)
     return report
 
 
@@ -223,6 +291,8 @@ def serve(
     ports are the real ones also when the configured port is 0.
     """
     notifier = Notifier()
+    ensure_open_file_limit(settings)
+    early_hangup = _queue_hangups()
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -251,6 +321,9 @@ def serve(
                 stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
             reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
+                if reloader is not None and early_hangup.is_set():
+                    # A SIGHUP during start-up was kept for now: the file may have changed since it was read.
+                    asyncio.get_running_loop().call_soon(reloader.reload)
                 async with notifier.watchdog():
                     await server.serve(receiver, ready, registry=receiver.metrics.registry)
             notifier.stopping()
@@ -290,7 +363,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     notifier = Notifier()
     with _stop_on_signals(stop):
-        async with Service(settings):
+        async with Service(settings) as service, contextlib.AsyncExitStack() as stack:
+            if settings.worker.metrics_port is not None:
+                from tcwebhook.metrics_listener import metrics_listener
+
+                assert service.metrics is not None
+                await stack.enter_async_context(
+                    metrics_listener(
+                        settings.worker.metrics_host,
+                        settings.worker.metrics_port,
+                        service.registry,
+                        refresh=service.metrics.refresh,
+                        ping=service.inbox.ping,
+                    )
+                )
             if settings.delivery.mode == "sync":
                 log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
             notifier.ready("delivering")
@@ -325,6 +411,14 @@ def _on_signal(sig: signal.Signals, handler: Callable[[], object] | None) -> Ite
     finally:
         if installed:
             loop.remove_signal_handler(sig)
+
+
+def _queue_hangups() -> threading.Event:
+    """Until the reloader takes SIGHUP over, remember it instead of dying of it (its default action)."""
+    seen = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: seen.set())
+    return seen
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import CLI, TOKEN, RunningServer, ServerFactory
+from tests.support.servers import CLI, TOKEN, RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud
 
 from tcwebhook.contract.names import ORDER_EVENT_NAMES, SHIPMENT_EVENT_NAMES

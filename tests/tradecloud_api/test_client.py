@@ -10,8 +10,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 import structlog
-from tests.conftest import refused_port
 from tests.ids import ID_SAMPLES, SDK_ORDER_ID
+from tests.support.servers import refused_port
 
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import body_json, emit, err, iso, pretty, progress_bar, stdout_console, when
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.errors import ContractError, EventNotFound
-from tcwebhook.inbox.base import Inbox, NewEvent, QuarantineEntry
+from tcwebhook.inbox.base import Inbox, QuarantineEntry
+from tcwebhook.receiver.reparse import reparsed
 from tcwebhook.terminal import cell, markup_safe
 
-quarantine_app = typer.Typer(help="Inspect and reprocess request bodies that were rejected.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and reprocess request bodies that were rejected.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -89,17 +94,6 @@ def quarantine_show(
     out.print(Syntax(text, lexer, word_wrap=True, theme="ansi_dark"))
 
 
-def _reparsed(entry: QuarantineEntry) -> NewEvent:
-    """The entry as an event, if the contract accepts it now; ContractError if it still does not."""
-    from tcwebhook.contract.models import Route
-    from tcwebhook.contract.parse import parse_webhook
-
-    parsed = parse_webhook(cast(Route, entry.route), entry.body, entry.content_type or None)
-    return NewEvent.from_parsed(
-        parsed, content_type=entry.content_type or "application/json", body=entry.body, headers=entry.headers
-    )
-
-
 @quarantine_app.command("reprocess")
 def quarantine_reprocess(
     quarantine_ids: Annotated[list[str], typer.Argument(help="Quarantine ids.")],
@@ -108,7 +102,7 @@ def quarantine_reprocess(
 ) -> None:
     """Parse rejected bodies again (after an upgrade or a fix) and store those that pass as events."""
 
-    async def action(_settings: Settings, inbox: Inbox) -> list[dict[str, Any]]:
+    async def action(settings: Settings, inbox: Inbox) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         with progress_bar("Reprocessing", json_output or len(quarantine_ids) < 2) as progress:
             task = progress.add_task("reprocess", total=len(quarantine_ids))
@@ -116,7 +110,7 @@ def quarantine_reprocess(
                 row: dict[str, Any] = {"id": qid, "event_id": None, "duplicate": False, "error": None}
                 try:
                     entry = await inbox.get_quarantined(qid)
-                    stored = await inbox.reprocess_quarantined(qid, _reparsed(entry))
+                    stored = await inbox.reprocess_quarantined(qid, reparsed(entry, settings.server.max_body_bytes))
                     row.update(event_id=stored.event_id, duplicate=stored.duplicate)
                 except (ContractError, EventNotFound) as exc:
                     row["error"] = str(exc)

@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs
 
@@ -28,8 +29,8 @@ from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
-from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
-from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body
+from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
+from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
 
 Scope = MutableMapping[str, Any]
@@ -62,6 +63,14 @@ class SlowRequest(Exception):
     """The body did not arrive within the request timeout."""
 
 
+@dataclass(slots=True)
+class Exchange:
+    """What one request's handling tells the access log and the last-resort error guard."""
+
+    responded: bool = False  # a response has started: the guard must not send a second one
+    log: dict[str, object] = field(default_factory=dict)  # fields added to the "request" log line
+
+
 class _Reply(Exception):
     def __init__(self, status: int, error: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(detail)
@@ -73,7 +82,7 @@ class Receiver:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Intake,
         *,
         sync_delivery: SyncDelivery | None = None,
         metrics: ReceiverMetrics | None = None,
@@ -116,7 +125,7 @@ class Receiver:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        state: dict[str, Any] = {}
+        state = Exchange()
         status = 503
         route_label = "other"
         try:
@@ -124,7 +133,7 @@ class Receiver:
         except Exception:  # the last guard: never let uvicorn answer 500
             log.exception("request_failed", path=scope.get("path"))
             status = 503
-            if not state.get("responded"):
+            if not state.responded:
                 await _json(
                     send,
                     503,
@@ -141,10 +150,10 @@ class Receiver:
             status=status,
             latency_ms=round(elapsed * 1000, 3),
             peer=client[0] if client else None,
-            **state.get("log", {}),
+            **state.log,
         )
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> tuple[int, str]:
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, state: Exchange) -> tuple[int, str]:
         path: str = scope["path"]
         method: str = scope["method"]
         route: Route | None = None
@@ -174,15 +183,15 @@ class Receiver:
                 allow = b"GET" if path_id is not None else b"GET, POST"
                 raise _Reply(405, "method_not_allowed", f"use {allow.decode()}", [(b"allow", allow)])
         except _Reply as reply:
-            state["responded"] = True
+            state.responded = True
             await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
             status = reply.status
         return status, route
 
     # -- auxiliary endpoints -------------------------------------------------------------------
 
-    async def _aux(self, path: str, method: str, scope: Scope, send: Send, state: dict[str, Any]) -> int:
-        state["responded"] = True
+    async def _aux(self, path: str, method: str, scope: Scope, send: Send, state: Exchange) -> int:
+        state.responded = True
         allowed = _AUX_METHODS.get(path)
         if path == "/openapi.json" and self._openapi is None:
             allowed = None
@@ -257,13 +266,14 @@ class Receiver:
         except JwksUnavailable as exc:
             # The token may well be good: a 401 would make Tradecloud drop the event for good.
             log.warning("oauth_keys_unavailable", error=str(exc))
+            retry = RETRY_AFTER if exc.retry_after is None else str(max(1, math.ceil(exc.retry_after))).encode()
             raise _Reply(
-                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", retry)]
             ) from None
 
     # -- POST webhook --------------------------------------------------------------------------
 
-    async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> int:
+    async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: Exchange) -> int:
         content_type = _header(scope, b"content-type")
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
@@ -277,18 +287,21 @@ class Receiver:
                 503, "timeout", "request body too slow, retry later", [(b"retry-after", RETRY_AFTER)]
             ) from None
         headers = redact_headers(scope["headers"])
+        received = body
         try:
-            body = decode_body(body, _header(scope, b"content-encoding"), self._max_body)
+            body = await decode_body_off_loop(body, headers.get("content-encoding"), self._max_body)
             parsed = parse_webhook(route, body, content_type)
         except ContractError as exc:
-            await self._quarantine(route, content_type, body, headers, exc)
+            # Kept as received (its coding is in the stored headers): a refused body is never
+            # stored inflated, so a small compressed body cannot take the limit's room on disk.
+            await self._quarantine(route, content_type, received, headers, exc)
             extra = [(b"accept-encoding", ACCEPT_ENCODING)] if isinstance(exc, UnsupportedContentEncoding) else []
             raise _Reply(exc.status_code, _error_name(exc.status_code), str(exc), extra) from None
         event = NewEvent.from_parsed(
             parsed, content_type=content_type or "application/json", body=body, headers=headers
         )
         result = await self._store(event)
-        state["log"] = {
+        state.log = {
             "event_id": result.event_id,
             "kind": parsed.kind.value,
             "event_name": parsed.event_name,
@@ -297,21 +310,21 @@ class Receiver:
         self.metrics.count_event(parsed.kind.value, "duplicate" if result.duplicate else "stored")
         return await self._acknowledge(result, send, state)
 
-    async def _acknowledge(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
+    async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange) -> int:
         if self.on_stored is not None and not result.duplicate:
             self.on_stored(result)
         if self.sync_delivery is not None:
             return await self._deliver_sync(result, send, state)
         status = 200 if result.duplicate else 202
-        state["responded"] = True
+        state.responded = True
         await _json(send, status, {"status": "duplicate" if result.duplicate else "stored", "eventId": result.event_id})
         return status
 
-    async def _deliver_sync(self, result: StoreResult, send: Send, state: dict[str, Any]) -> int:
+    async def _deliver_sync(self, result: StoreResult, send: Send, state: Exchange) -> int:
         assert self.sync_delivery is not None
         outcome = await self.sync_delivery.deliver_now(result.event_id)
         if outcome.status is SyncStatus.DELIVERED:
-            state["responded"] = True
+            state.responded = True
             await _json(send, 200, {"status": "delivered", "eventId": result.event_id})
             return 200
         # The sink's error names ERP hosts, users and tables: it stays in the inbox (attempts)
@@ -322,7 +335,7 @@ class Receiver:
             outcome=outcome.status.value,
             error=outcome.detail,
         )
-        state["responded"] = True
+        state.responded = True
         if outcome.status is SyncStatus.PERMANENT:
             body = {"error": "rejected_by_erp", "detail": SYNC_REJECTED, "eventId": result.event_id}
             await _json(send, 400, body)
@@ -387,7 +400,7 @@ class Receiver:
     # -- GET webhook (trigger: the id only) ----------------------------------------------------
 
     async def _get_trigger(
-        self, route: Route, path_id: str | None, scope: Scope, send: Send, state: dict[str, Any]
+        self, route: Route, path_id: str | None, scope: Scope, send: Send, state: Exchange
     ) -> int:
         try:
             # Form encoding, as every HTTP client writes it: ``+`` is a space, a plus is ``%2B``.
@@ -410,7 +423,7 @@ class Receiver:
             raise _Reply(400, "invalid_request", f"{field} {problem}")
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
-        state["log"] = {"event_id": result.event_id, "kind": event.kind.value}
+        state.log = {"event_id": result.event_id, "kind": event.kind.value}
         self.metrics.count_event(event.kind.value, "stored")
         return await self._acknowledge(result, send, state)
 

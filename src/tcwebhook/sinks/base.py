@@ -39,3 +39,14 @@ class EventSink(Sink, Protocol):
     def accepts(self, event: EventLike) -> bool: ...
 
     async def deliver(self, event: StoredEvent | Event) -> None: ...
+
+
+@runtime_checkable
+class Probed(Protocol):
+    """A sink with a server to reach (sftp, amqp, sql): start-up connects to it once."""
+
+    name: str
+
+    async def probe(self) -> str:
+        """Connect and check what deliveries need; what was found, or a StartupError (one sentence)."""
+
