@@ -21,6 +21,7 @@ from tcwebhook.inbox.base import (
     AttemptResult,
     Claim,
     Delivery,
+    DriftRecord,
     EventClaim,
     EventFilter,
     KeyUpdate,
@@ -32,7 +33,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import delivery, intake, reconcile, views
+from tcwebhook.inbox.rules import delivery, drift, intake, reconcile, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
@@ -255,6 +256,9 @@ class SqlInbox(ABC):
         if not keys:
             return []
         return await self._read(partial(reconcile.key_updates, keys=tuple(keys)))
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        return await self._read(partial(drift.list_drift, since=since.timestamp()))
 
     async def get_state(self, name: str) -> str | None:
         return await self._read(partial(reconcile.get_state, name=name))
