@@ -175,7 +175,7 @@ class TestActions:
             data={"event_id": seeded.dead_id, "csrf_token": csrf, "back": f"/events/{seeded.dead_id}"},
             headers={"origin": "https://console.test"},
         )
-        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?note=")
+        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?done=")
         assert (await seeded.inbox.get_event(seeded.dead_id)).status == "pending"
         assert seeded.requeued
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import ssl
 import time
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from tests.reliability.conftest import send_raw, tls_connect
@@ -63,3 +66,45 @@ def _request_once(port: int, server: RunningServer) -> None:
         sock.sendall(b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n")
         if not sock.recv(1):
             raise ConnectionError("closed")
+
+
+def _logged_in(server: RunningServer) -> httpx.Client:
+    client = httpx.Client(base_url=f"https://localhost:{server.console_port()}", verify=str(server.ca_path), timeout=30)
+    form = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    form_data = {"username": "olga", "password": "operator-password-1", "csrf_token": token.group(1)}
+    r = client.post("/login", data=form_data)
+    assert r.status_code == 303, r.text
+    return client
+
+
+class TestConsoleInput:
+    """Query strings a page cannot use are 400 pages, never 500; no page shows words from the URL."""
+
+    QUERIES = (
+        "/events?before=99999999999999999999999999",
+        "/events?before=%C2%B2",  # '²': isdigit() says yes, int() says no
+        "/events?before=%D9%A3",  # an Arabic-Indic three
+        "/events?since=99999999999w",
+        "/events?since=1e400h",
+        "/events?until=99999999999999999999d",
+        "/dead?sink=erp&before=%C2%B2",
+        "/dead?sink=erp&before=99999999999999999999999999",
+    )
+
+    def test_bad_input_is_400(self, console_server: RunningServer) -> None:
+        with contextlib.closing(_logged_in(console_server)) as client:
+            for query in self.QUERIES:
+                r = client.get(query)
+                assert r.status_code == 400, (query, r.status_code, r.text[-500:])
+
+    def test_no_free_text_banner(self, console_server: RunningServer) -> None:
+        with contextlib.closing(_logged_in(console_server)) as client:
+            r = client.get("/events", params={"note": "Your session expired: log in at https://evil.example"})
+            assert r.status_code == 200
+            assert "Your session expired" not in r.text  # (the URL itself is kept, encoded, as the back link)
+            known = client.get("/events", params={"done": "replayed", "requeued": "3", "events": "2"})
+            assert "Replayed: re-queued 3 deliveries of 2 event(s)." in known.text
+            forged = client.get("/events", params={"done": "replayed", "requeued": "<b>3</b>", "events": "2"})
+            assert "Replayed" not in forged.text
