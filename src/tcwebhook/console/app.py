@@ -222,6 +222,9 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/events/{event_id}", _page(views.event, console), methods=["GET"]),
         Route("/events/{event_id}/body", _page(views.event_body, console), methods=["GET"]),
         Route("/events/{event_id}/fetched", _page(views.fetched, console), methods=["GET"]),
+        Route("/events/{event_id}/preview/{sink}", _page(views.preview, console), methods=["GET"]),
+        Route("/orders/{order_id}", _page(views.order, console), methods=["GET"]),
+        Route("/shipments/{shipment_id}", _page(views.shipment, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
@@ -229,6 +232,15 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        # A mistyped or stale link gets the console's page (with its navigation when logged in).
+        request.scope["console_started"] = time.perf_counter()
+        session = console.session_of(request)
+        if session is not None:
+            request.scope["console_session"] = session
+        message = "There is no such page in the console." if session else "There is no such page: log in first."
+        return console.page(request, "error.html", 404, title="Not found", message=message)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.console = console
     return SecurityHeaders(app)

@@ -28,6 +28,7 @@ from tcwebhook.console import render
 from tcwebhook.console.notes import note_of
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import User, UserBook
+from tcwebhook.formats import Output
 from tcwebhook.inbox.base import Inbox, StoredEvent
 from tcwebhook.transport.addresses import Network, client_address, contains, parse_networks
 
@@ -77,6 +78,7 @@ class Console:
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window, cfg.login_attempts_per_address)
         self._proxies = parse_networks(cfg.trusted_proxies, "[console] trusted_proxies", presets=False)
         self.sink_names = tuple(s.name for s in settings.sinks)
+        self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
@@ -115,7 +117,8 @@ class Console:
             path=request.url.path,
             note=note_of(request.query_params),
             render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
-            **context,
+            status_code=status,
+            **{**render.refresh_context(request.url.path, request.query_params), **context},
         )
         return HTMLResponse(html, status_code=status)
 

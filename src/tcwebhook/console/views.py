@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 import structlog
@@ -19,6 +20,9 @@ from tcwebhook.console.notes import note_query
 from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
+from tcwebhook.formats.csvfile import cell as text_of
+from tcwebhook.formats.rows import order_rows, shipment_rows
+from tcwebhook.formats.typed import json_bytes
 from tcwebhook.inbox.base import (
     Attempt,
     DeliveryStatus,
@@ -26,6 +30,9 @@ from tcwebhook.inbox.base import (
     EventStatus,
     StoredEvent,
 )
+from tcwebhook.orderbook.book import BookEntry
+from tcwebhook.orderbook.sql import BookSummary
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.reparse import reparsed
 
 log = structlog.get_logger(__name__)
@@ -34,6 +41,7 @@ PAGE_SIZE = 50
 CHART_HOURS = 6
 CHART_BUCKET = 60  # seconds: events per minute
 REPLAY_BATCH = 200
+COUNT_CAP = 10_000  # a listing counts its matches up to here ("10,000+" past it): one index range
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 STATUSES = [s.value for s in EventStatus]
@@ -69,7 +77,10 @@ def page_cursor(value: str) -> int | None:
 
 
 def number_of(event: StoredEvent) -> str:
-    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+    """The number people look for: a shipment's own number first (its PO is one of several)."""
+    if event.shipment_number or event.shipment_id:
+        return event.shipment_number or event.shipment_id or ""
+    return event.purchase_order_number or event.order_id or ""
 
 
 async def _certificate(console: Console, now: datetime) -> dict[str, Any]:
@@ -156,12 +167,29 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
     return flt, shown, problems
 
 
+async def _per_sink(console: Console, rows: list[StoredEvent]) -> dict[str, list[tuple[str, str]]]:
+    """(sink, delivery status) of each listed event; the store's readers answer these side by side."""
+    found = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in rows))
+    return {e.event_id: [(d.sink, d.status) for d in ds] for e, ds in zip(rows, found, strict=True)}
+
+
+async def _total(console: Console, flt: EventFilter) -> str:
+    """How many events the filter matches, without the page bound (``10,000+`` past the cap)."""
+    ids = await console.inbox.list_event_ids(replace(flt, before_seq=None, limit=COUNT_CAP + 1))
+    return f"{COUNT_CAP:,}+" if len(ids) > COUNT_CAP else f"{len(ids):,}"
+
+
 async def events(console: Console, request: Request) -> Response:
     now = datetime.now(UTC)
     flt, shown, problems = _filter_from(request, now)
     rows = list(await console.inbox.list_events(flt))
+    orders: list[BookSummary] = []
+    if shown["q"] and isinstance(console.inbox, BookStore):
+        orders = list(await console.inbox.book_summaries(number=shown["q"], limit=5))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
+    per_sink = await _per_sink(console, rows)
+    total = await _total(console, flt)
     kept = {k: v for k, v in shown.items() if v}
     older = urlencode({**kept, "before": rows[-1].seq}) if more and rows else None
     return console.page(
@@ -169,6 +197,9 @@ async def events(console: Console, request: Request) -> Response:
         "events.html",
         400 if problems else 200,
         rows=rows,
+        per_sink=per_sink,
+        total=total,
+        orders=orders,
         number_of=number_of,
         shown=shown,
         problems=problems,
@@ -209,7 +240,93 @@ async def event(console: Console, request: Request) -> Response:
         number_of=number_of,
         fields=_fields(stored),
         can_fetch=console.hooks.fetch_object is not None,
+        book_link=await _book_link(console, stored),
+        previews=console.sink_names,
     )
+
+
+async def _book_link(console: Console, stored: StoredEvent) -> str | None:
+    if stored.key is None or not isinstance(console.inbox, BookStore):
+        return None
+    if await console.inbox.book_entry(stored.key) is None:
+        return None
+    kind, _, object_id = stored.key.partition(":")
+    return f"/{kind}s/{quote(object_id, safe='')}"
+
+
+_ORDER_COLUMNS: tuple[str, ...] = (
+    "line_position", "item_number", "item_name", "line_process_status", "schedule_position",
+    "delivery_date", "quantity", "unit", "net_price", "currency", "line_last_updated_at",
+)
+_SHIPMENT_COLUMNS: tuple[str, ...] = (
+    "load_carrier", "purchase_order_number", "line_position", "schedule_position", "item_number",
+    "quantity", "unit", "despatch_advice_number",
+)
+
+
+async def _entry_page(console: Console, request: Request, key: str) -> Response:
+    entry: BookEntry | None = None
+    if isinstance(console.inbox, BookStore):
+        entry = await console.inbox.book_entry(key)
+    if entry is None:
+        raise EventNotFound(f"no {key.split(':', 1)[0]} {key.split(':', 1)[1]} in the order book")
+    data = entry.data
+    if entry.kind == "order":
+        columns, rows = _ORDER_COLUMNS, list(order_rows(data, event_name="", event_id=""))
+    else:
+        columns, rows = _SHIPMENT_COLUMNS, list(shipment_rows(data, event_name="", event_id=""))
+    header: list[tuple[str, Any]] = [
+        ("id", entry.object_id),
+        ("number", entry.number),
+        ("status", entry.status),
+        ("last updated at", entry.last_updated_at),
+    ]
+    if entry.kind == "order":
+        header += [
+            ("supplier account", (data.get("buyerOrder") or {}).get("supplierAccountNumber")),
+            ("buyer account", (data.get("supplierOrder") or {}).get("buyerAccountNumber")),
+            ("version", data.get("version")),
+            ("lines in the book", entry.line_count),
+            ("lines of the last full fetch", entry.fetched_line_count),
+        ]
+    return console.page(
+        request,
+        "order.html",
+        entry=entry,
+        header=[(k, text_of(v)) for k, v in header if v is not None],
+        columns=columns,
+        rows=[[text_of(r.get(c)) for c in columns] for r in rows],
+        body=render.pretty_body(json_bytes(data), "application/json").text,
+    )
+
+
+async def order(console: Console, request: Request) -> Response:
+    return await _entry_page(console, request, f"order:{request.path_params['order_id']}")
+
+
+async def shipment(console: Console, request: Request) -> Response:
+    return await _entry_page(console, request, f"shipment:{request.path_params['shipment_id']}")
+
+
+async def preview(console: Console, request: Request) -> Response:
+    """What one sink would deliver for this event, rendered now (as ``tcwebhook render`` does)."""
+    stored = await console.inbox.get_event(request.path_params["event_id"])
+    name = request.path_params["sink"]
+    output = console.outputs.get(name)
+    if output is None:
+        raise EventNotFound(f"no sink {name} is configured")
+    entry = None
+    if output.needs_book and stored.key is not None and isinstance(console.inbox, BookStore):
+        entry = await console.inbox.book_entry(stored.key)
+    body, error, media = "", "", ""
+    try:
+        rendered = output.render(stored, entry)
+        media = rendered.content_type
+        body = render.pretty_body(rendered.body, rendered.content_type).text
+    except DeliveryError as exc:
+        error = str(exc)
+    return console.page(request, "preview.html", 200 if not error else 422, event=stored, sink=name,
+                        output=output, body=body, error=error, media=media)
 
 
 async def fetched(console: Console, request: Request) -> Response:
@@ -286,28 +403,35 @@ async def dead(console: Console, request: Request) -> Response:
         before = page_cursor(request.query_params.get("before", ""))
     except ValueError as exc:
         return console.page(request, "error.html", 400, title="Bad request", message=f"{exc}.")
-    if chosen:
-        flt = EventFilter(
-            sink=chosen,
-            status=DeliveryStatus.DEAD.value,
-            before_seq=before,
-            limit=PAGE_SIZE + 1,
-        )
-        found = list(await console.inbox.list_events(flt))
-        more = len(found) > PAGE_SIZE
-        page = found[:PAGE_SIZE]
-        # The store's readers answer these side by side.
-        deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
-        for e, ds in zip(page, deliveries, strict=True):
-            errors = [d.last_error or "" for d in ds if d.sink == chosen]
-            rows.append((e, errors[0] if errors else ""))
-    older = urlencode({"sink": chosen, "before": rows[-1][0].seq}) if more and rows else None
+    # A sink's dead deliveries, or every event with a dead delivery (any sink) when none is chosen.
+    flt = EventFilter(
+        sink=chosen or None,
+        status=DeliveryStatus.DEAD.value,
+        before_seq=before,
+        limit=PAGE_SIZE + 1,
+    )
+    found = list(await console.inbox.list_events(flt))
+    more = len(found) > PAGE_SIZE
+    page = found[:PAGE_SIZE]
+    # The store's readers answer these side by side.
+    deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
+    per_sink: dict[str, list[tuple[str, str]]] = {}
+    for e, ds in zip(page, deliveries, strict=True):
+        errors = [d.last_error or "" for d in ds
+                  if d.status == DeliveryStatus.DEAD.value and (not chosen or d.sink == chosen)]
+        rows.append((e, errors[0] if errors else ""))
+        per_sink[e.event_id] = [(d.sink, d.status) for d in ds]
+    total = await _total(console, flt)
+    kept = {"sink": chosen} if chosen else {}
+    older = urlencode({**kept, "before": rows[-1][0].seq}) if more and rows else None
     return console.page(
         request,
         "dead.html",
         sinks=sinks,
         chosen=chosen,
         rows=rows,
+        per_sink=per_sink,
+        total=total,
         number_of=number_of,
         older=older,
         back=request.url.path + ("?" + request.url.query if request.url.query else ""),

@@ -29,7 +29,7 @@ from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
-from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
+from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
 
@@ -82,7 +82,7 @@ class Receiver:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Intake,
         *,
         sync_delivery: SyncDelivery | None = None,
         metrics: ReceiverMetrics | None = None,

@@ -31,8 +31,9 @@ import structlog
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, TransientError
 from tcwebhook.filemodes import dir_mode, file_mode, make_dirs, open_new
+from tcwebhook.formats import Output, body_extension
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.sinks.event import Event, EventLike, is_xml
+from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
 
 log = structlog.get_logger(__name__)
@@ -75,10 +76,7 @@ def plain_part(value: str | None, *, limit: int = _PART_LIMIT, empty: str = "non
 
 
 def extension(content_type: str) -> str:
-    if is_xml(content_type):
-        return ".xml"
-    media = content_type.split(";", 1)[0].strip().lower()
-    return ".json" if media.endswith(("/json", "+json")) else ".bin"
+    return body_extension(content_type)
 
 
 def file_stem(event: EventLike) -> str:
@@ -156,8 +154,19 @@ def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> No
     file.commit()
 
 
+def event_file(directory: Path, event: EventLike, output: Output, *, subfolders: bool = False) -> Path:
+    """The file a files sink on ``directory`` writes ``event`` to (``tcwebhook events show`` names it)."""
+    folder = directory / event.kind.value if subfolders else directory
+    return folder / (file_stem(event) + output.extension_for(event))
+
+
 class FilesSink:
-    """Writes each event body, byte for byte, as one file (optionally one sub-folder per kind)."""
+    """Writes each event as one file (optionally one sub-folder per kind).
+
+    By default the file holds the body byte for byte; with an ``output`` of another format it
+    holds what that format renders, and the name takes the format's extension (``.csv``, the
+    template's).
+    """
 
     def __init__(
         self,
@@ -167,8 +176,10 @@ class FilesSink:
         events: Iterable[str] = (),
         subfolders: bool = False,
         group_readable: bool = False,
+        output: Output | None = None,
     ) -> None:
         self.name = name
+        self.output = output or Output(sink=name)
         self.directory = Path(directory)
         self.filter = SinkFilter.parse(events, sink=name)
         self.subfolders = subfolders
@@ -190,7 +201,7 @@ class FilesSink:
 
     def path_for(self, event: EventLike) -> Path:
         """Where ``deliver`` puts this event."""
-        return self.folder_for(event) / (file_stem(event) + extension(event.content_type))
+        return event_file(self.directory, event, self.output, subfolders=self.subfolders)
 
     def attachment_path(self, event: EventLike, filename: str) -> Path:
         """Where an attachment of the event goes: ``<event file stem>.<filename>``.
@@ -199,7 +210,7 @@ class FilesSink:
         find them with ``<stem>.*``.
         """
         name = plain_part(filename, limit=128, empty="attachment")
-        if "." + name == extension(event.content_type):
+        if "." + name == self.output.extension_for(event):
             name = "attachment" + "." + name  # would otherwise replace the event file itself
         return self.folder_for(event) / f"{file_stem(event)}.{name}"
 
@@ -213,7 +224,8 @@ class FilesSink:
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         target = self.path_for(event)
-        await self._io(target, _write_atomic, target, event.body, self.group_readable)
+        data = event.body if self.output.is_body else self.output.render(event).body
+        await self._io(target, _write_atomic, target, data, self.group_readable)
         log.debug("sink.files.delivered", sink=self.name, event_id=event.event_id, file=target.name)
 
     async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path:
