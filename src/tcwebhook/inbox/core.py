@@ -151,6 +151,9 @@ class SqlInbox(ABC):
         rule = partial(self._intake.reprocess, quarantine_id=quarantine_id, event=event, now=time.time())
         return await self._write(rule, wakes=self._intake.wakes)
 
+    async def delete_quarantined(self, quarantine_id: str) -> None:
+        await self._write(partial(intake.delete_quarantined, quarantine_id=quarantine_id))
+
     # -- browsing --------------------------------------------------------------------------------
 
     async def get_event(self, event_id: str) -> StoredEvent:
@@ -161,6 +164,9 @@ class SqlInbox(ABC):
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
         return await self._read(partial(views.list_event_ids, flt=flt))
+
+    async def event_ids_starting(self, prefix: str, limit: int = 2) -> Sequence[str]:
+        return await self._read(partial(views.event_ids_starting, prefix=prefix, limit=limit))
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
         return await self._read(partial(views.deliveries, event_id=event_id))
