@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aio_pika.abc import DeliveryMode
-from tests.servers import RABBIT_PASSWORD, RabbitNode
+from tests.support.sink_servers import RABBIT_PASSWORD, RabbitNode
 
 from tcwebhook.config import AmqpSinkSettings
 from tcwebhook.contract.kinds import EventKind

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from tests.conftest import RunningServer, ServerFactory
 from tests.receiver.test_endpoints import inbox_events
 from tests.reliability.conftest import FAST_DELIVERY, order_event, wait_until
-from tests.servers import KEY_PASSPHRASE, RabbitNode, SshServer
+from tests.support.sink_servers import KEY_PASSPHRASE, RabbitNode, SshServer
 
 from tcwebhook.inbox.base import StoredEvent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import CLI, ServerFactory
-from tests.servers import KEY_PASSPHRASE, MARIADB_PASSWORD, RABBIT_PASSWORD, MariaDb, RabbitNode, SshServer
+from tests.support.sink_servers import KEY_PASSPHRASE, MARIADB_PASSWORD, RABBIT_PASSWORD, MariaDb, RabbitNode, SshServer
 
 from .amqp_consumer import unique
 
