@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import load_settings
 from tcwebhook.logs import configure_logging
 
 console_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The operator console in the browser (also served by `serve` when [console] enabled = true).",
     invoke_without_command=True,
 )

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import err, stdout_console
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.errors import DeliveryError, EventNotFound, StartupError
 from tcwebhook.formats import Output

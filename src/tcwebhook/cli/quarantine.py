@@ -9,15 +9,19 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import body_json, emit, err, iso, pretty, progress_bar, stdout_console, when
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.errors import ContractError, EventNotFound
 from tcwebhook.inbox.base import Inbox, QuarantineEntry
 from tcwebhook.receiver.reparse import reparsed
 from tcwebhook.terminal import cell, markup_safe
 
-quarantine_app = typer.Typer(help="Inspect and reprocess request bodies that were rejected.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and reprocess request bodies that were rejected.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,8 +39,8 @@ from tcwebhook.inbox.base import (
     AttemptOutcome,
     AttemptResult,
     Claim,
+    DeliveryQueue,
     DeliveryStatus,
-    Inbox,
 )
 from tcwebhook.sinks.base import Sink
 
@@ -99,7 +99,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        inbox: Inbox,
+        inbox: DeliveryQueue,
         sinks: Sequence[Sink],
         settings: DeliverySettings,
         *,

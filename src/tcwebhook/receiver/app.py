@@ -23,13 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tcwebhook.auth import Authenticator, AuthResult, FailureLimit, FailureLog, JwksUnavailable, redact_headers
 from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
 from tcwebhook.config import AuthSettings, Settings
-from tcwebhook.contract.identifiers import is_valid_id
+from tcwebhook.contract.identifiers import id_problem
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
-from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
+from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
 
@@ -82,7 +82,7 @@ class Receiver:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Intake,
         *,
         sync_delivery: SyncDelivery | None = None,
         metrics: ReceiverMetrics | None = None,
@@ -166,11 +166,14 @@ class Receiver:
             route, path_id = "orders", path[len(self._orders) + 1 :]
         elif path.startswith(self._shipments + "/"):
             route, path_id = "shipments", path[len(self._shipments) + 1 :]
+        if path_id == "":
+            path_id = None  # a pasted URL's trailing slash: the route itself
 
         if route is None:
             return await self._aux(path, method, scope, send, state), "other"
 
         try:
+            _refuse_encoded_slash(scope, route)
             await self._authenticate(scope)
             if path_id is None and method == "POST":
                 status = await self._post(route, scope, receive, send, state)
@@ -263,8 +266,9 @@ class Receiver:
         except JwksUnavailable as exc:
             # The token may well be good: a 401 would make Tradecloud drop the event for good.
             log.warning("oauth_keys_unavailable", error=str(exc))
+            retry = RETRY_AFTER if exc.retry_after is None else str(max(1, math.ceil(exc.retry_after))).encode()
             raise _Reply(
-                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", retry)]
             ) from None
 
     # -- POST webhook --------------------------------------------------------------------------
@@ -398,7 +402,11 @@ class Receiver:
     async def _get_trigger(
         self, route: Route, path_id: str | None, scope: Scope, send: Send, state: Exchange
     ) -> int:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            # Form encoding, as every HTTP client writes it: ``+`` is a space, a plus is ``%2B``.
+            query = parse_qs(scope.get("query_string", b"").decode("utf-8"), errors="strict")
+        except UnicodeDecodeError:
+            raise _Reply(400, "invalid_request", "the query string is not UTF-8") from None
         names = ("orderId", "legacyOrderId") if route == "orders" else ("shipmentId",)
         field, value = names[0], path_id
         if value is None:
@@ -410,13 +418,29 @@ class Receiver:
                     f"({given} given)"
                 )
             field, value = found[0]
-        if not is_valid_id(value):
-            raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
+        problem = id_problem(value)
+        if problem is not None:
+            raise _Reply(400, "invalid_request", f"{field} {problem}")
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
         state.log = {"event_id": result.event_id, "kind": event.kind.value}
         self.metrics.count_event(event.kind.value, "stored")
         return await self._acknowledge(result, send, state)
+
+
+def _refuse_encoded_slash(scope: Scope, route: Route) -> None:
+    """A ``%2F`` in the raw path: the server has already decoded it into ``/``, so the path seen
+    is not the one sent (``/tradecloud%2Forders`` would pass for ``/tradecloud/orders``, an id
+    ``A/1`` in the path for a longer path). Refused, never routed; an id holding ``/`` goes in
+    the query."""
+    raw = scope.get("raw_path")
+    if raw is not None and b"%2f" in raw.lower():
+        names = "orderId or legacyOrderId" if route == "orders" else "shipmentId"
+        raise _Reply(
+            400,
+            "invalid_request",
+            f"the path holds an encoded '/' (%2F); give an id that holds '/' as the query parameter {names}",
+        )
 
 
 def _fetch_request(route: Route, field: str, value: str, headers: dict[str, str]) -> NewEvent:
