@@ -11,12 +11,12 @@ import pytest
 import trustme
 
 # The fake Tradecloud API, for the Tradecloud-backed sink (tests/sinks/test_tradecloud.py).
-from tests.servers import MariaDb, RabbitNode, SshServer, new_mariadb, new_rabbit_node, new_ssh_server
 from tests.support.erp import ErpApp as ErpApp
 from tests.support.erp import ErpServer as ErpServer
 from tests.support.erp import Received as Received
 from tests.support.erp import TlsErp as TlsErp
 from tests.support.erp import start_erp as start_erp
+from tests.support.sink_servers import MariaDb, RabbitNode, SshServer, new_mariadb, new_rabbit_node, new_ssh_server
 from tests.tradecloud_api.conftest import fake_api, fake_server, tc_settings  # noqa: F401 - fixtures
 
 from tcwebhook.contract.kinds import EventKind
@@ -78,7 +78,7 @@ def tls_erp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsErp]:
     server.stop()
 
 
-# -- private servers for the sftp, amqp and sql sinks (tests/servers.py) --------------------------
+# -- private servers for the sftp, amqp and sql sinks (tests/support/sink_servers.py) -------------
 
 
 @pytest.fixture(scope="session")

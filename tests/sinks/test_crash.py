@@ -24,9 +24,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from tests.reliability.conftest import FAST_DELIVERY, order_event, wait_until
-from tests.servers import KEY_PASSPHRASE, RabbitNode, SshServer
 from tests.support.inbox import inbox_events
 from tests.support.servers import RunningServer, ServerFactory
+from tests.support.sink_servers import KEY_PASSPHRASE, RabbitNode, SshServer
 
 from tcwebhook.inbox.base import StoredEvent
 
