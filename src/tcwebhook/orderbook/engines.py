@@ -22,11 +22,11 @@ from tcwebhook.orderbook.sql import (
     assemble,
     bodies_query,
     for_postgres,
-    objects_of,
     postgres_statements,
     summaries_query,
     summary_from_row,
 )
+from tcwebhook.orderbook.updates import objects_of
 
 if TYPE_CHECKING:
     import psycopg
