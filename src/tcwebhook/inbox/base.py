@@ -179,8 +179,9 @@ class Claim:
 
     event: StoredEvent
     sink: str
-    attempt: int  # number of this attempt, 1-based
+    attempt: int  # number of this attempt since the delivery was stored or replayed, 1-based
     owner: str
+    replayed: bool = False  # re-queued by a replay (its latency says nothing about the pipeline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +296,9 @@ class Intake(Protocol):
     async def reprocess_quarantined(self, quarantine_id: str, event: NewEvent) -> StoreResult:
         """Store ``event`` (parsed again from the entry) and mark the entry reprocessed, atomically."""
 
+    async def delete_quarantined(self, quarantine_id: str) -> None:
+        """Delete a quarantine entry (a body that is junk); EventNotFound when there is none."""
+
 
 class DeliveryQueue(Protocol):
     """What a dispatcher needs: due deliveries under a lease, their outcome, retention."""
@@ -396,6 +400,9 @@ class Browser(Protocol):
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
         """Ids of the matching events, oldest first (``flt.limit`` of them at most)."""
+
+    async def event_ids_starting(self, prefix: str, limit: int = 2) -> Sequence[str]:
+        """Ids of the events whose id starts with ``prefix``, in id order (``limit`` at most)."""
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]: ...
 

@@ -155,6 +155,11 @@ async def quarantine(
     return qid
 
 
+async def delete_quarantined(tx: Tx, quarantine_id: str) -> None:
+    if not await tx.run("DELETE FROM quarantine WHERE id = ?", (quarantine_id,)):
+        raise EventNotFound(f"no quarantine entry {quarantine_id}")
+
+
 async def prune(tx: Tx, before: float, limit: int) -> int:
     """Delete up to ``limit`` settled events with every row that belongs to them."""
     seqs = [row[0] for row in await tx.all(_PRUNABLE, (before, before, limit))]
