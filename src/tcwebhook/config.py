@@ -575,6 +575,21 @@ class ConnectSettings(_Section):
     shipments: bool = True  # also set the shipment webhook
 
 
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces over OTLP/HTTP; keys left unset fall back to the ``OTEL_*`` variables."""
+
+    enabled: bool = False
+    # The traces URL, e.g. https://collector:4318/v1/traces (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+    endpoint: str | None = None
+    headers: dict[str, SecretStr] = {}  # e.g. an API key of a hosted back-end
+    timeout: float = Field(default=10.0, gt=0)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # A delivery continues the request's trace within this many seconds of it, later it is linked.
+    resume_within: float = Field(default=3600.0, gt=0)
+    export_delay_ms: int = Field(default=2000, ge=10)
+    resource_attributes: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     """Everything tcwebhook reads from its configuration; immutable once built."""
 
@@ -601,6 +616,7 @@ class Settings(BaseSettings):
 
     reconcile: ReconcileSettings = ReconcileSettings()
     connect: ConnectSettings = ConnectSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @classmethod
     def settings_customise_sources(

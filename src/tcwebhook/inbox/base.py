@@ -78,6 +78,7 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
+    trace_context: str | None = None  # W3C traceparent of the request that stored it (tracing on)
 
     @classmethod
     def from_parsed(
@@ -129,6 +130,7 @@ class StoredEvent:
     last_updated_at: str | None
     headers: Mapping[str, str]
     status: str  # an EventStatus value (summed up over the deliveries)
+    trace_context: str | None = None  # W3C traceparent of the request that stored it
 
 
 @dataclass(frozen=True, slots=True)

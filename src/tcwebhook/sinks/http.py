@@ -23,6 +23,7 @@ from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
+from tcwebhook.telemetry.tracing import inject_trace
 from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
@@ -157,6 +158,7 @@ class HttpSink:
         }
         if event.key is not None:
             headers["X-Tcwebhook-Key"] = _header_value(event.key)
+        inject_trace(headers)  # the ERP's own traces can join the event's
         return headers
 
     async def deliver(self, event: StoredEvent | Event) -> None:
