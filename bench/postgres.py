@@ -1,6 +1,6 @@
 """The PostgreSQL store next to SQLite in the same run: store-and-ack, dispatcher drain, per-event cost.
 
-A throw-away PostgreSQL 15 cluster (``tests/pgcluster.py``, fsync and full_page_writes on, like a
+A throw-away PostgreSQL 15 cluster (``tests/support/postgres.py``, fsync and full_page_writes on, like a
 production server) runs pinned to the server CPU (``PG_CPU``, default CPU 0 with tcwebhook: the
 same one-core budget as the SQLite figures, where the storage engine runs inside tcwebhook), or
 to another CPU with ``--pg-cpu``. Measured:
@@ -111,7 +111,7 @@ def _drain(bench: Bench, name: str, url: str | None, workers: int, count: int, s
 
 def phase_postgres(bench: Bench, say: Any, pg_cpu: str = SERVER_CPU) -> None:
     sys.path.insert(0, str(REPO))
-    from tests.pgcluster import new_cluster
+    from tests.support.postgres import new_cluster
 
     out: Json = bench.results.setdefault("postgres", {"pg_cpu": pg_cpu})
     cluster = new_cluster(fsync=True, cpu=pg_cpu, shared_buffers="256MB", max_wal_size="2GB")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tcwebhook.config import load_settings
 from tcwebhook.errors import StartupError
@@ -41,8 +42,11 @@ class TestLoadSettings:
     def test_immutable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
         s = load_settings()
-        with pytest.raises(Exception):  # noqa: PT011 - pydantic raises its ValidationError
+        with pytest.raises(ValidationError, match="frozen"):
             s.server.port = 1  # type: ignore[misc]
+        with pytest.raises(ValidationError, match="frozen"):
+            s.data_dir = tmp_path  # type: ignore[misc]
+        assert s.server.port == 8443
 
     @pytest.mark.parametrize(
         ("text", "needle"),

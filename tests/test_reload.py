@@ -14,7 +14,7 @@ from typing import cast
 import httpx
 import trustme
 from cryptography import x509
-from tests.conftest import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory
+from tests.support.servers import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory
 
 from tcwebhook.config import AuthSettings, Settings
 from tcwebhook.receiver.app import Receiver

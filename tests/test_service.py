@@ -37,7 +37,10 @@ class TestRunWorker:
                 return (await server_side.get_event(result.event_id)).status == "delivered"
 
             await until(delivered)
-            assert any(p.is_file() for p in outbox.rglob("*"))
+            files = [p for p in outbox.rglob("*") if p.is_file()]
+            assert len(files) == 1
+            assert result.event_id in files[0].name
+            assert files[0].read_bytes() == order(1).body  # the stored body, as it came in
         finally:
             stop.set()
             await asyncio.wait_for(worker, 10)

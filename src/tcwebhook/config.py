@@ -10,7 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,8 +28,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tcwebhook import storeurl
 from tcwebhook.errors import StartupError
 from tcwebhook.transport.addresses import parse_networks
+
+# Where they always were: the store modules and the log scrubber import them from here.
+redact_url = storeurl.redact_url
+url_passwords = storeurl.url_passwords
 
 DEFAULT_CONFIG_FILE = Path("tcwebhook.toml")
 ENV_PREFIX = "TCWEBHOOK_"
@@ -51,37 +56,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 30m or 90s")
     return float(match.group(1)) * _SECONDS[match.group(2)]
-
-
-def redact_url(url: str) -> str:
-    """A store URL without its password (``user:***@``, ``password=***``), for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, host = authority.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        authority = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    redacted = f"{scheme}://{authority}{slash}{tail}"
-    head, mark, query = redacted.partition("?")
-    if mark:
-        parts = ["password=***" if p.startswith("password=") else p for p in query.split("&")]
-        redacted = head + "?" + "&".join(parts)
-    return redacted
-
-
-def url_passwords(url: str) -> list[str]:
-    """The password a store URL carries, as written and decoded (for the log scrubber)."""
-    _, sep, rest = url.partition("://")
-    authority = rest.partition("/")[0]
-    found: list[str] = []
-    if sep and "@" in authority:
-        userinfo = authority.rpartition("@")[0]
-        if ":" in userinfo:
-            found.append(userinfo.split(":", 1)[1])
-    found += [p.removeprefix("password=") for p in rest.partition("?")[2].split("&") if p.startswith("password=")]
-    return sorted({v for pw in found for v in (pw, unquote(pw)) if v})
 
 
 class _Section(BaseModel):
@@ -239,6 +213,13 @@ class StoreSettings(_Section):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            storeurl.check_store_url(value)
+        return value
+
     @model_validator(mode="after")
     def _pool(self) -> StoreSettings:
         if self.pool_min > self.pool_max:
@@ -296,6 +277,16 @@ class _SinkSection(_Section):
     allow_private_download_addresses: bool = False
     max_documents: int = Field(default=100, gt=0)  # per event, past it: dead-letter
     max_document_bytes_total: int = Field(default=512 * 1024 * 1024, gt=0)  # per event, all documents
+    # What is delivered (README, "Payloads and formats"): the event or the book's current order,
+    # as the body received, typed JSON, CSV rows or a Jinja2 template's output.
+    payload: Literal["event", "order"] = "event"
+    format: Literal["body", "json", "csv", "template"] = "body"
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
+    csv_decimal: Literal[".", ","] = "."
+    csv_header: bool = True
+    csv_columns: tuple[str, ...] = ()  # a subset of the CSV columns, in this order; empty = all
+    csv_bom: bool = False  # a UTF-8 byte order mark, for spreadsheet imports
+    template: Path | None = None  # with format = "template"
 
     _needs: ClassVar[str]  # the key a sink of this type cannot do without
     _also_needs: ClassVar[tuple[str, ...]] = ()  # further keys without a default
@@ -316,6 +307,24 @@ class _SinkSection(_Section):
         if foreign:
             raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}")
         return data
+
+    @model_validator(mode="after")
+    def _output_keys(self) -> _SinkSection:
+        if self.format == "template" and self.template is None:
+            raise ValueError(f"sink {self.name!r}: format = \"template\" needs the key 'template' (a template file)")
+        if self.template is not None and self.format != "template":
+            raise ValueError(f"sink {self.name!r}: the key 'template' needs format = \"template\"")
+        if self.payload == "order" and self.format == "body":
+            raise ValueError(
+                f"sink {self.name!r}: payload = \"order\" needs format = \"json\", \"csv\" or \"template\""
+            )
+        if self.csv_delimiter == self.csv_decimal:
+            raise ValueError(
+                f"sink {self.name!r}: csv_delimiter and csv_decimal must differ (use csv_delimiter = \";\")"
+            )
+        if self.csv_delimiter in ('"', "\r", "\n"):
+            raise ValueError(f"sink {self.name!r}: csv_delimiter cannot be a quote or a line break")
+        return self
 
     @field_validator("download_hosts")
     @classmethod

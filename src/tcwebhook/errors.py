@@ -15,6 +15,7 @@
     ├── DeliveryError                a sink could not deliver an event
     │   ├── PermanentError           never retried: dead-letter at once
     │   └── TransientError           retried with back-off
+    ├── AcmeError                    an ACME order or renewal failed (CA refused or down, challenge failed)
     ├── TradecloudApiError           the Tradecloud API answered unexpectedly
     │   └── TradecloudNotFound       404 for an order, shipment or document
     └── DownloadRefused              a document download the sink's policy forbids (URL, size)
@@ -87,6 +88,10 @@ class PermanentError(DeliveryError):
 
 class TransientError(DeliveryError):
     """Raised by a sink when a later attempt may succeed."""
+
+
+class AcmeError(TcwebhookError):
+    """An order or renewal failed (the CA refused, is down, or a challenge was not validated)."""
 
 
 class TradecloudApiError(TcwebhookError):

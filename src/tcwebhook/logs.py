@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
@@ -139,6 +140,7 @@ def secret_values(settings: Settings) -> list[str]:
     values: set[str] = set()
     _collect(settings, values)
     values.update(url_passwords(settings.store_url))  # the derived default is no field of its own
+    values.add(os.environ.get("PGPASSWORD", ""))  # libpq's own source of the store password
     return sorted(v for v in values if v)
 
 

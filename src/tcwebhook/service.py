@@ -44,6 +44,7 @@ from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.monitoring import ServiceMetrics
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.reconcile.background import BackgroundReconciler, ReconcileMetrics, check_reconcile_options
@@ -106,11 +107,11 @@ class Service:
 
             check_console(self.settings)
 
-    def sinks(self) -> list[Sink]:
-        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery."""
-        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud)
+    def sinks(self, book: BookStore | None = None) -> list[Sink]:
+        """The ``[[sinks]]``, wrapped for the Tradecloud API work of a delivery and the order book."""
+        return wrap_sinks(build_sinks(self.settings), self.settings, self.tradecloud, book)
 
-    async def reachable_sinks(self) -> list[Sink]:
+    async def reachable_sinks(self, book: BookStore | None = None) -> list[Sink]:
         """``sinks()``, after connecting once to each sink that has a server (sftp, amqp, sql).
 
         A sink that cannot be reached, or whose server lacks what deliveries need, is a
@@ -119,7 +120,7 @@ class Service:
         built = build_sinks(self.settings)
         try:
             await probe_sinks(built)
-            return wrap_sinks(built, self.settings, self.tradecloud)
+            return wrap_sinks(built, self.settings, self.tradecloud, book)
         except BaseException:
             await _close_all(built)
             raise
@@ -134,10 +135,11 @@ class Service:
             if s.tradecloud.configured:
                 self.tradecloud = TradecloudClient(s.tradecloud)
                 self._resources.push_async_callback(self.tradecloud.aclose)
-            sinks = await self.reachable_sinks()
+            inbox = open_inbox(s)  # not opened yet: the sinks' start-up errors come first
+            # The book is read at delivery time only, once the store is open.
+            sinks = await self.reachable_sinks(inbox if isinstance(inbox, BookStore) else None)
             # Until the dispatcher owns them (it closes them when it stops), closed here.
             self._resources.push_async_callback(self._close_unowned, sinks)
-            inbox = open_inbox(s)
             await inbox.open()
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)

@@ -20,7 +20,7 @@ from tests.auth.idp import (
     tampered,
     unsigned,
 )
-from tests.conftest import TOKEN, RunningServer, ServerFactory
+from tests.support.servers import TOKEN, RunningServer, ServerFactory
 
 
 @pytest.fixture(scope="module")

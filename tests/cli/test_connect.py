@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import CLI, TOKEN, RunningServer, ServerFactory
+from tests.support.servers import CLI, TOKEN, RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud
 
 from tcwebhook.contract.names import ORDER_EVENT_NAMES, SHIPMENT_EVENT_NAMES
@@ -81,7 +81,8 @@ class TestConnect:
         assert orders["webhookUrl"] == f"https://localhost:{server.port}/tradecloud/orders"
         assert orders["bearerToken"] == TOKEN and orders["format"] == "JSON" and orders["method"] == "POST"
         assert orders["singleDeliveryPerOrderLine"] is False
-        assert sorted(orders["enabledEventNames"]) == sorted(ORDER_EVENT_NAMES)
+        assert sorted(orders["enabledEventNames"]) == sorted(ORDER_EVENT_NAMES - {"OrderLinesItemDetailsChanged"})
+        assert "OrderLinesItemDetailsChangedBySupplier" in orders["enabledEventNames"]  # the name the API takes
         shipment = fake.webhook_settings["shipment"]
         assert shipment["webhookUrl"] == f"https://localhost:{server.port}/tradecloud/shipments"
         assert sorted(shipment["enabledEventNames"]) == sorted(SHIPMENT_EVENT_NAMES)

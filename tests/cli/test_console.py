@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
-from tests.conftest import CLI, RunningServer, ServerFactory, logged_port
+from tests.support.servers import CLI, RunningServer, ServerFactory, logged_port
 
 from tcwebhook.console.app import SESSION_COOKIE
 

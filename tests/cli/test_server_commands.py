@@ -11,7 +11,7 @@ import tomllib
 import uuid
 from pathlib import Path
 
-from tests.conftest import CLI, RunningServer, ServerFactory
+from tests.support.servers import CLI, RunningServer, ServerFactory
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.receiver.test_endpoints import shipment_body
+from tests.support.servers import RunningServer, ServerFactory
 
 from .conftest import OPERATOR, VIEWER
 

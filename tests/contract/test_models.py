@@ -106,7 +106,11 @@ class TestForwardCompatibility:
         data = example("order")
         data["orderEvent"]["buyerOrder"]["notes"] = None
         data["orderEvent"]["lines"][0]["prices"] = None
-        OrderWebhook.model_validate(data)
+        event = OrderWebhook.model_validate(data).order_event
+        assert event is not None
+        assert event.buyer_order is not None and event.buyer_order.notes is None
+        assert event.lines[0].prices is None
+        assert event.lines[1].prices is not None  # only the nulled line lost its prices
 
 
 class TestNamingVariants:

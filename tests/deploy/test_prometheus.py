@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import TOKEN, RunningServer, ServerFactory
+from tests.support.servers import TOKEN, RunningServer, ServerFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from tests.conftest import logged_port
+from tests.support.servers import logged_port
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "wheel-token-0123456789abcdef"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.polling import eventually_async
 
 from tcwebhook.config import DeliverySettings, StoreSettings
 from tcwebhook.contract.kinds import EventKind
@@ -166,11 +166,7 @@ async def inbox(db_path: Path) -> AsyncIterator[SqliteInbox]:
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
     """Poll ``check`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+    await eventually_async(check, within, interval=0.01)
 
 
 async def settled(inbox: SqliteInbox, event_ids: list[str], within: float = 10.0) -> None:

@@ -27,9 +27,9 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from tests.conftest import CLI, RunningServer, ServerFactory
 from tests.receiver.test_endpoints import inbox_events, order_body, shipment_body
 from tests.reliability.conftest import FAST_DELIVERY, ErpEndpoint, message_id_of, order_event, wait_until
+from tests.support.servers import CLI, RunningServer, ServerFactory
 
 from tcwebhook.inbox.base import StoredEvent
 

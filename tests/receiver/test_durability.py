@@ -6,11 +6,10 @@ import json
 import signal
 import threading
 import time
-import uuid
 
 import httpx
-from tests.conftest import ServerFactory, wait_ready
 from tests.receiver.test_endpoints import inbox_events, order_body
+from tests.support.servers import ServerFactory, wait_ready
 
 
 class TestKillDuringLoad:
@@ -61,6 +60,10 @@ class TestKillDuringLoad:
         missing = [m for m in acknowledged if m not in stored]
         assert not missing, f"{len(missing)} acknowledged events lost"
         # Stored exactly once each.
-        ids = [e.message_id for e in inbox_events(restarted)]
+        events = inbox_events(restarted)
+        ids = [e.message_id for e in events]
         assert len(ids) == len(set(ids))
-        assert uuid.UUID(acknowledged[0])
+        # Whole bodies: each acknowledged event's stored body is the JSON that was sent for it.
+        by_id = {e.message_id: e for e in events}
+        for mid in acknowledged:
+            assert json.loads(by_id[mid].body)["meta"]["messageId"] == mid

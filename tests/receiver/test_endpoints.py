@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from tests.conftest import TOKEN, TOKEN_NEXT, RunningServer, ServerFactory
+from tests.support.servers import TOKEN, TOKEN_NEXT, RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
 from tcwebhook.contract.txml import data_to_xml

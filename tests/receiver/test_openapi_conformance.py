@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.conftest import RunningServer, ServerFactory
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

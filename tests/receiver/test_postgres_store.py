@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.conftest import RunningServer, ServerFactory
-from tests.pgcluster import PgCluster, new_cluster
 from tests.receiver.test_endpoints import inbox_events, order_body
+from tests.support.postgres import PgCluster, new_cluster
+from tests.support.servers import RunningServer, ServerFactory
 
 
 @pytest.fixture

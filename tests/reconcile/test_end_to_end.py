@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import CLI, RunningServer, ServerFactory
+from tests.support.servers import CLI, RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud, WebhookTarget
 
 from tcwebhook.config import load_settings

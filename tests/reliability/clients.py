@@ -10,8 +10,8 @@ import struct
 import time
 from pathlib import Path
 
-from tests.conftest import TOKEN
 from tests.reliability.conftest import RawAnswer, read_answer
+from tests.support.servers import TOKEN
 
 ORDERS = b"/tradecloud/orders"
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

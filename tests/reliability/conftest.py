@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import pytest
+from tests.support.polling import NotInTime, eventually
 
 from tcwebhook.config import load_settings
 from tcwebhook.inbox.base import Attempt, EventFilter, QuarantineEntry, StoredEvent
@@ -89,13 +90,10 @@ def attempts_of(config: Path, event_ids: Sequence[str]) -> dict[str, Sequence[At
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     """Poll ``predicate`` until it holds or ``timeout`` seconds pass; returns the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+    try:
+        return bool(eventually(predicate, timeout, interval=interval))
+    except NotInTime:
+        return False
 
 
 def rss_mb(pid: int) -> float:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.clients import (
     closed_before_tls,
     order_body,
@@ -25,6 +24,7 @@ from tests.reliability.clients import (
     tls_from,
 )
 from tests.reliability.conftest import wait_until
+from tests.support.servers import RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
 from tcwebhook.errors import StartupError

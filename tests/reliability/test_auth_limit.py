@@ -7,9 +7,9 @@ import time
 import uuid
 
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.clients import order_body, post, request_from
 from tests.reliability.conftest import wait_until
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.conftest import TOKEN, RunningServer, ServerFactory
 from tests.reliability.conftest import RawAnswer, read_answer, read_events, rss_mb, send_raw, tls_connect
+from tests.support.servers import TOKEN, RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 
@@ -97,6 +97,16 @@ QUADRATIC = XML_HEAD + (
     + b"&a;" * 5000 + b"</eventName></OrderEvent>"
 )
 
+POISON_JSON = (
+    b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"poison-1","lines":[{"id":"1",'
+    b'"deliverySchedule":[{"position":"1","quantity":%s}]}]},"meta":{"messageId":"7d3c1a52-0000-4000-8000-0000000000p1"}}'
+)
+POISON_XML = XML_HEAD + (
+    b"<R><eventName>OrderIssuedByBuyer</eventName><orderEvent><orderId>poison-2</orderId><line><id>1</id>"
+    b"<deliveryScheduleLine><position>1</position><quantity>%s</quantity></deliveryScheduleLine></line>"
+    b"</orderEvent></R>"
+)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -164,6 +174,12 @@ CORPUS: tuple[Case, ...] = (
          request(body=b'{"eventName":"X","orderEvent":{"orderId":"o","lines":[' + b"1," * 300_000 + b"1]}}")),
     case("json-many-keys", 400, request(body=b"{" + b",".join(b'"k%d":0' % i for i in range(60_000)) + b"}")),
     case("json-huge-number", 400, request(body=b'{"eventName":"X","orderEvent":{"orderId":"o","lines":9e9999}}')),
+    # Numbers that decimal.Decimal cannot hold, or that would be written back as a gigantic int.
+    case("json-number-invalid-operation", 400,
+         request(body=POISON_JSON % b"12345678901234567.1e-99999999999999999999")),
+    case("xml-number-invalid-operation", 400,
+         xml(POISON_XML % b"12345678901234567.1e-99999999999999999999")),
+    case("xml-number-huge-exponent", 400, xml(POISON_XML % b"1e400000000")),
     case("json-invalid-utf8", 400, request(body=b'{"eventName":"\xff\xfe\xfd","orderEvent":{"orderId":"x"}}')),
     case("json-utf16", 400, request(body=VALID.decode().encode("utf-16"))),
     case("json-lone-surrogate", 400, request(body=b'{"eventName":"\\ud800","orderEvent":{"orderId":1}}')),

@@ -12,9 +12,9 @@ import time
 import uuid
 
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.clients import order_body, post, request_from, tls_from
 from tests.reliability.conftest import read_answer, wait_until
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import RunningServer, ServerFactory, wait_ready
 from tests.reliability.conftest import FAST_DELIVERY, order_event, read_events, wait_until
+from tests.support.servers import RunningServer, ServerFactory, wait_ready
 
 pytestmark = pytest.mark.reliability
 

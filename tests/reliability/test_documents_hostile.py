@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.conftest import FAST_DELIVERY, pending_count, rss_mb, wait_until
 from tests.reliability.test_files_and_secrets import mode_of
+from tests.support.servers import RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer
 
 from tcwebhook.config import load_settings

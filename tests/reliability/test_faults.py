@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.conftest import (
     FAST_DELIVERY,
     ErpEndpoint,
@@ -27,6 +26,7 @@ from tests.reliability.conftest import (
     read_events,
     wait_until,
 )
+from tests.support.servers import RunningServer, ServerFactory
 
 from tcwebhook.inbox.base import StoredEvent
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import structlog
-from tests.conftest import CLI, ServerFactory
 from tests.reliability.conftest import FAST_DELIVERY, order_event, wait_until
+from tests.support.servers import CLI, ServerFactory
 
 from tcwebhook.config import Settings
 from tcwebhook.logs import REDACTED, configure_logging

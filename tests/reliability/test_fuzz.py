@@ -16,7 +16,7 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.core.result import Ok
-from tests.conftest import RunningServer, ServerFactory
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import pytest
 import trustme
-from tests.conftest import TOKEN, RunningServer, ServerFactory
 from tests.reliability.conftest import read_answer, send_raw, tls_connect
+from tests.support.servers import TOKEN, RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

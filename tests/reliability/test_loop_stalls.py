@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 from argon2 import PasswordHasher
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.conftest import order_event, read_events, read_quarantine
 from tests.reliability.stalls import measured
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

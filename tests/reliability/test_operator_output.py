@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.conftest import CLI, ServerFactory
 from tests.reliability.conftest import order_event, read_events, read_quarantine, wait_until
+from tests.support.servers import CLI, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

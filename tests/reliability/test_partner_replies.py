@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import RunningServer, ServerFactory
 from tests.reliability.conftest import FAST_DELIVERY, attempts_of, order_event, read_events
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

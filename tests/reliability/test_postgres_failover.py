@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from tests.conftest import CLI, RunningServer, ServerFactory
-from tests.pgcluster import PgCluster, new_cluster
 from tests.reliability.conftest import FAST_DELIVERY, ErpEndpoint, message_id_of, order_event, wait_until
+from tests.support.postgres import PgCluster, new_cluster
+from tests.support.servers import CLI, RunningServer, ServerFactory
 
 pytestmark = pytest.mark.reliability
 

@@ -26,7 +26,7 @@ from sslyze.scanner.models import ScanCommandsExtraArguments, ServerScanRequest,
 from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
 from sslyze.scanner.scanner import Scanner
 from sslyze.server_setting import ServerNetworkLocation
-from tests.conftest import RunningServer, ServerFactory
+from tests.support.servers import RunningServer, ServerFactory
 
 pytestmark = [
     pytest.mark.reliability,

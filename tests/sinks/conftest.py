@@ -17,6 +17,7 @@ import trustme
 import uvicorn
 
 # The fake Tradecloud API, for the Tradecloud-backed sink (tests/sinks/test_tradecloud.py).
+from tests.servers import MariaDb, RabbitNode, SshServer, new_mariadb, new_rabbit_node, new_ssh_server
 from tests.tradecloud_api.conftest import fake_api, fake_server, tc_settings  # noqa: F401 - fixtures
 
 from tcwebhook.contract.kinds import EventKind
@@ -181,3 +182,30 @@ def tls_erp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsErp]:
     server = start_erp(ErpApp(), cert=cert, key=key)
     yield TlsErp(server, ca_pem)
     server.stop()
+
+
+# -- private servers for the sftp, amqp and sql sinks (tests/servers.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def ssh_server() -> Iterator[SshServer]:
+    """One sshd for the session (tests that stop it start their own)."""
+    server = new_ssh_server()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def rabbit_node() -> Iterator[RabbitNode]:
+    """One RabbitMQ node for the session: a cold start takes 20 s or more, so only once."""
+    node = new_rabbit_node()
+    yield node
+    node.destroy()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDb]:
+    """One MariaDB server for the session (tests that stop it start their own)."""
+    db = new_mariadb()
+    yield db
+    db.destroy()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -54,8 +56,30 @@ class TestNaming:
         stem = file_stem(event)
         parts = stem.split("_")
         assert len(parts) == 5
-        assert parts[2:] == ["Order-Lines", "PO-2025-12", "a-b-c"]
+        assert parts[2:] == ["Order%2ALines%3F", "%2E.%2FPO%202025%2F%C3%84%5F12", "a%2Fb%5Cc"]
+        assert unquote(parts[3]) == "../PO 2025/Ä_12"
         assert safe_part("x" * 300) == "x" * 64
+
+    @pytest.mark.parametrize(
+        "number",
+        ["PO-05-#51388860", "PO 1/2", "PO%41", "A&B", "A+B", "é-1", "漢字", "PO.", "..", "~x_y", "a\\b"],
+    )
+    def test_numbers_are_escaped_reversibly(self, number: str) -> None:
+        """Every character of a PO number survives in the name, percent-encoded where unsafe."""
+        part = file_stem(make_event(purchase_order_number=number)).split("_")[3]
+        assert re.fullmatch(r"[A-Za-z0-9.%-]+", part), part
+        assert not part.startswith(".") and not part.endswith(".")
+        assert unquote(part) == number
+
+    def test_escapes_are_never_cut_in_half(self) -> None:
+        for size in range(60, 70):
+            part = safe_part("#" * size)
+            assert len(part) <= 64 and re.fullmatch(r"(%23)+", part), part
+
+    def test_different_numbers_get_different_names(self) -> None:
+        numbers = ["A#1", "A&1", "A 1", "A/1", "A-1", "A+1"]
+        parts = {safe_part(n) for n in numbers}
+        assert len(parts) == len(numbers)
 
     def test_local_time_is_converted_to_utc(self) -> None:
         cest = timezone(timedelta(hours=2))

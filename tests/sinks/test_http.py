@@ -80,10 +80,14 @@ class TestDelivered:
 
     async def test_stalled_body_after_2xx_is_still_delivered(self, erp: ErpServer) -> None:
         sink = HttpSink("erp", erp.base_url + "/stalled-body", timeout=0.3)
+        event = make_event()
         try:
-            await sink.deliver(make_event())
+            await sink.deliver(event)  # returns: the 2xx status line is the ERP's answer
         finally:
             await sink.close()
+        got = erp.app.received[-1]
+        assert (got.method, got.path, got.body) == ("POST", "/stalled-body", event.body)
+        assert not erp.app.release.is_set()  # delivered while the ERP's body was still stalled
 
     async def test_connection_is_kept_alive(self, erp: ErpServer) -> None:
         sink = HttpSink("erp", erp.base_url + "/ok")
@@ -221,10 +225,14 @@ class TestTls:
 
     async def test_verify_off(self, tls_erp: TlsErp) -> None:
         sink = HttpSink("erp", tls_erp.server.base_url + "/ok", verify=False)
+        event = make_event(event_id="01JEVENT0000000000000000VF")
         try:
-            await sink.deliver(make_event())
+            await sink.deliver(event)
         finally:
             await sink.close()
+        got = tls_erp.server.app.received[-1]
+        assert (got.method, got.path, got.body) == ("POST", "/ok", event.body)
+        assert got.headers["x-tcwebhook-event-id"] == event.event_id
 
 
 class TestConfiguration:

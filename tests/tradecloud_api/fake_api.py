@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import trustme
@@ -39,9 +39,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tcwebhook.contract.identifiers import api_segment
+
 USERNAME = "integration@example.com"
 PASSWORD = "pw-Very-Secret-4711"
 _SIGNING_KEY = secrets.token_bytes(32)
+# Stands for a "/" inside one path segment (an id's ``%2F``) while Starlette routes the request.
+_SLASH_IN_SEGMENT = "\ue000"
+
+
+def _routed_path(raw_path: bytes) -> str:
+    """The path with each segment decoded on its own, so ``/v2/order/A%2FB`` keeps one id segment."""
+    segments = [unquote(s.decode("ascii", "replace")).replace("/", _SLASH_IN_SEGMENT) for s in raw_path.split(b"/")]
+    return "/".join(segments)
+
+
+def path_id(request: Request, name: str = "id") -> str:
+    """A path parameter with the ``/`` its segment held restored."""
+    return str(request.path_params[name]).replace(_SLASH_IN_SEGMENT, "/")
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,9 @@ class Call:
     query: str
     headers: dict[str, str]
     status: int = 0
+    raw_path: str = ""  # as sent: ids percent-encoded
+    at: float = 0.0  # time.monotonic() when the request arrived
+    body: bytes = b""
 
 
 @dataclass
@@ -306,7 +324,8 @@ class FakeTradecloud:
                 issued = datetime.fromtimestamp(time.time() - 2 * self.url_ttl - 5, UTC)
         amz_date = issued.strftime("%Y%m%dT%H%M%SZ")
         signature = _sign(object_id, amz_date, expires)
-        return f"{base}/s3/{quote(object_id)}?X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+        query = f"X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+        return f"{base}/s3/{api_segment(object_id)}?{query}"
 
 
 def build_app(fake: FakeTradecloud) -> ASGIApp:
@@ -353,7 +372,7 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
         if (denied := bearer_required(request)) is not None:
             return denied
         with fake.lock:
-            order = fake.orders.get(request.path_params["id"])
+            order = fake.orders.get(path_id(request))
         if order is None:
             return JSONResponse({"message": "Order not found"}, status_code=404)
         return JSONResponse(order)
@@ -362,7 +381,7 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
         if (denied := bearer_required(request)) is not None:
             return denied
         with fake.lock:
-            shipment = fake.shipments.get(request.path_params["id"])
+            shipment = fake.shipments.get(path_id(request))
         if shipment is None:
             return JSONResponse({"message": "Shipment not found"}, status_code=404)
         return JSONResponse(shipment)
@@ -370,7 +389,7 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
     async def metadata(request: Request) -> Response:
         if (denied := bearer_required(request)) is not None:
             return denied
-        object_id = request.path_params["id"]
+        object_id = path_id(request)
         with fake.lock:
             doc = fake.documents.get(object_id)
         if doc is None:
@@ -388,7 +407,7 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
         if (denied := bearer_required(request)) is not None:
             return denied
         with fake.lock:
-            doc = fake.documents.get(request.path_params["id"])
+            doc = fake.documents.get(path_id(request))
         if doc is None:
             return JSONResponse({"message": "Document not found"}, status_code=404)
         return Response(doc.content, media_type=doc.content_type)
@@ -401,7 +420,7 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
         )
         if "authorization" in request.headers:
             return Response(b"<Error><Code>InvalidArgument</Code></Error>", status_code=400)
-        object_id = request.path_params["id"]
+        object_id = path_id(request)
         q = request.query_params
         amz_date, expires = q.get("X-Amz-Date", ""), q.get("X-Amz-Expires", "0")
         signature = _sign(object_id, amz_date, int(expires))
@@ -452,8 +471,18 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
     async def resend(request: Request) -> Response:
         if (denied := bearer_required(request)) is not None:
             return denied
-        object_id = request.path_params["id"]
+        object_id = path_id(request)
         is_order = request.url.path.startswith("/v2/order/")
+        if is_order:
+            # As the SDK sends it (ResendOrders.cs): a JSON body holding an empty object.
+            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                return JSONResponse({"message": "Unsupported Media Type"}, status_code=415)
+            try:
+                sent = json.loads(await request.body())
+            except ValueError:
+                return JSONResponse({"message": "Bad request"}, status_code=400)
+            if not isinstance(sent, dict):
+                return JSONResponse({"message": "Bad request"}, status_code=400)
         with fake.lock:
             obj = (fake.orders if is_order else fake.shipments).get(object_id)
         if obj is None:
@@ -536,8 +565,18 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
             await app(scope, receive, send)
             return
         path = scope["path"]
+        arrived = time.monotonic()
+        raw_path = scope.get("raw_path") or path.encode()
+        scope = {**scope, "path": _routed_path(raw_path)}
         failure, delay, gate = fake._take(path)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        body_parts: list[bytes] = []
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body_parts.append(message.get("body", b""))
+            return message
 
         async def recording_send(message: Message) -> None:
             # Log before the answer leaves, so a test that has the answer also sees the call.
@@ -548,6 +587,9 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
                     scope.get("query_string", b"").decode(),
                     headers,
                     message["status"],
+                    raw_path.decode("ascii", "replace"),
+                    arrived,
+                    b"".join(body_parts),
                 )
                 with fake.lock:
                     fake.calls.append(call)
@@ -559,9 +601,9 @@ def build_app(fake: FakeTradecloud) -> ASGIApp:
             await asyncio.sleep(delay)
         if failure is not None:
             response = Response(b"scripted failure", status_code=failure.status, headers=failure.headers)
-            await response(scope, receive, recording_send)
+            await response(scope, recording_receive, recording_send)
         else:
-            await app(scope, receive, recording_send)
+            await app(scope, recording_receive, recording_send)
 
     return scripted
 

@@ -39,6 +39,22 @@ class TestDesired:
         assert wanted["orderDocumentsEvents"]["enabledEventNames"] == ["OrderDocumentsAttachedBySupplier"]
         assert "singleDeliveryPerOrderLine" not in wanted["orderDocumentsEvents"]
 
+    def test_item_details_subscribed_by_the_name_the_settings_api_takes(self) -> None:
+        """By default every documented name, the item-details event under its long name only."""
+        names = desired(settings())["orderEvents"]["enabledEventNames"]
+        assert "OrderLinesItemDetailsChangedBySupplier" in names
+        assert "OrderLinesItemDetailsChanged" not in names
+        assert not set(names) & {"OrderSynced", "OrderCustomLabelsUpdatedByBuyer", "OrderCustomLabelsUpdatedBySupplier"}
+        chosen = desired(settings(enabled_event_names=["OrderLinesItemDetailsChanged"]))["orderEvents"]
+        assert chosen["enabledEventNames"] == ["OrderLinesItemDetailsChangedBySupplier"]
+
+    def test_opt_in_names_go_to_the_order_webhook(self) -> None:
+        opt_in = ["OrderCustomLabelsUpdatedByBuyer", "OrderCustomLabelsUpdatedBySupplier", "OrderSynced"]
+        wanted = desired(settings(order_documents=True, enabled_event_names=[*opt_in, "ShipmentIssuedBySupplier"]))
+        assert wanted["orderEvents"]["enabledEventNames"] == sorted(opt_in)
+        assert wanted["orderDocumentsEvents"]["enabledEventNames"] == []
+        assert wanted["shipment"]["enabledEventNames"] == ["ShipmentIssuedBySupplier"]
+
     def test_needs_public_hostname_and_static_credentials(self) -> None:
         with pytest.raises(StartupError, match="public_hostname"):
             desired(Settings(auth=AuthSettings(bearer_tokens=(SecretStr("t" * 32),))))

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
-from tests.conftest import CLI, TOKEN, RunningServer, ServerFactory, free_port
+from tests.support.servers import CLI, TOKEN, RunningServer, ServerFactory, free_port
 
 PEBBLE = shutil.which("pebble")
 pytestmark = pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.conftest import BASIC_PASSWORD, CLI, TOKEN, RunningServer, ServerFactory
+from tests.support.servers import BASIC_PASSWORD, CLI, TOKEN, RunningServer, ServerFactory
 
 ORDER = (
     b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"o-1","lines":[]},'

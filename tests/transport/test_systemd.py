@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import ServerFactory
+from tests.support.servers import ServerFactory
 
 from tcwebhook.transport.systemd import Notifier
 

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 from structlog.testing import capture_logs
-from tests.conftest import RunningServer, ServerFactory
+from tests.support.servers import RunningServer, ServerFactory
 
 from tcwebhook.errors import CertificateError
 from tcwebhook.transport import tls

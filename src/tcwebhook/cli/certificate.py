@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import Settings, load_settings
 from tcwebhook.errors import StartupError
 from tcwebhook.logs import configure_logging
@@ -144,7 +144,7 @@ def renew(
 async def _order(manager: CertificateManager) -> None:
     s = manager.settings
     if s.tls.acme_challenge == "http-01":
-        async with http01_listener(s.server.host, s.server.http_port, manager.challenges):
+        async with http01_listener(s.server.host, s.server.http_port, manager.challenges, s.server):
             await asyncio.to_thread(manager.obtain, force=True)
     else:
         async with tls_alpn01_listener(s.server.host, s.server.port, manager.challenges, manager.hostname):

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from tcwebhook.cli.inbox import command_settings
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import ENV_PREFIX, Settings, load_settings
 from tcwebhook.errors import StartupError
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import load_settings
 from tcwebhook.logs import configure_logging
 

@@ -12,6 +12,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,12 +22,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import LoggingSettings, Settings, load_settings, parse_duration
-from tcwebhook.errors import StoreError
+from tcwebhook.errors import StartupError, StoreError
 from tcwebhook.inbox.base import Inbox, StoreInfo
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.logs import configure_logging
+from tcwebhook.storeurl import check_store_url, redact_url
 from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
@@ -122,6 +124,8 @@ def copy(
     from tcwebhook.inbox.copy import copy_store
 
     configure_logging(Settings(logging=LoggingSettings(level="warning")), stream=sys.stderr)
+    for option, url in (("--from", source), ("--to", destination)):
+        startup_guard(partial(_checked_url, option, url))
     progress = Progress(
         TextColumn("copying events"),
         BarColumn(),
@@ -154,6 +158,13 @@ def copy(
         raise typer.Exit(1)
     note = "" if check.exact else " (the destination also holds rows of its own)"
     out.print(f"copied in {time.monotonic() - started:.1f} s; counts match{note}")
+
+
+def _checked_url(option: str, url: str) -> None:
+    try:
+        check_store_url(url)
+    except ValueError as exc:
+        raise StartupError(f"{option} {redact_url(url)} {exc}.") from None
 
 
 @db_app.command("prune")

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
     chunks,
@@ -24,7 +25,6 @@ from tcwebhook.cli.output import (
     stdout_console,
     when,
 )
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import Attempt, Delivery, EventFilter, EventStatus, Inbox, StoredEvent

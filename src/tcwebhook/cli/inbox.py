@@ -17,8 +17,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from tcwebhook.cli.options import startup_guard
 from tcwebhook.cli.output import err
-from tcwebhook.cli.server import startup_guard
 from tcwebhook.config import LoggingSettings, Settings, load_settings
 from tcwebhook.errors import EventNotFound, StoreError
 from tcwebhook.inbox.base import Inbox

@@ -13,6 +13,8 @@ from tcwebhook.cli import (
     console,
     db,
     events,
+    health,
+    orders,
     quarantine,
     reconcile,
     send,
@@ -28,7 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server, events, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect):
+_GROUPS = (
+    server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+)
+for module in _GROUPS:
     module.register(app)
 
 

@@ -9,8 +9,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import body_json, emit, err, iso, pretty, progress_bar, stdout_console, when
-from tcwebhook.cli.server import ConfigOption
 from tcwebhook.config import Settings
 from tcwebhook.errors import ContractError, EventNotFound
 from tcwebhook.inbox.base import Inbox, QuarantineEntry

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tcwebhook.cli.inbox import command_settings
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import parse_duration
 from tcwebhook.errors import StartupError
 

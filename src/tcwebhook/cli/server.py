@@ -9,34 +9,18 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import Settings, load_settings
-from tcwebhook.errors import StartupError
 from tcwebhook.filemodes import PRIVATE_FILE, open_replace
 from tcwebhook.logs import configure_logging
 from tcwebhook.terminal import markup_safe
 
-T = TypeVar("T")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML config file (default: ./tcwebhook.toml if present)."),
-]
-
 console = Console(highlight=False, soft_wrap=True)
-
-
-def startup_guard(func: Callable[[], T]) -> T:
-    """Turn a StartupError into its one sentence on stderr and exit code 3."""
-    try:
-        return func()
-    except StartupError as exc:
-        print(f"tcwebhook: {exc}", file=sys.stderr)
-        raise typer.Exit(StartupError.exit_code) from None
 
 
 def _serve(

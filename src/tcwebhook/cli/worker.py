@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from tcwebhook.cli.server import ConfigOption, startup_guard
+from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import load_settings
 from tcwebhook.logs import configure_logging
 

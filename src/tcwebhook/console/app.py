@@ -13,32 +13,26 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from importlib import resources
-from typing import Any
-from urllib.parse import parse_qs
 
-import jinja2
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tcwebhook.config import Settings
-from tcwebhook.console import render
-from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
-from tcwebhook.console.users import UserBook
+from tcwebhook.console import views
+from tcwebhook.console.sessions import Session
+from tcwebhook.console.state import SESSION_COOKIE, Console, ConsoleHooks, Forbidden
 from tcwebhook.errors import EventNotFound, StoreUnavailable
-from tcwebhook.inbox.base import Inbox, StoredEvent
+from tcwebhook.inbox.base import Inbox
+
+__all__ = ["SESSION_COOKIE", "Console", "ConsoleHooks", "SecurityHeaders", "build_app"]
 
 log = structlog.get_logger(__name__)
 
-SESSION_COOKIE = "tcwebhook_session"
 LOGIN_COOKIE = "tcwebhook_login"  # the login form's own CSRF token (double submit)
-MAX_FORM_BYTES = 256 * 1024
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -77,87 +71,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, wrapped)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleHooks:
-    """What the console needs from the process it runs in, beyond the inbox."""
-
-    # The webhook certificate's expiry (what Tradecloud sees), None when unknown.
-    certificate_expiry: Callable[[], datetime | None]
-    # Called after a replay or reprocess, so an in-process dispatcher looks at once.
-    on_requeued: Callable[[], None] = lambda: None
-    # The object a GET trigger names, fetched from the Tradecloud API now ([tradecloud] configured).
-    fetch_object: Callable[[StoredEvent], Awaitable[dict[str, Any]]] | None = None
-
-
-class Forbidden(Exception):
-    pass
-
-
-class Console:
-    """The console's state (users, sessions, throttle) and its request handlers."""
-
-    def __init__(self, settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> None:
-        self.settings = settings
-        self.inbox = inbox
-        self.hooks = hooks
-        cfg = settings.console
-        self.users = UserBook(cfg.users)
-        self.sessions = SessionStore(cfg.session_idle_timeout)
-        self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
-        self.sink_names = tuple(s.name for s in settings.sinks)
-        self.templates = jinja2.Environment(
-            loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.globals.update(when=render.when, age=render.age)
-        self._css = resources.files("tcwebhook.console").joinpath("static/console.css").read_bytes()
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        session: Session | None = request.scope.get("console_session")
-        started = request.scope.get("console_started", time.perf_counter())
-        html = self.templates.get_template(name).render(
-            session=session,
-            user=session.user if session else None,
-            csrf=session.csrf_token if session else "",
-            path=request.url.path,
-            note=request.query_params.get("note", "")[:300],
-            render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
-            **context,
-        )
-        return HTMLResponse(html, status_code=status)
-
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
-
-    async def form(self, request: Request) -> dict[str, list[str]]:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
-            raise Forbidden("form too large")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise Forbidden("form too large")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/x-www-form-urlencoded":
-            raise Forbidden("not a form")
-        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=2000)
-
-    def check_origin(self, request: Request) -> None:
-        """A browser's cross-site POST names another origin: refuse it before anything else."""
-        origin = request.headers.get("origin")
-        if origin is None or origin == "null":
-            return
-        host = request.headers.get("host", "")
-        if origin.rstrip("/") != f"https://{host}":
-            raise Forbidden("cross-origin request")
 
 
 def _first(form: Mapping[str, list[str]], name: str) -> str:
@@ -288,8 +201,6 @@ async def logout(console: Console, request: Request) -> Response:
 
 def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     """The console as an ASGI application (wrap it in a TLS listener: see ``console.server``)."""
-    from tcwebhook.console import views
-
     console = Console(settings, inbox, hooks)
     console.users.warn_clear_passwords()
 
@@ -315,6 +226,9 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/events/{event_id}", _page(views.event, console), methods=["GET"]),
         Route("/events/{event_id}/body", _page(views.event_body, console), methods=["GET"]),
         Route("/events/{event_id}/fetched", _page(views.fetched, console), methods=["GET"]),
+        Route("/events/{event_id}/preview/{sink}", _page(views.preview, console), methods=["GET"]),
+        Route("/orders/{order_id}", _page(views.order, console), methods=["GET"]),
+        Route("/shipments/{shipment_id}", _page(views.shipment, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The console's pages and actions (see ``console.app`` for sessions, CSRF and roles)."""
+"""The console's pages and actions (sessions, CSRF and roles: ``console.app``; shared state: ``console.state``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 import structlog
@@ -15,9 +15,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tcwebhook.console import render
-from tcwebhook.console.app import Console
+from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
+from tcwebhook.formats.csvfile import cell as text_of
+from tcwebhook.formats.rows import order_rows, shipment_rows
+from tcwebhook.formats.typed import json_bytes
 from tcwebhook.inbox.base import (
     Attempt,
     DeliveryStatus,
@@ -25,6 +28,9 @@ from tcwebhook.inbox.base import (
     EventStatus,
     StoredEvent,
 )
+from tcwebhook.orderbook.book import BookEntry
+from tcwebhook.orderbook.sql import BookSummary
+from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.reparse import reparsed
 
 log = structlog.get_logger(__name__)
@@ -143,6 +149,9 @@ async def events(console: Console, request: Request) -> Response:
     now = datetime.now(UTC)
     flt, shown, problems = _filter_from(request, now)
     rows = list(await console.inbox.list_events(flt))
+    orders: list[BookSummary] = []
+    if shown["q"] and isinstance(console.inbox, BookStore):
+        orders = list(await console.inbox.book_summaries(number=shown["q"], limit=5))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     kept = {k: v for k, v in shown.items() if v}
@@ -151,6 +160,7 @@ async def events(console: Console, request: Request) -> Response:
         request,
         "events.html",
         rows=rows,
+        orders=orders,
         number_of=number_of,
         shown=shown,
         problems=problems,
@@ -190,7 +200,93 @@ async def event(console: Console, request: Request) -> Response:
         number_of=number_of,
         fields=_fields(stored),
         can_fetch=console.hooks.fetch_object is not None,
+        book_link=await _book_link(console, stored),
+        previews=console.sink_names,
     )
+
+
+async def _book_link(console: Console, stored: StoredEvent) -> str | None:
+    if stored.key is None or not isinstance(console.inbox, BookStore):
+        return None
+    if await console.inbox.book_entry(stored.key) is None:
+        return None
+    kind, _, object_id = stored.key.partition(":")
+    return f"/{kind}s/{quote(object_id, safe='')}"
+
+
+_ORDER_COLUMNS: tuple[str, ...] = (
+    "line_position", "item_number", "item_name", "line_process_status", "schedule_position",
+    "delivery_date", "quantity", "unit", "net_price", "currency", "line_last_updated_at",
+)
+_SHIPMENT_COLUMNS: tuple[str, ...] = (
+    "load_carrier", "purchase_order_number", "line_position", "schedule_position", "item_number",
+    "quantity", "unit", "despatch_advice_number",
+)
+
+
+async def _entry_page(console: Console, request: Request, key: str) -> Response:
+    entry: BookEntry | None = None
+    if isinstance(console.inbox, BookStore):
+        entry = await console.inbox.book_entry(key)
+    if entry is None:
+        raise EventNotFound(f"no {key.split(':', 1)[0]} {key.split(':', 1)[1]} in the order book")
+    data = entry.data
+    if entry.kind == "order":
+        columns, rows = _ORDER_COLUMNS, list(order_rows(data, event_name="", event_id=""))
+    else:
+        columns, rows = _SHIPMENT_COLUMNS, list(shipment_rows(data, event_name="", event_id=""))
+    header: list[tuple[str, Any]] = [
+        ("id", entry.object_id),
+        ("number", entry.number),
+        ("status", entry.status),
+        ("last updated at", entry.last_updated_at),
+    ]
+    if entry.kind == "order":
+        header += [
+            ("supplier account", (data.get("buyerOrder") or {}).get("supplierAccountNumber")),
+            ("buyer account", (data.get("supplierOrder") or {}).get("buyerAccountNumber")),
+            ("version", data.get("version")),
+            ("lines in the book", entry.line_count),
+            ("lines of the last full fetch", entry.fetched_line_count),
+        ]
+    return console.page(
+        request,
+        "order.html",
+        entry=entry,
+        header=[(k, text_of(v)) for k, v in header if v is not None],
+        columns=columns,
+        rows=[[text_of(r.get(c)) for c in columns] for r in rows],
+        body=render.pretty_body(json_bytes(data), "application/json")[0],
+    )
+
+
+async def order(console: Console, request: Request) -> Response:
+    return await _entry_page(console, request, f"order:{request.path_params['order_id']}")
+
+
+async def shipment(console: Console, request: Request) -> Response:
+    return await _entry_page(console, request, f"shipment:{request.path_params['shipment_id']}")
+
+
+async def preview(console: Console, request: Request) -> Response:
+    """What one sink would deliver for this event, rendered now (as ``tcwebhook render`` does)."""
+    stored = await console.inbox.get_event(request.path_params["event_id"])
+    name = request.path_params["sink"]
+    output = console.outputs.get(name)
+    if output is None:
+        raise EventNotFound(f"no sink {name} is configured")
+    entry = None
+    if output.needs_book and stored.key is not None and isinstance(console.inbox, BookStore):
+        entry = await console.inbox.book_entry(stored.key)
+    body, error, media = "", "", ""
+    try:
+        rendered = output.render(stored, entry)
+        media = rendered.content_type
+        body = render.pretty_body(rendered.body, rendered.content_type)[0]
+    except DeliveryError as exc:
+        error = str(exc)
+    return console.page(request, "preview.html", 200 if not error else 422, event=stored, sink=name,
+                        output=output, body=body, error=error, media=media)
 
 
 async def fetched(console: Console, request: Request) -> Response:

@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -58,8 +59,24 @@ def _number_out(value: Decimal, info: SerializationInfo) -> int | Decimal | floa
     return float(value) if info.mode_is_json() else value
 
 
+# Far beyond any quantity or price; int() of 1E+400000000 (a whole number, written back as an int)
+# would take minutes of CPU and a gigabyte, so such a number is refused when it arrives.
+MAX_NUMBER_EXPONENT = 1000
+
+
+def _number_in(value: Decimal) -> Decimal:
+    if not value.is_finite() or abs(value.adjusted()) > MAX_NUMBER_EXPONENT:
+        raise PydanticCustomError(
+            "number_out_of_range",
+            "number is out of range (its exponent is beyond ±{limit})",
+            {"limit": MAX_NUMBER_EXPONENT},
+        )
+    return value
+
+
 Num = Annotated[
     Decimal,
+    AfterValidator(_number_in),
     PlainSerializer(_number_out, return_type=Any),
     WithJsonSchema({"type": "number"}),
 ]

@@ -26,6 +26,9 @@ ORDER_EVENT_NAMES: frozenset[str] = frozenset({
     "OrderChangesProposalRejectedByBuyer",
     # updated by supplier
     "OrderLinesUpdatedBySupplier",
+    # The settings API takes the long name; the docs' short one came from a table conversion that
+    # dropped "BySupplier". Either may arrive: both are current.
+    "OrderLinesItemDetailsChangedBySupplier",
     "OrderLinesItemDetailsChanged",
     # buyer reopen request
     "OrderLinesReopenRequestedByBuyer",
@@ -87,16 +90,25 @@ SHIPMENT_EVENT_NAMES: frozenset[str] = frozenset({
 # Historic name -> the current name that replaced it (§4.4, §8).
 RENAMED_EVENT_NAMES: dict[str, str] = {
     "ShipmentDespatchedBySupplier": "ShipmentIssuedBySupplier",
-    "OrderLinesItemDetailsChangedBySupplier": "OrderLinesItemDetailsChanged",
     "OrderReissuedByBuyer": "OrderLinesReissuedByBuyer",
     "OrderDocumentsAttachedBySupplie": "OrderDocumentsAttachedBySupplier",  # typo in 2021-2023 docs
 }
 
-# Seen in older docs or settings samples only, without a successor (§4.4).
-HISTORIC_ORDER_EVENT_NAMES: frozenset[str] = frozenset({
-    "OrderSynced",
+# Accepted by the webhook settings API but absent from the event docs: known order events that
+# ``connect`` subscribes only when ``[connect] enabled_event_names`` names them.
+OPT_IN_ORDER_EVENT_NAMES: frozenset[str] = frozenset({
     "OrderCustomLabelsUpdatedByBuyer",
     "OrderCustomLabelsUpdatedBySupplier",
+    "OrderSynced",
+})
+
+# A documented name the settings API does not take -> the one it takes (``connect`` sends that).
+SUBSCRIPTION_NAMES: dict[str, str] = {
+    "OrderLinesItemDetailsChanged": "OrderLinesItemDetailsChangedBySupplier",
+}
+
+# Seen in older docs or settings samples only, without a successor (§4.4).
+HISTORIC_ORDER_EVENT_NAMES: frozenset[str] = frozenset({
     "OrderLinesCancelledBySupplier",
     "OrderLinesCancellationRequestedByBuyer",
     "OrderLinesCancellationRequestedBySupplier",
@@ -132,7 +144,7 @@ BODY_KEY_KINDS: dict[str, EventKind] = {
 }
 
 _FAMILIES: dict[str, EventKind] = {
-    **dict.fromkeys(ORDER_EVENT_NAMES | HISTORIC_ORDER_EVENT_NAMES, EventKind.ORDER),
+    **dict.fromkeys(ORDER_EVENT_NAMES | OPT_IN_ORDER_EVENT_NAMES | HISTORIC_ORDER_EVENT_NAMES, EventKind.ORDER),
     **dict.fromkeys(ORDER_DOCUMENTS_EVENT_NAMES, EventKind.ORDER_DOCUMENTS),
     **dict.fromkeys(SHIPMENT_EVENT_NAMES, EventKind.SHIPMENT),
     ORDER_FETCH_EVENT: EventKind.ORDER_FETCH,

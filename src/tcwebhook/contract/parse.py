@@ -207,11 +207,17 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _exact_json(raw: bytes) -> Any:
-    """``raw`` parsed with numbers as exact ``Decimal``s; None if ``json`` cannot read it."""
+    """``raw`` parsed with numbers as exact ``Decimal``s; None if ``json`` cannot read it.
+
+    A number whose exponent ``Decimal`` cannot hold is refused (400): the fast parser read it as
+    some float, so accepting it would store a value the sender never sent.
+    """
     try:
         return json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+    except ArithmeticError:  # decimal.InvalidOperation, overflows
+        raise InvalidBody("body has a number out of range (its exponent is too large to be exact)") from None
 
 
 def describe_error(exc: ValidationError, body: bytes = b"", fmt: MediaFormat = "json") -> str:

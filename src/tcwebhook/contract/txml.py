@@ -364,7 +364,7 @@ def _scalar(text: str, scalar: ScalarType) -> Any:
                 return int(s)
             if scalar == "number" and _JSON_NUMBER.fullmatch(s):
                 return Decimal(s)  # exact: quantities and prices keep every digit
-        except ValueError:  # more digits than int() converts
+        except (ValueError, ArithmeticError):  # more digits than int() converts, an exponent Decimal cannot hold
             return text
         return text
     if scalar == "bool":

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tcwebhook.auth import Authenticator, AuthResult, FailureLimit, FailureLog, JwksUnavailable, redact_headers
 from tcwebhook.auth.oauth import OAuthValidator, looks_like_jwt
 from tcwebhook.config import AuthSettings, Settings
-from tcwebhook.contract.identifiers import is_valid_id
+from tcwebhook.contract.identifiers import id_problem
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
@@ -171,6 +171,8 @@ class Receiver:
             route, path_id = "orders", path[len(self._orders) + 1 :]
         elif path.startswith(self._shipments + "/"):
             route, path_id = "shipments", path[len(self._shipments) + 1 :]
+        if path_id == "":
+            path_id = None  # a pasted URL's trailing slash: the route itself
 
         if route is None:
             return await self._aux(path, method, scope, send, state), "other"
@@ -200,6 +202,7 @@ class Receiver:
     ) -> int:
         method: str = scope["method"]
         try:
+            _refuse_encoded_slash(scope, route)
             with self.tracing.span("auth"):
                 await self._authenticate(scope)
             if path_id is None and method == "POST":
@@ -450,7 +453,11 @@ class Receiver:
     async def _get_trigger(
         self, route: Route, path_id: str | None, scope: Scope, send: Send, state: Exchange
     ) -> int:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            # Form encoding, as every HTTP client writes it: ``+`` is a space, a plus is ``%2B``.
+            query = parse_qs(scope.get("query_string", b"").decode("utf-8"), errors="strict")
+        except UnicodeDecodeError:
+            raise _Reply(400, "invalid_request", "the query string is not UTF-8") from None
         names = ("orderId", "legacyOrderId") if route == "orders" else ("shipmentId",)
         field, value = names[0], path_id
         if value is None:
@@ -462,13 +469,29 @@ class Receiver:
                     f"({given} given)"
                 )
             field, value = found[0]
-        if not is_valid_id(value):
-            raise _Reply(400, "invalid_request", f"{field} is not a valid identifier")
+        problem = id_problem(value)
+        if problem is not None:
+            raise _Reply(400, "invalid_request", f"{field} {problem}")
         event = _fetch_request(route, field, value, redact_headers(scope["headers"]))
         result = await self._store(event)
         state.log = {"event_id": result.event_id, "kind": event.kind.value}
         self.metrics.count_event(event.kind.value, "stored")
         return await self._acknowledge(result, send, state)
+
+
+def _refuse_encoded_slash(scope: Scope, route: Route) -> None:
+    """A ``%2F`` in the raw path: the server has already decoded it into ``/``, so the path seen
+    is not the one sent (``/tradecloud%2Forders`` would pass for ``/tradecloud/orders``, an id
+    ``A/1`` in the path for a longer path). Refused, never routed; an id holding ``/`` goes in
+    the query."""
+    raw = scope.get("raw_path")
+    if raw is not None and b"%2f" in raw.lower():
+        names = "orderId or legacyOrderId" if route == "orders" else "shipmentId"
+        raise _Reply(
+            400,
+            "invalid_request",
+            f"the path holds an encoded '/' (%2F); give an id that holds '/' as the query parameter {names}",
+        )
 
 
 def _fetch_request(route: Route, field: str, value: str, headers: dict[str, str]) -> NewEvent:

@@ -16,9 +16,11 @@ from tcwebhook.config import (
     SinkSettings,
     SqlSinkSettings,
 )
+from tcwebhook.formats import Output
 from tcwebhook.sinks.base import EventSink
 from tcwebhook.sinks.files import FilesSink
 from tcwebhook.sinks.http import HttpSink
+from tcwebhook.sinks.payload import rendered_by
 from tcwebhook.sinks.python import PythonSink
 
 
@@ -28,8 +30,11 @@ def _secret(value: SecretStr | None) -> str | None:
 
 def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
     """One sink from its settings; raises StartupError with one sentence when unusable."""
+    output = Output.from_settings(cfg)
     if isinstance(cfg, PythonSinkSettings):
-        return PythonSink(cfg.name, cfg.callable, events=cfg.events, timeout=cfg.timeout, max_threads=max_threads)
+        return PythonSink(
+            cfg.name, cfg.callable, events=cfg.events, timeout=cfg.timeout, max_threads=max_threads, output=output
+        )
     if isinstance(cfg, HttpSinkSettings):
         return HttpSink(
             cfg.name,
@@ -43,10 +48,16 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
             ca_bundle=cfg.ca_bundle,
             timeout=cfg.timeout,
             permanent_codes=cfg.permanent_codes,
+            output=output,
         )
     if isinstance(cfg, FilesSinkSettings):
         return FilesSink(
-            cfg.name, cfg.directory, events=cfg.events, subfolders=cfg.subfolders, group_readable=cfg.group_readable
+            cfg.name,
+            cfg.directory,
+            events=cfg.events,
+            subfolders=cfg.subfolders,
+            group_readable=cfg.group_readable,
+            output=output,
         )
     if isinstance(cfg, SftpSinkSettings):
         from tcwebhook.sinks.sftp import SftpSink
@@ -64,6 +75,7 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
             filename=cfg.filename,
             events=cfg.events,
             timeout=cfg.timeout,
+            payload=rendered_by(output),
         )
     if isinstance(cfg, AmqpSinkSettings):
         from tcwebhook.sinks.amqp import AmqpSink
@@ -78,6 +90,7 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
             ca_bundle=cfg.ca_bundle,
             events=cfg.events,
             timeout=cfg.timeout,
+            payload=rendered_by(output),
         )
     if isinstance(cfg, SqlSinkSettings):
         from tcwebhook.sinks.sql import SqlSink
@@ -90,6 +103,7 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
             events=cfg.events,
             timeout=cfg.timeout,
             pool_size=min(max_threads, 8),
+            payload=rendered_by(output),
         )
     assert_never(cfg)
 

@@ -1,7 +1,8 @@
 """The files sink: drop each event as one file into a folder an ERP imports from.
 
 File names sort by arrival and say what they hold; every field is limited to
-``[A-Za-z0-9.-]`` so a name splits on ``_`` into exactly five parts::
+``[A-Za-z0-9.-]`` plus ``%`` escapes (any other character of an id or number is
+percent-encoded) so a name splits on ``_`` into exactly five parts::
 
     20260527T101502.123456Z_000000042_OrderLinesAcceptedBySupplier_PO-2025-000123_<event id>.json
     <received at, UTC>      <seq>     <event name>                 <order/shipment number>
@@ -23,14 +24,16 @@ from datetime import UTC
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
 
 import structlog
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, TransientError
 from tcwebhook.filemodes import dir_mode, file_mode, make_dirs, open_new
+from tcwebhook.formats import Output, body_extension
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.sinks.event import Event, EventLike, is_xml
+from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
 
 log = structlog.get_logger(__name__)
@@ -42,16 +45,38 @@ _SHIPMENT_KINDS = (EventKind.SHIPMENT, EventKind.SHIPMENT_FETCH)
 
 
 def safe_part(value: str | None, *, limit: int = _PART_LIMIT, empty: str = "none") -> str:
-    """``value`` reduced to ``[A-Za-z0-9.-]`` (runs of anything else become one ``-``)."""
+    """``value`` with every character outside ``[A-Za-z0-9.-]`` percent-encoded (its UTF-8 bytes,
+    as in a URL: ``PO-05-#51388860`` becomes ``PO-05-%2351388860``), so two numbers never share a
+    name and ``urllib.parse.unquote`` gives the number back. A leading or trailing ``.`` is
+    encoded too (hidden files; Windows drops a trailing dot). Cut to ``limit`` characters,
+    never inside an escape."""
+    text = value or ""
+    if not text:
+        return empty
+    if not _UNSAFE.search(text) and not text.startswith(".") and not text.endswith(".") and len(text) <= limit:
+        return text  # the usual case: an ERP number of letters, digits and dashes
+    encoded = quote(text, safe="-.")  # keeps [A-Za-z0-9_.~-]; "_" and "~" are encoded below
+    encoded = encoded.replace("_", "%5F").replace("~", "%7E")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    cut = encoded[:limit]
+    tail = cut.rfind("%")
+    if tail >= 0 and tail > len(cut) - 3:
+        cut = cut[:tail]  # an escape cut in half would decode to something else
+    if cut.endswith("."):
+        cut = cut[:-1] + "%2E" if len(cut) + 2 <= limit else cut[:-1]
+    return cut or empty
+
+
+def plain_part(value: str | None, *, limit: int = _PART_LIMIT, empty: str = "none") -> str:
+    """``value`` reduced to ``[A-Za-z0-9.-]`` (runs of anything else become one ``-``): for names
+    a trading partner chose (attachments), where a readable name matters more than a reversible one."""
     cleaned = _UNSAFE.sub("-", value or "").strip("-.")[:limit].rstrip("-.")
     return cleaned or empty
 
 
 def extension(content_type: str) -> str:
-    if is_xml(content_type):
-        return ".xml"
-    media = content_type.split(";", 1)[0].strip().lower()
-    return ".json" if media.endswith(("/json", "+json")) else ".bin"
+    return body_extension(content_type)
 
 
 def file_stem(event: EventLike) -> str:
@@ -130,7 +155,12 @@ def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> No
 
 
 class FilesSink:
-    """Writes each event body, byte for byte, as one file (optionally one sub-folder per kind)."""
+    """Writes each event as one file (optionally one sub-folder per kind).
+
+    By default the file holds the body byte for byte; with an ``output`` of another format it
+    holds what that format renders, and the name takes the format's extension (``.csv``, the
+    template's).
+    """
 
     def __init__(
         self,
@@ -140,8 +170,10 @@ class FilesSink:
         events: Iterable[str] = (),
         subfolders: bool = False,
         group_readable: bool = False,
+        output: Output | None = None,
     ) -> None:
         self.name = name
+        self.output = output or Output(sink=name)
         self.directory = Path(directory)
         self.filter = SinkFilter.parse(events, sink=name)
         self.subfolders = subfolders
@@ -163,7 +195,7 @@ class FilesSink:
 
     def path_for(self, event: EventLike) -> Path:
         """Where ``deliver`` puts this event."""
-        return self.folder_for(event) / (file_stem(event) + extension(event.content_type))
+        return self.folder_for(event) / (file_stem(event) + self.output.extension_for(event))
 
     def attachment_path(self, event: EventLike, filename: str) -> Path:
         """Where an attachment of the event goes: ``<event file stem>.<filename>``.
@@ -171,8 +203,8 @@ class FilesSink:
         Sharing the stem keeps an event's files together in a listing, and lets an importer
         find them with ``<stem>.*``.
         """
-        name = safe_part(filename, limit=128, empty="attachment")
-        if "." + name == extension(event.content_type):
+        name = plain_part(filename, limit=128, empty="attachment")
+        if "." + name == self.output.extension_for(event):
             name = "attachment" + "." + name  # would otherwise replace the event file itself
         return self.folder_for(event) / f"{file_stem(event)}.{name}"
 
@@ -186,7 +218,8 @@ class FilesSink:
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         target = self.path_for(event)
-        await self._io(target, _write_atomic, target, event.body, self.group_readable)
+        data = event.body if self.output.is_body else self.output.render(event).body
+        await self._io(target, _write_atomic, target, data, self.group_readable)
         log.debug("sink.files.delivered", sink=self.name, event_id=event.event_id, file=target.name)
 
     async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path:

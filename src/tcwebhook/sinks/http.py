@@ -1,4 +1,4 @@
-"""The http sink: POST the original webhook body to an ERP or middleware URL.
+"""The http sink: POST each event (the body as received, or the sink's format) to an ERP URL.
 
 Outcomes: 2xx delivered; a status in ``permanent_codes`` (default 400, 404, 409, 422) is a
 ``PermanentError``; every other status, timeouts and connection or TLS failures are a
@@ -20,6 +20,7 @@ import httpx
 import structlog
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
+from tcwebhook.formats import Output
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
@@ -80,9 +81,11 @@ class HttpSink:
         timeout: float = 10.0,
         permanent_codes: Iterable[int] = DEFAULT_PERMANENT_CODES,
         transport: httpx.AsyncBaseTransport | None = None,
+        output: Output | None = None,
     ) -> None:
         self.name = name
         self.url = url
+        self.output = output or Output(sink=name)
         self.filter = SinkFilter.parse(events, sink=name)
         self.timeout = timeout
         self.permanent_codes = frozenset(permanent_codes)
@@ -149,9 +152,9 @@ class HttpSink:
     def accepts(self, event: EventLike) -> bool:
         return self.filter.accepts(event)
 
-    def request_headers(self, event: EventLike) -> dict[str, str]:
+    def request_headers(self, event: EventLike, content_type: str | None = None) -> dict[str, str]:
         headers = {
-            "Content-Type": _header_value(event.content_type),
+            "Content-Type": _header_value(content_type or event.content_type),
             "X-Tcwebhook-Event-Id": _header_value(event.event_id),
             "X-Tcwebhook-Event-Name": _header_value(event.event_name),
             "X-Tcwebhook-Kind": event.kind.value,
@@ -163,7 +166,14 @@ class HttpSink:
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         client = self._client_for_loop()
-        request = client.build_request("POST", self._target, content=event.body, headers=self.request_headers(event))
+        if self.output.is_body:
+            body, content_type = event.body, event.content_type
+        else:
+            rendered = self.output.render(event)
+            body, content_type = rendered.body, rendered.content_type
+        request = client.build_request(
+            "POST", self._target, content=body, headers=self.request_headers(event, content_type)
+        )
         started = time.perf_counter()
         try:
             # httpx bounds each phase; this bounds the whole exchange up to the status line.

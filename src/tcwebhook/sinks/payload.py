@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from tcwebhook.formats import Output
 from tcwebhook.sinks.event import EventLike
 from tcwebhook.sinks.files import extension
 
@@ -20,11 +21,12 @@ class Payload:
 
     data: bytes
     content_type: str
+    suffix: str | None = None  # the format's file extension, when it says one
 
     @property
     def extension(self) -> str:
-        """The file extension the content type suggests (``.json``, ``.xml`` or ``.bin``)."""
-        return extension(self.content_type)
+        """The format's extension, else the one the content type suggests (``.json``, ``.xml``, ``.bin``)."""
+        return self.suffix or extension(self.content_type)
 
     def text(self) -> str:
         """The bytes as text (UTF-8; bytes that are not are replaced, never dropped silently)."""
@@ -40,3 +42,15 @@ class PayloadSource(Protocol):
 def event_body(event: EventLike) -> Payload:
     """The webhook body exactly as received, with its original content type."""
     return Payload(event.body, event.content_type)
+
+
+def rendered_by(output: Output) -> PayloadSource:
+    """The sink's ``payload``/``format`` settings as a source (``formats.Output``, the one renderer)."""
+    if output.is_body:
+        return event_body
+
+    def source(event: EventLike) -> Payload:
+        rendered = output.render(event)
+        return Payload(rendered.body, rendered.content_type, rendered.extension)
+
+    return source

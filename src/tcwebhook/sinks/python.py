@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
+from tcwebhook.formats import Output
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
@@ -21,6 +22,9 @@ from tcwebhook.sinks.filters import SinkFilter
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Event], Any]
+
+OUTPUT_KEY = "output"
+"""``Event.extras`` key of the sink's rendered output (a ``formats.Rendered``) when its format is not body."""
 
 _MESSAGE_LIMIT = 200
 
@@ -105,8 +109,10 @@ class PythonSink:
         events: Iterable[str] = (),
         timeout: float | None = None,
         max_threads: int = 16,
+        output: Output | None = None,
     ) -> None:
         self.name = name
+        self.output = output or Output(sink=name)
         self.filter = SinkFilter.parse(events, sink=name)
         self.handler = resolve_callable(handler, sink=name) if isinstance(handler, str) else handler
         self.timeout = timeout
@@ -130,6 +136,9 @@ class PythonSink:
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         ev = event if isinstance(event, Event) else Event.from_stored(event)
+        if not self.output.is_body:
+            # Rendered before the handler runs: a template error dead-letters without a call.
+            ev.extras[OUTPUT_KEY] = self.output.render(ev)
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:

@@ -147,7 +147,8 @@ class SftpSink:
             try:
                 self._sftp = await conn.start_sftp_client()
             except BaseException:
-                conn.close()
+                with contextlib.suppress(OSError, asyncssh.Error):
+                    conn.close()
                 raise
             self._conn = conn
             return self._sftp
@@ -155,12 +156,11 @@ class SftpSink:
     async def _drop_connection(self) -> None:
         conn, self._conn, self._sftp = self._conn, None, None
         if conn is not None:
-            conn.close()
-            try:
+            # Closing a connection the server already broke may fail too; it is gone either way.
+            with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+                conn.close()
                 async with asyncio.timeout(5):
                     await conn.wait_closed()
-            except (TimeoutError, OSError, asyncssh.Error):
-                pass
 
     async def deliver(self, event: StoredEvent | Event) -> None:
         payload = self.payload(event)

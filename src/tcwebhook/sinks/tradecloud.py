@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,8 +24,14 @@ import orjson
 import structlog
 
 from tcwebhook.config import Settings, SinkSettings
+from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import PermanentError, StartupError
+from tcwebhook.formats import BOOK_KEY
 from tcwebhook.inbox.base import StoredEvent
+from tcwebhook.orderbook.book import update_of
+from tcwebhook.orderbook.sql import PreparedUpdate
+from tcwebhook.orderbook.store import BookStore
+from tcwebhook.orderbook.updates import fetched_envelope, update_of_body
 from tcwebhook.sinks.base import EventSink, Sink
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.tradecloud_api.client import TradecloudClient
@@ -81,6 +87,8 @@ class TradecloudSink:
         enricher: Enricher | None = None,
         documents: DocumentFetcher | None = None,
         documents_dir: Path | None = None,
+        book: BookStore | None = None,
+        needs_book: bool = False,
     ) -> None:
         if documents is not None and documents_dir is None:
             raise ValueError("documents need a documents_dir to be downloaded into")
@@ -90,6 +98,8 @@ class TradecloudSink:
         self._enricher = enricher
         self._documents = documents
         self._documents_dir = documents_dir
+        self._book = book
+        self._needs_book = needs_book  # payload = "order": hand the inner sink the book's entry
 
     def accepts(self, event: StoredEvent) -> bool:
         return self.inner.accepts(event)
@@ -121,10 +131,30 @@ class TradecloudSink:
                 extras[DOCUMENTS_KEY] = await self._store(stored, fetched, folder)
         if EXTRA_KEY in extras and isinstance(self.inner, AttachmentWriter):
             await self._write_full_order(stored, extras[EXTRA_KEY])
+        if self._book is not None:
+            await self._keep_book(event, stored, extras)
+            if self._needs_book and stored.key is not None:
+                extras[BOOK_KEY] = await self._book.book_entry(stored.key)
         if stored is event and not extras:
             await self.inner.deliver(event)
             return
         await self.inner.deliver(Event.from_stored(stored, extras))
+
+    async def _keep_book(self, event: StoredEvent, stored: StoredEvent, extras: dict[str, Any]) -> None:
+        """A fetched object (a resolved trigger, an enrichment's full order) replaces the book's
+        order when newer: the book then holds what the API said, not only what events told."""
+        assert self._book is not None
+        fetched = []
+        if stored is not event:
+            fetched.append(update_of_body(stored.kind, "application/json", stored.body))
+        if isinstance(extras.get(EXTRA_KEY), dict):
+            data = fetched_envelope(EventKind.ORDER_FETCH, extras[EXTRA_KEY])
+            found = None if data is None else update_of(EventKind.ORDER_FETCH, data)
+            fetched.append(None if found is None else PreparedUpdate.of(found))
+        for update in fetched:
+            if update is not None:
+                book_event = update.update.event(event.event_id, event.event_name, event.seq)
+                await self._book.apply_to_book(update, replace(book_event, source="fetch"))
 
     async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument], folder: Path) -> list[DocumentFile]:
         paths = [doc.path for doc in docs]
@@ -162,8 +192,15 @@ def check_api_options(settings: Settings) -> None:
             raise _needs_credentials(cfg.name)
 
 
-def wrap_sinks(sinks: Sequence[EventSink], settings: Settings, client: TradecloudClient | None) -> list[Sink]:
+def wrap_sinks(
+    sinks: Sequence[EventSink],
+    settings: Settings,
+    client: TradecloudClient | None,
+    book: BookStore | None = None,
+) -> list[Sink]:
     """Wrap every sink so GET triggers resolve and each sink's API options apply.
+
+    ``book``: the store's order book, which fetched orders update and ``payload = "order"`` reads.
 
     ``client`` is None when ``[tradecloud]`` has no credentials; then a sink asking for
     ``enrich``/``documents``/``download_urls`` is a start-up error, and GET triggers are
@@ -199,6 +236,8 @@ def wrap_sinks(sinks: Sequence[EventSink], settings: Settings, client: Tradeclou
                 enricher=enricher if cfg is not None and cfg.enrich else None,
                 documents=documents,
                 documents_dir=settings.data_dir / "documents",
+                book=book,
+                needs_book=cfg is not None and cfg.payload == "order",
             )
         )
     return wrapped

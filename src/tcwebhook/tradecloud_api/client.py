@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -25,7 +24,9 @@ import structlog
 
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import TradecloudSettings
+from tcwebhook.contract.identifiers import api_segment, id_problem
 from tcwebhook.errors import StartupError, TradecloudApiError, TradecloudNotFound
+from tcwebhook.terminal import visible
 from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
 from tcwebhook.tradecloud_api.downloads import DownloadInfo, stream_to_file
@@ -42,15 +43,15 @@ DEFAULT_BACKOFF = Backoff(initial=0.5, multiplier=2.0, cap=20.0, jitter=0.2)
 # 5xx and throttling are worth another attempt; anything else is the answer.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DEFAULT_MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
-# Ids come from webhook calls; anything that could leave its path segment is refused.
-_BAD_ID = re.compile(r"[/\\?#%\s\x00-\x1f\x7f]")
 
 
 def _object_path(prefix: str, object_id: str, what: str) -> str:
-    bad = not object_id or object_id in (".", "..") or len(object_id) > 256
-    if bad or _BAD_ID.search(object_id):
-        raise TradecloudNotFound(f"{what} id {object_id[:80]!r} cannot name a Tradecloud {what}")
-    return f"{prefix}/{quote(object_id, safe='')}"
+    # Ids keep the PO number's characters (``#``, ``/``, ``%``, …): each is percent-encoded, never
+    # refused; only an id that can name nothing at all is.
+    problem = id_problem(object_id)
+    if problem is not None:
+        raise TradecloudNotFound(f"{what} id {visible(object_id[:80])!r} cannot name a Tradecloud {what}: it {problem}")
+    return f"{prefix}/{api_segment(object_id)}"
 
 
 def _where(url: str | httpx.URL) -> str:
@@ -225,9 +226,10 @@ class TradecloudClient:
         return PollPage.from_api(await self.post_json(path, body, "poll"))
 
     async def resend_order(self, order_id: str) -> None:
-        """Ask Tradecloud to send the order webhook again (``OrderResentByBuyer``)."""
+        """Ask Tradecloud to send the order webhook again (``OrderResentByBuyer``), with the ``{}``
+        JSON body Tradecloud's SDK sends (the shipment resend goes without a body, as there)."""
         path = _object_path("/order", order_id, "order") + "/buyer/resend"
-        self._check(await self._authenticated("POST", path, "order resend"), "order resend")
+        self._check(await self._post(path, {}, "order resend"), "order resend")  # the answer's body is not used
 
     async def resend_shipment(self, shipment_id: str) -> None:
         """Ask Tradecloud to send the shipment webhook again (``ShipmentResentByBuyer``)."""
@@ -240,14 +242,7 @@ class TradecloudClient:
 
     async def post_json(self, path: str, body: Any, what: str) -> dict[str, Any]:
         """POST a JSON body; the JSON object answered (empty when the answer has no body)."""
-        content = orjson.dumps(body)
-
-        def with_body(
-            client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
-        ) -> Awaitable[httpx.Response]:
-            return self._send(client, method, url, {**headers, "Content-Type": "application/json"}, content)
-
-        response = await self._authenticated("POST", path, what, send=with_body)
+        response = await self._post(path, body, what)
         self._check(response, what)
         if not response.content.strip():
             return {}
@@ -260,6 +255,16 @@ class TradecloudClient:
         return data
 
     # -- plumbing --------------------------------------------------------------------------
+
+    async def _post(self, path: str, body: Any, what: str) -> httpx.Response:
+        content = orjson.dumps(body)
+
+        def with_body(
+            client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+        ) -> Awaitable[httpx.Response]:
+            return self._send(client, method, url, {**headers, "Content-Type": "application/json"}, content)
+
+        return await self._authenticated("POST", path, what, send=with_body)
 
     async def _try_presigned(self, url: str) -> tuple[bytes | None, str]:
         """One attempt at a pre-signed URL: (content, "ok") or (None, "refused"/"unreachable")."""

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tcwebhook.config import Settings
-from tcwebhook.contract.names import ORDER_DOCUMENTS_EVENT_NAMES, ORDER_EVENT_NAMES, SHIPMENT_EVENT_NAMES
+from tcwebhook.contract.names import (
+    OPT_IN_ORDER_EVENT_NAMES,
+    ORDER_DOCUMENTS_EVENT_NAMES,
+    ORDER_EVENT_NAMES,
+    SHIPMENT_EVENT_NAMES,
+    SUBSCRIPTION_NAMES,
+)
 from tcwebhook.errors import StartupError
 
 if TYPE_CHECKING:
@@ -69,14 +75,20 @@ def credentials(settings: Settings, bearer: str | None = None) -> Section:
 
 
 def event_names(settings: Settings, section: str) -> list[str]:
+    """The names ``connect`` subscribes for ``section``, as the settings API spells them."""
     documented = _DOCUMENTED[section]
     configured = settings.connect.enabled_event_names
     if not configured:
-        return sorted(documented)
-    # A configured name goes to the webhook whose documented list holds it; unknown names (new
-    # ones Tradecloud added since) go to the order webhook, which has by far the most.
+        return sorted({SUBSCRIPTION_NAMES.get(n, n) for n in documented})
+    # A configured name goes to the webhook whose documented list holds it; the opt-in names and
+    # unknown ones (new ones Tradecloud added since) go to the order webhook, which has by far the most.
     known = set().union(*_DOCUMENTED.values())
-    return sorted(n for n in configured if n in documented or (section == ORDER_EVENTS and n not in known))
+    chosen = {
+        SUBSCRIPTION_NAMES.get(n, n)
+        for n in configured
+        if n in documented or (section == ORDER_EVENTS and (n in OPT_IN_ORDER_EVENT_NAMES or n not in known))
+    }
+    return sorted(chosen)
 
 
 def desired(settings: Settings, *, bearer: str | None = None) -> dict[str, Section]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import orjson
 from uvicorn.config import Config
@@ -51,197 +52,202 @@ _BODY = "tcwebhook.body"
 _CLOSE = (b"connection", b"close")
 
 
-def build_protocol(server: ServerSettings) -> type[LimitedProtocol]:
-    """The protocol class for uvicorn's ``http`` setting, with the limits of ``[server]``."""
-    timeout = server.request_timeout
-    line_limit = server.max_request_line_bytes
-    header_limit = server.max_header_bytes
-    count_limit = server.max_header_count
-    # Raw bytes of a head: request line and header fields plus their separators.
-    head_limit = line_limit + header_limit + 4 * count_limit
-    refusals = {
-        414: _refusal(414, "URI Too Long", "uri_too_long", f"request line over {line_limit} bytes"),
-        431: _refusal(
-            431,
-            "Request Header Fields Too Large",
-            "headers_too_large",
-            f"headers over {header_limit} bytes or {count_limit} fields",
-        ),
-        503: _refusal(503, "Service Unavailable", "timeout", "request too slow, retry later").replace(
-            b"connection: close", b"retry-after: 5\r\nconnection: close"
-        ),
-    }
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """The ``[server]`` limits a connection enforces, and the refusals sent when one is passed."""
 
-    class Limited(LimitedProtocol):
-        # Per-connection state as class defaults: uvicorn's __init__ stays untouched.
-        _deadline: asyncio.TimerHandle | None = None
-        _in_head = True  # between requests, or reading a request line and headers
-        _head_bytes = 0
-        _line_bytes = 0
-        _header_bytes = 0
-        _header_count = 0
-        _over: int | None = None  # the status a request over a limit is refused with
-        _body: _Body | None = None
-        _idle = False
-        _inner_app: Any = None
+    timeout: float  # whole request: head and body
+    line: int
+    header: int
+    count: int
+    head: int  # raw bytes of a head: request line and header fields plus their separators
+    refusals: dict[int, bytes]
 
-        # -- connection -------------------------------------------------------------------------
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if self.admission is not None:
-                self.client = self.admission.client  # the sender, also behind a PROXY header
-            self._inner_app, self.app = self.app, self._app
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            if self.admission is not None:
-                self.admission.busy(self)
-                self.admission.release()
-            super().connection_lost(exc)
-
-        def close_idle(self) -> None:
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.transport.is_closing():
-                return
-            # Idle between requests is the keep-alive timer's job, armed by the base class.
-            self._disarm()
-            if self.admission is not None and self.timeout_keep_alive_task is not None:
-                self._idle = True
-                self.admission.idle(self)
-
-        # -- whole-request deadline ---------------------------------------------------------------
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(timeout, self._expired)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _expired(self) -> None:
-            # uvicorn only times out idle keep-alive connections: a client sending one byte a
-            # minute, of its head or of its body, would otherwise hold a connection forever.
-            if self.transport.is_closing():
-                return
-            if self.admission is not None:
-                self.admission.closed("request_timeout")
-            if not self._in_head and self.cycle is not None and not self.cycle.response_started:
-                self.transport.write(refusals[503])  # the app is still waiting for the body
-            self.transport.close()
-
-        # -- replies before the body was read -------------------------------------------------------
-
-        async def _app(self, scope: Any, receive: Any, send: Any) -> None:
-            body: _Body = scope["extensions"][_BODY]
-
-            async def send_closing(message: Any) -> None:
-                # Answered before the whole body arrived (401, 413, ...): the rest of the body
-                # would keep the connection busy, so it is closed after the answer.
-                if message["type"] == "http.response.start" and not body.complete:
-                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
-                await send(message)
-
-            await self._inner_app(scope, receive, send_closing)
-
-        # -- request heads ----------------------------------------------------------------------
-
-        def data_received(self, data: bytes) -> None:
-            if self._idle:
-                self._idle = False
-                if self.admission is not None:
-                    self.admission.busy(self)
-            if not self._in_head:
-                super().data_received(data)
-                return
-            if len(data) <= HEAD_SLICE:
-                self._feed_head(data)
-                return
-            view = memoryview(data)
-            for start in range(0, len(data), HEAD_SLICE):
-                if self.transport.is_closing():
-                    return
-                piece = view[start : start + HEAD_SLICE]
-                if self._in_head:
-                    self._feed_head(piece)
-                else:
-                    super().data_received(piece)  # httptools reads any buffer
-
-        def _feed_head(self, data: bytes | memoryview) -> None:
-            self._head_bytes += len(data)
-            super().data_received(data)  # type: ignore[arg-type] # httptools reads any buffer
-            # Checked after feeding: the bytes may end the head and start the body. Either way
-            # the parser holds at most one slice beyond the limit.
-            if self._in_head and self._head_bytes > head_limit and not self.transport.is_closing():
-                self._refuse(431)
-
-        def _refuse(self, status: int) -> None:
-            if self.transport.is_closing():
-                return
-            if self.admission is not None:
-                self.admission.closed("head_too_large")
-            # Not while an earlier pipelined response is being written: it would be cut in two.
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.write(refusals[status])
-            self.transport.close()
-
-        def send_400_response(self, msg: str) -> None:
-            if self._over is not None:  # the parser stopped because a callback found a limit
-                self._refuse(self._over)
-                return
-            super().send_400_response(msg)
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._head_bytes = self._line_bytes = self._header_bytes = self._header_count = 0
-            self._arm()
-
-        def on_url(self, url: bytes) -> None:
-            self._line_bytes += len(url)
-            if self._line_bytes > line_limit:
-                self._over = 414
-                raise _OverLimit
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._header_count += 1
-            self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-            if self._header_count > count_limit or self._header_bytes > header_limit:
-                self._over = 431
-                raise _OverLimit
-            super().on_header(name, value)
-
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            self._body = _Body()
-            self.scope["extensions"] = {_BODY: self._body}  # type: ignore[dict-item]
-            super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            if self._body is not None:
-                self._body.complete = True
-            self._disarm()  # the whole request is in: the deadline is met
-            self._in_head = True  # what follows is the next request's head
-
-    return Limited
+    @classmethod
+    def of(cls, server: ServerSettings) -> HeadLimits:
+        line, header, count = server.max_request_line_bytes, server.max_header_bytes, server.max_header_count
+        refusals = {
+            414: _refusal(414, "URI Too Long", "uri_too_long", f"request line over {line} bytes"),
+            431: _refusal(
+                431,
+                "Request Header Fields Too Large",
+                "headers_too_large",
+                f"headers over {header} bytes or {count} fields",
+            ),
+            503: _refusal(503, "Service Unavailable", "timeout", "request too slow, retry later").replace(
+                b"connection: close", b"retry-after: 5\r\nconnection: close"
+            ),
+        }
+        return cls(server.request_timeout, line, header, count, line + header + 4 * count, refusals)
 
 
 class LimitedProtocol(HttpToolsProtocol):
-    """The protocol's interface to the listener in front of it (``transport.gate``)."""
+    """uvicorn's httptools protocol with a whole-request deadline and bounded request heads.
 
+    ``build_protocol`` makes the subclass uvicorn is given, with the ``[server]`` limits; the
+    listener in front (``transport.gate``) admits connections and may close idle ones.
+    """
+
+    limits: ClassVar[HeadLimits]
     admission: Admission | None = None
+    # Per-connection state as class defaults: uvicorn's __init__ stays untouched.
+    _deadline: asyncio.TimerHandle | None = None
+    _in_head = True  # between requests, or reading a request line and headers
+    _head_bytes = 0
+    _line_bytes = 0
+    _header_bytes = 0
+    _header_count = 0
+    _over: int | None = None  # the status a request over a limit is refused with
+    _body: _Body | None = None
+    _idle = False
+    _inner_app: Any = None
+
+    # -- connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.admission is not None:
+            self.client = self.admission.client  # the sender, also behind a PROXY header
+        self._inner_app, self.app = self.app, self._app
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.admission is not None:
+            self.admission.busy(self)
+            self.admission.release()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        # Idle between requests is the keep-alive timer's job, armed by the base class.
+        self._disarm()
+        if self.admission is not None and self.timeout_keep_alive_task is not None:
+            self._idle = True
+            self.admission.idle(self)
+
+    # -- whole-request deadline ---------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.limits.timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        # uvicorn only times out idle keep-alive connections: a client sending one byte a
+        # minute, of its head or of its body, would otherwise hold a connection forever.
+        if self.transport.is_closing():
+            return
+        if self.admission is not None:
+            self.admission.closed("request_timeout")
+        if not self._in_head and self.cycle is not None and not self.cycle.response_started:
+            self.transport.write(self.limits.refusals[503])  # the app is still waiting for the body
+        self.transport.close()
+
+    # -- replies before the body was read -------------------------------------------------------
+
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        body: _Body = scope["extensions"][_BODY]
+
+        async def send_closing(message: Any) -> None:
+            # Answered before the whole body arrived (401, 413, ...): the rest of the body
+            # would keep the connection busy, so it is closed after the answer.
+            if message["type"] == "http.response.start" and not body.complete:
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+            await send(message)
+
+        await self._inner_app(scope, receive, send_closing)
+
+    # -- request heads ----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle:
+            self._idle = False
+            if self.admission is not None:
+                self.admission.busy(self)
+        if not self._in_head:
+            super().data_received(data)
+            return
+        if len(data) <= HEAD_SLICE:
+            self._feed_head(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), HEAD_SLICE):
+            if self.transport.is_closing():
+                return
+            piece = view[start : start + HEAD_SLICE]
+            if self._in_head:
+                self._feed_head(piece)
+            else:
+                super().data_received(piece)  # httptools reads any buffer
+
+    def _feed_head(self, data: bytes | memoryview) -> None:
+        self._head_bytes += len(data)
+        super().data_received(data)  # type: ignore[arg-type] # httptools reads any buffer
+        # Checked after feeding: the bytes may end the head and start the body. Either way
+        # the parser holds at most one slice beyond the limit.
+        if self._in_head and self._head_bytes > self.limits.head and not self.transport.is_closing():
+            self._refuse(431)
+
+    def _refuse(self, status: int) -> None:
+        if self.transport.is_closing():
+            return
+        if self.admission is not None:
+            self.admission.closed("head_too_large")
+        # Not while an earlier pipelined response is being written: it would be cut in two.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(self.limits.refusals[status])
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._over is not None:  # the parser stopped because a callback found a limit
+            self._refuse(self._over)
+            return
+        super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = self._line_bytes = self._header_bytes = self._header_count = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._line_bytes += len(url)
+        if self._line_bytes > self.limits.line:
+            self._over = 414
+            raise _OverLimit
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._header_count > self.limits.count or self._header_bytes > self.limits.header:
+            self._over = 431
+            raise _OverLimit
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._body = _Body()
+        self.scope["extensions"] = {_BODY: self._body}  # type: ignore[dict-item]
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._body is not None:
+            self._body.complete = True
+        self._disarm()  # the whole request is in: the deadline is met
+        self._in_head = True  # what follows is the next request's head
 
     def close_idle(self) -> None:
         """Close the connection while it waits for a next request (the server needs the room)."""
-        raise NotImplementedError
+        if not self.transport.is_closing():
+            self.transport.close()
 
     @classmethod
     def factory(cls, config: Config, server_state: ServerState) -> Callable[[Admission], LimitedProtocol]:
@@ -253,3 +259,8 @@ class LimitedProtocol(HttpToolsProtocol):
             return protocol
 
         return make
+
+
+def build_protocol(server: ServerSettings) -> type[LimitedProtocol]:
+    """The protocol class for uvicorn's ``http`` setting, with the limits of ``[server]``."""
+    return type("Limited", (LimitedProtocol,), {"limits": HeadLimits.of(server)})

@@ -1,0 +1,111 @@
+"""The console's shared state and page plumbing: users, sessions, throttle, templates, forms.
+
+The application (``console.app``) routes requests to the pages of ``console.views``; both take
+the ``Console`` from here, so neither needs the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from tcwebhook.config import Settings
+from tcwebhook.console import render
+from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
+from tcwebhook.console.users import UserBook
+from tcwebhook.formats import Output
+from tcwebhook.inbox.base import Inbox, StoredEvent
+
+SESSION_COOKIE = "tcwebhook_session"
+MAX_FORM_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleHooks:
+    """What the console needs from the process it runs in, beyond the inbox."""
+
+    # The webhook certificate's expiry (what Tradecloud sees), None when unknown.
+    certificate_expiry: Callable[[], datetime | None]
+    # Called after a replay or reprocess, so an in-process dispatcher looks at once.
+    on_requeued: Callable[[], None] = lambda: None
+    # The object a GET trigger names, fetched from the Tradecloud API now ([tradecloud] configured).
+    fetch_object: Callable[[StoredEvent], Awaitable[dict[str, Any]]] | None = None
+
+
+class Forbidden(Exception):
+    pass
+
+
+class Console:
+    """The console's state (users, sessions, throttle) and its request handlers."""
+
+    def __init__(self, settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.hooks = hooks
+        cfg = settings.console
+        self.users = UserBook(cfg.users)
+        self.sessions = SessionStore(cfg.session_idle_timeout)
+        self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
+        self.sink_names = tuple(s.name for s in settings.sinks)
+        self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.globals.update(when=render.when, age=render.age)
+        self._css = resources.files("tcwebhook.console").joinpath("static/console.css").read_bytes()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session: Session | None = request.scope.get("console_session")
+        started = request.scope.get("console_started", time.perf_counter())
+        html = self.templates.get_template(name).render(
+            session=session,
+            user=session.user if session else None,
+            csrf=session.csrf_token if session else "",
+            path=request.url.path,
+            note=request.query_params.get("note", "")[:300],
+            render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def session_of(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    async def form(self, request: Request) -> dict[str, list[str]]:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+            raise Forbidden("form too large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise Forbidden("form too large")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            raise Forbidden("not a form")
+        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=2000)
+
+    def check_origin(self, request: Request) -> None:
+        """A browser's cross-site POST names another origin: refuse it before anything else."""
+        origin = request.headers.get("origin")
+        if origin is None or origin == "null":
+            return
+        host = request.headers.get("host", "")
+        if origin.rstrip("/") != f"https://{host}":
+            raise Forbidden("cross-origin request")
