@@ -508,6 +508,7 @@ class ConsoleUser(_Section):
     password_hash: SecretStr | None = None  # argon2, from `tcwebhook console hash-password`
     password: SecretStr | None = None
     role: Literal["viewer", "operator"] = "viewer"
+    disabled: bool = False  # kept for break-glass, refused at login until enabled again
 
     @model_validator(mode="after")
     def _one_password(self) -> ConsoleUser:
@@ -523,6 +524,47 @@ class ConsoleUser(_Section):
         return self
 
 
+class ConsoleOidcSettings(_Section):
+    """Console sign-in with an OpenID Connect provider (authorization code flow with PKCE)."""
+
+    issuer: str | None = None  # e.g. https://accounts.example.com
+    tenant_id: str | None = None  # Microsoft Entra ID: the issuer is derived from the tenant
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    redirect_url: str  # https://<console host>/oidc/callback, as registered at the provider
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    role_claim: str = "roles"  # "roles" (app roles) or "groups"
+    operator_values: tuple[str, ...] = ()
+    viewer_values: tuple[str, ...] = ()
+    username_claim: str = "preferred_username"
+    display_name: str = "single sign-on"  # the sign-in button's text names it
+    ca_bundle: Path | None = None  # a provider with a private CA
+    leeway: float = Field(default=60.0, ge=0, le=300)
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ConsoleOidcSettings:
+        if (self.issuer is None) == (self.tenant_id is None):
+            raise ValueError("[console.oidc] needs exactly one of issuer or tenant_id")
+        if self.issuer is not None and not self.issuer.startswith("https://"):
+            raise ValueError("[console.oidc] issuer must be an https:// URL")
+        if not self.redirect_url.startswith("https://") or not self.redirect_url.endswith("/oidc/callback"):
+            raise ValueError("[console.oidc] redirect_url must be https://<console host>/oidc/callback")
+        if not (self.operator_values or self.viewer_values):
+            raise ValueError(
+                "[console.oidc] maps no role: set operator_values and/or viewer_values (values of role_claim)"
+            )
+        if "openid" not in self.scopes:
+            raise ValueError("[console.oidc] scopes must include openid")
+        return self
+
+    @property
+    def issuer_url(self) -> str:
+        if self.issuer is not None:
+            return self.issuer.rstrip("/")
+        return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+
+
 class ConsoleSettings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"  # operators reach it through a tunnel or a proxy, not the internet
@@ -534,6 +576,7 @@ class ConsoleSettings(_Section):
     # Failed logins: at most this many per client address and per username in the window.
     login_attempts: int = Field(default=5, gt=0)
     login_window: float = Field(default=300.0, gt=0)
+    oidc: ConsoleOidcSettings | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> ConsoleSettings:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tcwebhook.config import Settings
-from tcwebhook.console import views
+from tcwebhook.console import signin, views
 from tcwebhook.console.sessions import Session
 from tcwebhook.console.state import SESSION_COOKIE, Console, ConsoleHooks, Forbidden
 from tcwebhook.errors import EventNotFound, StoreUnavailable
@@ -150,7 +150,8 @@ def _peer(request: Request) -> str:
 
 async def login_form(console: Console, request: Request, *, error: str = "", status: int = 200) -> Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = console.page(request, "login.html", status, login_token=token, error=error)
+    oidc_name = console.settings.console.oidc.display_name if console.settings.console.oidc else ""
+    response = console.page(request, "login.html", status, login_token=token, error=error, oidc_name=oidc_name)
     _cookie(response, LOGIN_COOKIE, token, max_age=3600)
     return response
 
@@ -212,6 +213,12 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     async def post_login(request: Request) -> Response:
         return await login(console, request)
 
+    async def oidc_start(request: Request) -> Response:
+        return await signin.start(console, request)
+
+    async def oidc_callback(request: Request) -> Response:
+        return await signin.callback(console, request)
+
     async def stylesheet(_request: Request) -> Response:
         return Response(console._css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
@@ -236,6 +243,11 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),
     ]
+    if console.oidc is not None:
+        routes += [
+            Route("/login/oidc", oidc_start, methods=["GET"]),
+            Route("/oidc/callback", oidc_callback, methods=["GET"]),
+        ]
     app = Starlette(routes=routes)
     app.state.console = console
     return SecurityHeaders(app)

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 
 from tcwebhook.config import Settings
 from tcwebhook.console import render
+from tcwebhook.console.oidc import OidcSignIn
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import UserBook
 from tcwebhook.formats import Output
@@ -58,6 +59,7 @@ class Console:
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window)
         self.sink_names = tuple(s.name for s in settings.sinks)
         self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
+        self.oidc = OidcSignIn(cfg.oidc) if cfg.oidc is not None else None
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
