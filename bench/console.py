@@ -1,6 +1,6 @@
 """Console page render times on an inbox with a million events (``python bench/console.py``).
 
-The inbox file is made with the real schema (``inbox.migrations.migrate``) and filled in bulk
+The inbox file is made with the real schema (``inbox.sqlite.migrate``) and filled in bulk
 with SQL, which is much faster than a million stores through the writer and lets the mix be
 chosen: 30 days of arrivals, 60 % order events, 35 % shipments (delivered to two sinks), 5 % GET
 triggers; 97 % delivered, 1 % dead, 1 % pending (behind an ERP outage), 1 % superseded, with
@@ -30,8 +30,7 @@ import orjson
 
 from tcwebhook.config import Settings
 from tcwebhook.console.app import ConsoleHooks, build_app
-from tcwebhook.inbox.migrations import migrate
-from tcwebhook.inbox.sqlite import SqliteInbox
+from tcwebhook.inbox.sqlite import SqliteInbox, migrate
 
 DAY = 86_400.0
 USER = ("bench", "bench-password-1")

@@ -3,7 +3,7 @@ latency and the certificate's expiry, next to the receiver's request metrics on 
 
 The store-derived gauges are read when Prometheus scrapes (``refresh``, awaited by ``/metrics``),
 at most once per ``min_interval`` so several scrapers cost one set of queries; each query is
-an index range (see ``Inbox.sink_health``). A store that does not answer within ``timeout``
+an index range (see ``Browser.sink_health``). A store that does not answer within ``timeout``
 reads as down (``tcwebhook_store_up 0``) and leaves the other gauges as they were.
 """
 
@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from tcwebhook.errors import StoreError
-from tcwebhook.inbox.base import Claim, Inbox
+from tcwebhook.inbox.base import Browser, Claim
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +30,7 @@ class ServiceMetrics:
     def __init__(
         self,
         registry: CollectorRegistry,
-        inbox: Inbox,
+        inbox: Browser,
         sinks: Sequence[str],
         *,
         min_interval: float = 2.0,

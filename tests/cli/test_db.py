@@ -33,9 +33,8 @@ from tcwebhook.inbox import (
     open_inbox,
 )
 from tcwebhook.inbox.copy import COLUMNS, copy_store
-from tcwebhook.inbox.migrations import SCHEMA_VERSION
 from tcwebhook.inbox.postgres import PostgresInbox
-from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from tcwebhook.inbox.schema import SCHEMA_VERSION
 
 CLI = [sys.executable, "-m", "tcwebhook.cli"]
 DAY = 86_400.0
@@ -154,7 +153,7 @@ class TestMigrateStatus:
 
     def test_migrate_then_status(self, app: typer.Typer, config: Path) -> None:
         # Each store numbers its own schema versions.
-        version = PG_SCHEMA_VERSION if "postgresql://" in config.read_text() else SCHEMA_VERSION
+        version = SCHEMA_VERSION
         first = invoke(app, "migrate", "--config", str(config))
         assert first.exit_code == 0, first.output
         assert f"migrated from version 0 to {version}" in first.stdout

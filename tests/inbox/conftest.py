@@ -12,6 +12,7 @@ from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox import Inbox, NewEvent, SqliteInbox
 from tcwebhook.inbox.postgres import PostgresInbox
+from tcwebhook.inbox.tx import Rule, Tx
 
 BODY = b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"o-1"}}'
 
@@ -53,6 +54,16 @@ def shipment_event(i: int = 0, **overrides: Any) -> NewEvent:
     }
     fields.update(overrides)
     return NewEvent(**fields)
+
+
+def first_value(sql: str) -> Rule[Any]:
+    """A rule answering the first value ``sql`` returns, to look at an engine's own connection."""
+
+    async def rule(tx: Tx) -> Any:
+        row = await tx.one(sql)
+        return None if row is None else row[0]
+
+    return rule
 
 
 @pytest.fixture

@@ -204,7 +204,7 @@ class TestQueries:
         assert len(await inbox.list_events(EventFilter(until=future))) == 7
         ids = await inbox.list_event_ids(EventFilter())
         assert ids == [e.event_id for e in reversed(everything)]
-        assert await inbox.status_counts() == {"pending": 7, "dead": 0}
+        assert {k: (await inbox.count_by_status())[k] for k in ("pending", "dead")} == {"pending": 7, "dead": 0}
         assert await inbox.pending_sinks() == ["erp"]
 
     async def test_unknown_event(self, inbox: Inbox) -> None:

@@ -16,9 +16,9 @@ from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox import EventFilter
 from tcwebhook.inbox.postgres import PostgresInbox
-from tcwebhook.inbox.postgres_schema import SCHEMA_VERSION
+from tcwebhook.inbox.schema import SCHEMA_VERSION
 
-from .conftest import order_event
+from .conftest import first_value, order_event
 
 pytestmark = pytest.mark.anyio
 
@@ -106,13 +106,7 @@ class TestConnecting:
     async def test_commit_guarantee_is_configurable(self, pg_url: str) -> None:
         settings = StoreSettings(synchronous_commit="remote_apply")
         async with opened(pg_url, settings=settings) as box:
-
-            async def show(conn: psycopg.AsyncConnection[object]) -> object:
-                cur = await conn.execute("SHOW synchronous_commit")
-                row = await cur.fetchone()
-                return row[0] if row else None
-
-            assert await box._write(show) == "remote_apply"  # type: ignore[arg-type]
+            assert await box._write(first_value("SHOW synchronous_commit")) == "remote_apply"
 
 
 class TestSeveralProcesses:

@@ -15,9 +15,10 @@ import pytest
 from tcwebhook.config import StoreSettings
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox import EventFilter, SqliteInbox
-from tcwebhook.inbox.migrations import SCHEMA_VERSION
+from tcwebhook.inbox.schema import SCHEMA_VERSION
+from tcwebhook.inbox.tx import Tx
 
-from .conftest import order_event
+from .conftest import first_value, order_event
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,7 @@ class TestDurability:
             assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             assert other.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         # synchronous is per connection: ask the writer's own.
-        assert await sqlite_inbox._write(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
+        assert await sqlite_inbox._write(first_value("PRAGMA synchronous")) == 2
 
     async def test_another_process_writes_and_reads_beside_us(
         self, sqlite_inbox: SqliteInbox, db_path: Path
@@ -134,18 +135,18 @@ class TestFailures:
 
     async def test_disk_full(self, sqlite_inbox: SqliteInbox) -> None:
         await sqlite_inbox.store(order_event(1))
-        pages = await sqlite_inbox._write(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+        pages = await sqlite_inbox._write(first_value("PRAGMA page_count"))
         # A real SQLITE_FULL from the writer's own connection: it may not grow the file.
-        await sqlite_inbox._write(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+        await sqlite_inbox._write(first_value(f"PRAGMA max_page_count = {pages}"))
         big = b"x" * 200_000
         with pytest.raises(StoreUnavailable, match="full"):
             await sqlite_inbox.store(order_event(2, body=big))
-        await sqlite_inbox._write(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+        await sqlite_inbox._write(first_value("PRAGMA max_page_count = 1073741823"))
         assert not (await sqlite_inbox.store(order_event(2, body=big))).duplicate
 
     async def test_a_failing_operation_fails_alone(self, sqlite_inbox: SqliteInbox) -> None:
-        def broken(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO quarantine (id) VALUES ('half')")  # violates NOT NULL
+        async def broken(tx: Tx) -> None:
+            await tx.send("INSERT INTO quarantine (id) VALUES ('half')")  # violates NOT NULL
 
         outcomes = await asyncio.gather(
             *(sqlite_inbox.store(order_event(i)) for i in range(10)),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tcwebhook.inbox import writer as writer_module
-from tcwebhook.inbox.writer import GroupCommitWriter
+from tcwebhook.inbox import sqlite_writer as writer_module
+from tcwebhook.inbox.sqlite_writer import GroupCommitWriter
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def pending_count(config: Path) -> int:
         inbox = open_inbox(load_settings(config))
         await inbox.open()
         try:
-            return int((await inbox.status_counts()).get("pending", 0))
+            return int((await inbox.count_by_status())["pending"])
         finally:
             await inbox.close()
 

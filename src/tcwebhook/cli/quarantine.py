@@ -17,7 +17,11 @@ from tcwebhook.inbox.base import Inbox, QuarantineEntry
 from tcwebhook.receiver.reparse import reparsed
 from tcwebhook.terminal import cell, markup_safe
 
-quarantine_app = typer.Typer(help="Inspect and reprocess request bodies that were rejected.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and reprocess request bodies that were rejected.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -39,6 +40,7 @@ PAGE_SIZE = 50
 CHART_HOURS = 6
 CHART_BUCKET = 60  # seconds: events per minute
 REPLAY_BATCH = 200
+COUNT_CAP = 10_000  # a listing counts its matches up to here ("10,000+" past it): one index range
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 STATUSES = [s.value for s in EventStatus]
@@ -62,7 +64,10 @@ def parse_moment(value: str, now: datetime) -> datetime | None:
 
 
 def number_of(event: StoredEvent) -> str:
-    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+    """The number people look for: a shipment's own number first (its PO is one of several)."""
+    if event.shipment_number or event.shipment_id:
+        return event.shipment_number or event.shipment_id or ""
+    return event.purchase_order_number or event.order_id or ""
 
 
 async def _certificate(console: Console, now: datetime) -> dict[str, Any]:
@@ -145,6 +150,18 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
     return flt, shown, problems
 
 
+async def _per_sink(console: Console, rows: list[StoredEvent]) -> dict[str, list[tuple[str, str]]]:
+    """(sink, delivery status) of each listed event; the store's readers answer these side by side."""
+    found = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in rows))
+    return {e.event_id: [(d.sink, d.status) for d in ds] for e, ds in zip(rows, found, strict=True)}
+
+
+async def _total(console: Console, flt: EventFilter) -> str:
+    """How many events the filter matches, without the page bound (``10,000+`` past the cap)."""
+    ids = await console.inbox.list_event_ids(replace(flt, before_seq=None, limit=COUNT_CAP + 1))
+    return f"{COUNT_CAP:,}+" if len(ids) > COUNT_CAP else f"{len(ids):,}"
+
+
 async def events(console: Console, request: Request) -> Response:
     now = datetime.now(UTC)
     flt, shown, problems = _filter_from(request, now)
@@ -154,12 +171,16 @@ async def events(console: Console, request: Request) -> Response:
         orders = list(await console.inbox.book_summaries(number=shown["q"], limit=5))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
+    per_sink = await _per_sink(console, rows)
+    total = await _total(console, flt)
     kept = {k: v for k, v in shown.items() if v}
     older = urlencode({**kept, "before": rows[-1].seq}) if more and rows else None
     return console.page(
         request,
         "events.html",
         rows=rows,
+        per_sink=per_sink,
+        total=total,
         orders=orders,
         number_of=number_of,
         shown=shown,
@@ -183,7 +204,7 @@ async def event(console: Console, request: Request) -> Response:
     stored = await console.inbox.get_event(event_id)
     deliveries = await console.inbox.deliveries(event_id)
     attempts = list(await console.inbox.attempts(event_id))
-    body, lexer = render.pretty_body(stored.body, stored.content_type)
+    shown = await render.pretty_body_off_loop(stored.body, stored.content_type)
     related: list[StoredEvent] = []
     anchor = stored.order_id or stored.purchase_order_number or stored.shipment_id or stored.shipment_number
     if anchor:
@@ -194,8 +215,9 @@ async def event(console: Console, request: Request) -> Response:
         "event.html",
         event=stored,
         deliveries=[(d, _timeline(attempts, d.sink)) for d in deliveries],
-        body=body,
-        lexer=lexer,
+        body=shown.text,
+        lexer=shown.lexer,
+        truncated=shown.truncated,
         related=related,
         number_of=number_of,
         fields=_fields(stored),
@@ -256,7 +278,7 @@ async def _entry_page(console: Console, request: Request, key: str) -> Response:
         header=[(k, text_of(v)) for k, v in header if v is not None],
         columns=columns,
         rows=[[text_of(r.get(c)) for c in columns] for r in rows],
-        body=render.pretty_body(json_bytes(data), "application/json")[0],
+        body=render.pretty_body(json_bytes(data), "application/json").text,
     )
 
 
@@ -282,7 +304,7 @@ async def preview(console: Console, request: Request) -> Response:
     try:
         rendered = output.render(stored, entry)
         media = rendered.content_type
-        body = render.pretty_body(rendered.body, rendered.content_type)[0]
+        body = render.pretty_body(rendered.body, rendered.content_type).text
     except DeliveryError as exc:
         error = str(exc)
     return console.page(request, "preview.html", 200 if not error else 422, event=stored, sink=name,
@@ -307,7 +329,7 @@ async def fetched(console: Console, request: Request) -> Response:
             error = "The Tradecloud API did not answer within 15 s."
         except DeliveryError as exc:  # what the fetch raises for API trouble, as a delivery would
             error = str(exc)
-    body = render.pretty_body(orjson.dumps(obj), "application/json")[0] if obj is not None else ""
+    body = (await render.pretty_body_off_loop(orjson.dumps(obj), "application/json")).text if obj is not None else ""
     return console.page(request, "fetched.html", 200 if obj is not None else 502, event=stored, body=body,
                         error=error)
 
@@ -360,28 +382,35 @@ async def dead(console: Console, request: Request) -> Response:
     rows: list[tuple[StoredEvent, str]] = []
     more = False
     before = request.query_params.get("before", "")
-    if chosen:
-        flt = EventFilter(
-            sink=chosen,
-            status=DeliveryStatus.DEAD.value,
-            before_seq=int(before) if before.isdigit() else None,
-            limit=PAGE_SIZE + 1,
-        )
-        found = list(await console.inbox.list_events(flt))
-        more = len(found) > PAGE_SIZE
-        page = found[:PAGE_SIZE]
-        # The store's readers answer these side by side.
-        deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
-        for e, ds in zip(page, deliveries, strict=True):
-            errors = [d.last_error or "" for d in ds if d.sink == chosen]
-            rows.append((e, errors[0] if errors else ""))
-    older = urlencode({"sink": chosen, "before": rows[-1][0].seq}) if more and rows else None
+    # A sink's dead deliveries, or every event with a dead delivery (any sink) when none is chosen.
+    flt = EventFilter(
+        sink=chosen or None,
+        status=DeliveryStatus.DEAD.value,
+        before_seq=int(before) if before.isdigit() else None,
+        limit=PAGE_SIZE + 1,
+    )
+    found = list(await console.inbox.list_events(flt))
+    more = len(found) > PAGE_SIZE
+    page = found[:PAGE_SIZE]
+    # The store's readers answer these side by side.
+    deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
+    per_sink: dict[str, list[tuple[str, str]]] = {}
+    for e, ds in zip(page, deliveries, strict=True):
+        errors = [d.last_error or "" for d in ds
+                  if d.status == DeliveryStatus.DEAD.value and (not chosen or d.sink == chosen)]
+        rows.append((e, errors[0] if errors else ""))
+        per_sink[e.event_id] = [(d.sink, d.status) for d in ds]
+    total = await _total(console, flt)
+    kept = {"sink": chosen} if chosen else {}
+    older = urlencode({**kept, "before": rows[-1][0].seq}) if more and rows else None
     return console.page(
         request,
         "dead.html",
         sinks=sinks,
         chosen=chosen,
         rows=rows,
+        per_sink=per_sink,
+        total=total,
         number_of=number_of,
         older=older,
         back=request.url.path + ("?" + request.url.query if request.url.query else ""),
@@ -395,8 +424,9 @@ async def quarantine(console: Console, request: Request) -> Response:
 
 async def quarantine_entry(console: Console, request: Request) -> Response:
     entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
-    body, lexer = render.pretty_body(entry.body, entry.content_type)
-    return console.page(request, "quarantine_entry.html", entry=entry, body=body, lexer=lexer)
+    shown = await render.pretty_body_off_loop(entry.body, entry.content_type)
+    return console.page(request, "quarantine_entry.html", entry=entry, body=shown.text, lexer=shown.lexer,
+                        truncated=shown.truncated)
 
 
 async def quarantine_body(console: Console, request: Request) -> Response:

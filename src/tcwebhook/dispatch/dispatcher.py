@@ -41,8 +41,8 @@ from tcwebhook.inbox.base import (
     AttemptOutcome,
     AttemptResult,
     Claim,
+    DeliveryQueue,
     DeliveryStatus,
-    Inbox,
 )
 from tcwebhook.sinks.base import Sink
 from tcwebhook.telemetry.tracing import Tracing, record_attempt
@@ -102,7 +102,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        inbox: Inbox,
+        inbox: DeliveryQueue,
         sinks: Sequence[Sink],
         settings: DeliverySettings,
         *,

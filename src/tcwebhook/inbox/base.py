@@ -1,8 +1,10 @@
 """The inbox interface: durable events, the quarantine of rejected bodies, delivery state.
 
-The HTTP layer, the dispatcher and the CLI talk only to ``Inbox``; ``inbox.sqlite`` (one file,
-one machine) and ``inbox.postgres`` (one database, any number of processes and machines)
-implement it, and ``inbox.factory`` picks one from the ``[store] url``.
+Each consumer is typed with the role it uses: the receiver with ``Intake``, the dispatcher with
+``DeliveryQueue``, the metrics with ``Browser``, reconciliation with ``Reconciling``; the CLI and
+the console with the whole ``Inbox`` (all roles). ``inbox.sqlite`` (one file, one machine) and
+``inbox.postgres`` (one database, any number of processes and machines) implement it over the
+rules of ``inbox.core``, and ``inbox.factory`` picks one from the ``[store] url``.
 
 Delivery state: storing an event creates, in the same transaction, one *delivery* per sink the
 inbox was opened with. A delivery is ``pending`` until a dispatcher settles it as ``delivered``,
@@ -268,24 +270,11 @@ class KeyUpdate:
     last_updated_at: str | None
 
 
-@runtime_checkable
-class Inbox(Protocol):
-    """What the receiver and the CLI need from a store."""
-
-    async def open(self) -> None:
-        """Connect and apply schema migrations; raises StartupError when impossible."""
-
-    async def close(self) -> None: ...
+class Intake(Protocol):
+    """What the receiver needs: keep what arrives, durably, before it answers."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot take writes."""
-
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when any process commits deliveries that are due now.
-
-        A hint to wake a dispatcher early; a store that cannot tell (SQLite: other processes)
-        never calls it, and dispatchers poll anyway.
-        """
 
     async def store(self, event: NewEvent) -> StoreResult:
         """Commit durably (fsync'd) before returning; raise StoreUnavailable on any failure."""
@@ -302,59 +291,19 @@ class Inbox(Protocol):
     ) -> str:
         """Keep a rejected body for recovery; returns the quarantine id."""
 
-    async def get_event(self, event_id: str) -> StoredEvent: ...
-
-    async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
-        """The matching events, newest first (``flt.limit`` of them at most)."""
-
-    async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry: ...
-
-    async def list_quarantined(self, limit: int = 100) -> Sequence[QuarantineEntry]: ...
-
     async def reprocess_quarantined(self, quarantine_id: str, event: NewEvent) -> StoreResult:
         """Store ``event`` (parsed again from the entry) and mark the entry reprocessed, atomically."""
 
-    async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
-        """Ids of the matching events, oldest first (``flt.limit`` of them at most)."""
 
-    async def deliveries(self, event_id: str) -> Sequence[Delivery]: ...
+class DeliveryQueue(Protocol):
+    """What a dispatcher needs: due deliveries under a lease, their outcome, retention."""
 
-    async def attempts(self, event_id: str) -> Sequence[Attempt]: ...
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when any process commits deliveries that are due now.
 
-    async def status_counts(self) -> Mapping[str, int]:
-        """How many events are pending and dead (cheap; for health and metrics)."""
-
-    async def pending_sinks(self) -> Sequence[str]:
-        """Sink names that have pending deliveries (to spot sinks removed from the config)."""
-
-    # -- operator views (console, metrics) -----------------------------------------------------
-
-    async def count_by_status(self) -> Mapping[str, int]:
-        """Events per ``EventStatus`` value (every value present, zeros too), and under
-        ``"quarantined"`` the quarantine entries not reprocessed yet."""
-
-    async def sink_health(self, sinks: Sequence[str]) -> Sequence[SinkHealth]:
-        """One entry per name in ``sinks`` and per other sink with pending or dead deliveries,
-        sorted by name."""
-
-    async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
-        """Events received since ``since`` counted per bucket (bucket start, count), oldest first;
-        empty buckets are left out."""
-
-    async def describe(self) -> StoreInfo:
-        """Schema version and row counts (``tcwebhook db status``)."""
-
-    # -- retention -----------------------------------------------------------------------------
-
-    def retention(self) -> float | None:
-        """``[store] retention`` in seconds: the dispatcher prunes events settled longer ago."""
-
-    async def prune(self, before: float, limit: int = 500) -> int:
-        """Delete up to ``limit`` events delivered (or superseded) before ``before`` (epoch
-        seconds), with their deliveries and attempts; never a pending, dead or only stored one.
-        Returns how many were deleted: call again while it returns ``limit``."""
-
-    # -- delivery state, used by the dispatcher ------------------------------------------------
+        A hint to wake a dispatcher early; a store that cannot tell (SQLite: other processes)
+        never calls it, and dispatchers poll anyway.
+        """
 
     async def claim_due(
         self,
@@ -401,7 +350,58 @@ class Inbox(Protocol):
         ``sink`` touches that sink's deliveries only (and creates none for other sinks).
         """
 
-    # -- reconciliation ------------------------------------------------------------------------
+    async def pending_sinks(self) -> Sequence[str]:
+        """Sink names that have pending deliveries (to spot sinks removed from the config)."""
+
+    def retention(self) -> float | None:
+        """``[store] retention`` in seconds: the dispatcher prunes events settled longer ago."""
+
+    async def prune(self, before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` events delivered (or superseded) before ``before`` (epoch
+        seconds), with their deliveries and attempts; never a pending, dead or only stored one.
+        Returns how many were deleted: call again while it returns ``limit``."""
+
+
+class Browser(Protocol):
+    """The read side, for the CLI, the console and the metrics."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot take writes."""
+
+    async def get_event(self, event_id: str) -> StoredEvent: ...
+
+    async def list_events(self, flt: EventFilter) -> Sequence[StoredEvent]:
+        """The matching events, newest first (``flt.limit`` of them at most)."""
+
+    async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
+        """Ids of the matching events, oldest first (``flt.limit`` of them at most)."""
+
+    async def deliveries(self, event_id: str) -> Sequence[Delivery]: ...
+
+    async def attempts(self, event_id: str) -> Sequence[Attempt]: ...
+
+    async def get_quarantined(self, quarantine_id: str) -> QuarantineEntry: ...
+
+    async def list_quarantined(self, limit: int = 100) -> Sequence[QuarantineEntry]: ...
+
+    async def count_by_status(self) -> Mapping[str, int]:
+        """Events per ``EventStatus`` value (every value present, zeros too), and under
+        ``"quarantined"`` the quarantine entries not reprocessed yet."""
+
+    async def sink_health(self, sinks: Sequence[str]) -> Sequence[SinkHealth]:
+        """One entry per name in ``sinks`` and per other sink with pending or dead deliveries,
+        sorted by name."""
+
+    async def arrivals(self, since: datetime, bucket_seconds: int) -> Sequence[tuple[datetime, int]]:
+        """Events received since ``since`` counted per bucket (bucket start, count), oldest first;
+        empty buckets are left out."""
+
+    async def describe(self) -> StoreInfo:
+        """Schema version and row counts (``tcwebhook db status``)."""
+
+
+class ReconcileState(Protocol):
+    """Reconciliation's own state: what is stored per key, high-water marks, leases."""
 
     async def key_updates(self, keys: Sequence[str]) -> Sequence[KeyUpdate]:
         """Every stored event of the given routing keys (``order:<id>``, ``shipment:<id>``)."""
@@ -416,3 +416,18 @@ class Inbox(Protocol):
 
     async def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up if ``owner`` holds it."""
+
+
+class Reconciling(Intake, Browser, ReconcileState, Protocol):
+    """What a reconciliation run uses: it stores the changes it finds, reads stored bodies to
+    compare, and keeps its marks and leases."""
+
+
+@runtime_checkable
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, Protocol):
+    """A whole store: every role, and its life cycle."""
+
+    async def open(self) -> None:
+        """Connect and apply schema migrations; raises StartupError when impossible."""
+
+    async def close(self) -> None: ...

@@ -1,6 +1,6 @@
 """``tcwebhook db copy``: move an inbox between stores (SQLite ⇄ PostgreSQL), resumably.
 
-Both stores have the same tables and columns (``inbox.migrations``, ``inbox.postgres_schema``),
+Both stores have the same tables and columns (``inbox.schema``),
 so rows are copied as they are: events with their deliveries, attempts and reconciliation marks,
 the quarantine, the watermarks of stale-state detection, the service's named state. Events go in
 ``seq`` order, each batch with its deliveries, attempts and marks in ONE destination transaction,
@@ -25,26 +25,7 @@ from typing import Any
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.errors import StartupError, StoreUnavailable
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "events": (
-        "seq", "event_id", "dedupe_key", "received_at", "kind", "event_name", "status", "key", "order_id",
-        "shipment_id", "purchase_order_number", "shipment_number", "message_id", "last_updated_at",
-        "updated_us", "content_type", "headers", "body",
-    ),
-    "deliveries": (
-        "seq", "sink", "key", "status", "attempts", "next_attempt_at", "claim_owner", "claim_expires",
-        "last_error", "force", "blocked", "updated_at",
-    ),
-    "attempts": ("id", "seq", "sink", "number", "started_at", "duration", "outcome", "error"),
-    "watermarks": ("sink", "key", "kind", "updated_us", "seq"),
-    "reconciled": ("seq", "detail"),
-    "service_state": ("name", "value", "owner", "expires"),
-    "quarantine": (
-        "id", "received_at", "route", "content_type", "reason", "status_code", "reprocessed_event_id",
-        "headers", "body",
-    ),
-}
+from tcwebhook.inbox.schema import COLUMNS
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ transaction, on one connection, and resolves the callers' futures only after ``C
 synchronous standby has it (``remote_write``, ``remote_apply``): one flush makes many concurrent
 requests durable, as the SQLite writer does with one fsync.
 
-Failures follow the SQLite writer's rules (``inbox.writer``): an operation raising a data error
+Failures follow the SQLite writer's rules (``inbox.sqlite_writer``): an operation raising a data error
 (a constraint, an invalid value, a domain error such as ``EventNotFound``) fails its caller alone
 and the batch is run again without it; anything else is the store's trouble and fails the batch
 with ``StoreUnavailable``. Two cases are retried here first, because they cannot have committed
@@ -20,20 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import psycopg
 import structlog
 
 from tcwebhook.errors import StoreUnavailable
+from tcwebhook.inbox.dialect import POSTGRES
+from tcwebhook.inbox.tx import Bulk, Row, Rule
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
-Op = Callable[[Conn], Awaitable[Any]]
+Op = Rule[Any]
+
+# Wakes the dispatchers of every process (LISTEN); delivered at commit, once per transaction.
+CHANNEL = "tcwebhook_due"
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 # Errors that belong to one operation (its data or its SQL), not to the store.
 _OP_ERRORS = (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError, psycopg.NotSupportedError)
@@ -48,21 +54,40 @@ class _Culprit(Exception):
         self.error = error
 
 
-@dataclass(frozen=True, slots=True)
-class Bulk:
-    """One statement of an operation that can share a pipeline with others of the same SQL.
+class PgTx:
+    """``Tx`` on a psycopg connection (the writer's, or a pooled reader's)."""
 
-    The writer sends the statements of every bulk operation of a batch together (one round trip,
-    ``executemany`` in pipeline mode), then calls ``then`` with the first row each returned.
-    """
+    __slots__ = ("conn", "dialect")
 
-    sql: str
-    params: tuple[Any, ...]
-    then: Callable[[Conn, tuple[Any, ...] | None], Awaitable[Any]]
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.dialect = POSTGRES
 
-    async def run(self, conn: Conn) -> Any:
-        cur = await conn.execute(self.sql, self.params)
-        return await self.then(conn, await cur.fetchone())
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = await self.conn.execute(POSTGRES.sql(sql), params)
+        return await cur.fetchone()
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = await self.conn.execute(POSTGRES.sql(sql), params)
+        return await cur.fetchall()
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = await self.conn.execute(POSTGRES.sql(sql), params)
+        return cur.rowcount
+
+    async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        # In pipeline mode this queues the statement: it costs no round trip of its own.
+        await self.conn.execute(POSTGRES.sql(sql), params)
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.conn.cursor() as cur:
+            await cur.executemany(POSTGRES.sql(sql), rows)
+
+    def batch(self) -> AbstractAsyncContextManager[Any]:
+        return self.conn.pipeline()
+
+    async def notify(self) -> None:
+        await self.conn.execute(NOTIFY)
 
 
 class _Retry(Exception):
@@ -92,11 +117,9 @@ class PostgresWriter:
         connect: Callable[[], Awaitable[Conn]],
         *,
         max_batch: int,
-        notify_sql: str,
     ) -> None:
         self._connect = connect
         self._max_batch = max_batch
-        self._notify_sql = notify_sql
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._conn: Conn | None = None
         self._task: asyncio.Task[None] | None = None
@@ -109,7 +132,7 @@ class PostgresWriter:
         self._task = asyncio.create_task(self._run(), name="tcwebhook-inbox-writer")
 
     def submit(
-        self, op: Callable[[Conn], Awaitable[T]] | Bulk, *, wakes: bool = False
+        self, op: Rule[T] | Bulk, *, wakes: bool = False
     ) -> asyncio.Future[T]:
         """Queue ``op``; the future resolves once its transaction is committed.
 
@@ -119,7 +142,7 @@ class PostgresWriter:
             raise StoreUnavailable("event store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if isinstance(op, Bulk):
-            self._queue.put_nowait(_Request(op.run, future, wakes, op))
+            self._queue.put_nowait(_Request(op, future, wakes, op))
         else:
             self._queue.put_nowait(_Request(op, future, wakes, None))
         return future
@@ -184,8 +207,9 @@ class PostgresWriter:
             try:
                 results: list[Any] = []
                 # A batch of stores alone (a receiver's usual batch) goes in pipeline mode: BEGIN,
-                # the inserts, NOTIFY and COMMIT in two round trips instead of four.
-                piped = pipelined and len(batch) > 1 and all(r.bulk is not None for r in batch)
+                # the inserts, NOTIFY and COMMIT in two round trips instead of five.
+                piped = pipelined and all(r.bulk is not None for r in batch)
+                tx = PgTx(conn)
                 try:
                     async with conn.pipeline() if piped else contextlib.nullcontext(), conn.transaction():
                         first: dict[int, tuple[Any, ...] | None] = {}
@@ -199,9 +223,9 @@ class PostgresWriter:
                         for index, request in enumerate(batch):
                             try:
                                 if index in first and request.bulk is not None:
-                                    results.append(await request.bulk.then(conn, first[index]))
+                                    results.append(await request.bulk.then(tx, first[index]))
                                 else:
-                                    results.append(await request.op(conn))
+                                    results.append(await request.op(tx))
                             except psycopg.Error as exc:
                                 if isinstance(exc, _OP_ERRORS):
                                     raise _Culprit(index, exc) from exc
@@ -209,9 +233,14 @@ class PostgresWriter:
                             except Exception as exc:
                                 raise _Culprit(index, exc) from exc
                         if any(r.wakes for r in batch):
-                            await conn.execute(self._notify_sql)
+                            await conn.execute(NOTIFY)
                         committing = True
                 except _Culprit as culprit:
+                    if piped and isinstance(culprit.error, psycopg.Error):
+                        # A pipelined statement's error surfaces at a later one: whose it was is
+                        # known only when run one by one.
+                        pipelined = False
+                        continue
                     self._settle(batch[culprit.index], None, culprit.error)
                     batch = [r for i, r in enumerate(batch) if i != culprit.index]
                     continue
@@ -225,6 +254,9 @@ class PostgresWriter:
                 self._fail(batch, unavailable(exc))
                 return
             except psycopg.Error as exc:
+                if piped and isinstance(exc, _OP_ERRORS):
+                    pipelined = False  # as above: find the culprit one by one
+                    continue
                 broken = self._conn is None or self._conn.broken or self._conn.closed
                 if broken:
                     await self._drop_connection()
@@ -247,7 +279,7 @@ class PostgresWriter:
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(batch):
             if request.bulk is not None:
-                groups.setdefault(request.bulk.sql, []).append(index)
+                groups.setdefault(POSTGRES.sql(request.bulk.sql), []).append(index)
         first: dict[int, tuple[Any, ...] | None] = {}
         for sql, indexes in groups.items():
             if len(indexes) == 1:

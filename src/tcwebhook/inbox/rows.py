@@ -1,4 +1,4 @@
-"""SQL column lists and the conversion of SQLite rows into inbox records."""
+"""SQL column lists, the conversion of rows (either engine's) into inbox records, listings."""
 
 from __future__ import annotations
 
@@ -119,8 +119,8 @@ def filter_clause(flt: EventFilter, prefix: str = "", *, postgres: bool = False)
     """``WHERE …`` (or "") and its arguments for an event filter.
 
     ``prefix`` qualifies the events columns (``"e."``) when the query joins the deliveries; the
-    ``sink`` filter itself is the caller's join (see ``listing``). Placeholders are "?" either
-    way (``listing`` turns them into PostgreSQL's); ``postgres`` matches globs with a regex.
+    ``sink`` filter itself is the caller's join (see ``listing``). ``postgres`` matches globs
+    with a regex.
     """
     p = prefix
     where: list[str] = []
@@ -187,7 +187,7 @@ def filter_clause(flt: EventFilter, prefix: str = "", *, postgres: bool = False)
 
 def listing(flt: EventFilter, columns: str, *, newest_first: bool, postgres: bool = False) -> tuple[str, list[Any]]:
     """The SELECT of an event listing (its LIMIT value is the caller's last argument) and its
-    arguments; with ``postgres``, in PostgreSQL's placeholders.
+    arguments; ``postgres`` matches globs with a regex.
 
     With a ``sink`` the query walks that sink's deliveries in arrival order (index
     ``deliveries_sink``), so a sink's dead letters page as fast as the whole table does.
@@ -213,5 +213,4 @@ def listing(flt: EventFilter, columns: str, *, newest_first: bool, postgres: boo
             f" WHERE {joined} ORDER BY d.seq {order} LIMIT ?"
         )
         args = [*head, *args]
-    # The SQL text has no "?" of its own (the glob is an argument), so this only swaps placeholders.
-    return (sql.replace("?", "%s") if postgres else sql), args
+    return sql, args

@@ -31,7 +31,7 @@ from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
-from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
+from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.telemetry.tracing import Tracing, record_status
@@ -85,7 +85,7 @@ class Receiver:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Intake,
         *,
         sync_delivery: SyncDelivery | None = None,
         metrics: ReceiverMetrics | None = None,
@@ -296,8 +296,9 @@ class Receiver:
         except JwksUnavailable as exc:
             # The token may well be good: a 401 would make Tradecloud drop the event for good.
             log.warning("oauth_keys_unavailable", error=str(exc))
+            retry = RETRY_AFTER if exc.retry_after is None else str(max(1, math.ceil(exc.retry_after))).encode()
             raise _Reply(
-                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", retry)]
             ) from None
 
     # -- POST webhook --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
-from tcwebhook.inbox.base import Inbox
+from tcwebhook.inbox.base import Reconciling
 from tcwebhook.reconcile.reconciler import ReconcileApi, Reconciler, Report
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,7 @@ class BackgroundReconciler:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Reconciling,
         api: ReconcileApi,
         *,
         metrics: ReconcileMetrics | None = None,

@@ -34,7 +34,7 @@ from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.errors import TradecloudNotFound
-from tcwebhook.inbox.base import Inbox, KeyUpdate, NewEvent
+from tcwebhook.inbox.base import KeyUpdate, NewEvent, Reconciling
 from tcwebhook.inbox.ids import updated_micros
 from tcwebhook.tradecloud_api.polling import (
     ORDER_POLL,
@@ -174,7 +174,7 @@ class Reconciler:
     def __init__(
         self,
         settings: Settings,
-        inbox: Inbox,
+        inbox: Reconciling,
         api: ReconcileApi,
         *,
         clock: Any = time.time,

@@ -42,6 +42,11 @@ SOFT_CAP = 0.9
 # dropped. asyncio's default is 30 s: a client that never reads would hold its slot that long.
 TLS_SHUTDOWN_TIMEOUT = 2.0
 ACCEPT_BATCH = 64  # connections accepted per readiness callback, so one burst cannot starve the loop
+# Out of descriptors, the listening socket stays readable: accepting again at once would spin the
+# loop at full CPU. Accepting pauses instead, from this long up to ACCEPT_PAUSE_MAX while it lasts.
+ACCEPT_PAUSE = 0.05
+ACCEPT_PAUSE_MAX = 1.0
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ConnectionMetrics:
@@ -62,6 +67,11 @@ class ConnectionMetrics:
             registry=registry,
         )
         self.open = Gauge("tcwebhook_connections_open", "Admitted connections now open", registry=registry)
+        self.accept_paused = Counter(
+            "tcwebhook_accept_paused_total",
+            "Times accepting paused because the process was out of file descriptors (or buffers)",
+            registry=registry,
+        )
         self.refused = {reason: refused.labels(reason) for reason in REFUSED_REASONS}
         self.closed = {reason: closed.labels(reason) for reason in CLOSED_REASONS}
 
@@ -185,6 +195,9 @@ class Listener:
         self._handshake_timeout = handshake_timeout
         self._pending: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pause = ACCEPT_PAUSE
+        self._paused: asyncio.TimerHandle | None = None
+        self._exhausted = 0  # pauses in the current episode of descriptor exhaustion
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -193,6 +206,9 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting; connections still in their handshake or PROXY header are dropped."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
@@ -207,11 +223,13 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # Out of file descriptors or buffers: the backlog keeps the rest until later.
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("accept_failed", error=exc.strerror)
+                if exc.errno in _EXHAUSTED:
+                    self._pause_accepting(exc)
                     return
                 continue  # a connection that failed before we got it (ECONNABORTED)
+            if self._exhausted:
+                log.info("accept_resumed", pauses=self._exhausted)
+                self._exhausted, self._pause = 0, ACCEPT_PAUSE
             conn.setblocking(False)
             client = (str(address[0]), int(address[1]))
             if self.gate.proxy_protocol:
@@ -226,6 +244,27 @@ class Listener:
                 conn.close()
                 continue
             self._spawn(self._handshake(conn, admission))
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors or buffers: the backlog keeps the waiting clients until some are freed."""
+        if self._loop is None:
+            return
+        self.gate.metrics.accept_paused.inc()
+        if not self._exhausted:  # one line per episode, not one per attempt
+            log.warning(
+                "accept_paused",
+                error=exc.strerror,
+                hint="out of file descriptors: raise the open-file limit or lower [server] max_connections",
+            )
+        self._exhausted += 1
+        self._loop.remove_reader(self.sock.fileno())
+        self._paused = self._loop.call_later(self._pause, self._resume_accepting)
+        self._pause = min(self._pause * 2, ACCEPT_PAUSE_MAX)
+
+    def _resume_accepting(self) -> None:
+        self._paused = None
+        if self._loop is not None:
+            self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -1,3 +1,5 @@
+# The schema as tcwebhook created it up to version 4, kept as it was released so that tests
+# can build databases of those versions (tests/inbox/test_migrations.py).
 """Versioned schema of the SQLite inbox, applied in order at open.
 
 The schema version is ``PRAGMA user_version``. A migration is appended, never edited once

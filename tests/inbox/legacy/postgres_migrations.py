@@ -1,3 +1,5 @@
+# The schema as tcwebhook created it up to version 4, kept as it was released so that tests
+# can build databases of those versions (tests/inbox/test_migrations.py).
 """Versioned schema of the PostgreSQL inbox, applied in order at open under an advisory lock.
 
 The tables, columns and meanings are those of the SQLite inbox (``inbox.migrations``), so rows

@@ -1,0 +1,345 @@
+"""Delivery state: claims with leases, per-key FIFO, stale states, settling, replay.
+
+Every rule runs inside one writer transaction, so a claim, a supersede decision and the event's
+summed-up status change together or not at all.
+
+Per-key FIFO: only the *head* of a (sink, key) — its oldest pending delivery — can be claimed.
+A later event of that key waits while the head is in flight, backing off or parked, and moves up
+once the head is delivered, dead, superseded or skipped. Events without a key are not ordered.
+The head rule is checked on every claim; the ``blocked`` flag only keeps deliveries that wait
+behind a head out of the ready index, and is cleared for the next one whenever a head settles.
+
+SQLite runs one writer at a time. On PostgreSQL several receivers and workers write at once,
+and the same rules hold through three things written here as ``/*pg …*/`` clauses:
+
+- claims lock the rows they take (``FOR UPDATE SKIP LOCKED``): two dispatchers never take the
+  same delivery, and neither waits for the other;
+- the head rule is read in the claiming statement's snapshot, in which the head is pending until
+  its settle has committed, so the next event of a key is never claimed while the one before it
+  is in flight;
+- the event row is locked before its status is summed up (``_lock_event``), so the summary sees
+  every delivery settled by a transaction that held the lock before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.errors import EventNotFound
+from tcwebhook.inbox.base import (
+    AttemptOutcome,
+    AttemptResult,
+    Claim,
+    DeliveryStatus,
+    EventClaim,
+    ReplayResult,
+    StoredEvent,
+)
+from tcwebhook.inbox.ids import to_datetime
+from tcwebhook.inbox.rows import EVENT_COLUMNS, event_from_row
+from tcwebhook.inbox.tx import Tx
+
+_UNBLOCK_NEXT = """
+UPDATE deliveries SET blocked = 0
+WHERE sink = ? AND blocked = 1 AND seq = (
+    SELECT seq FROM deliveries WHERE sink = ? AND key = ? AND status = 'pending' ORDER BY seq LIMIT 1)
+"""
+_LOCK_EVENT = "SELECT 1 FROM events WHERE seq = ? /*pg FOR NO KEY UPDATE */"
+_REFRESH_STATUS = """
+UPDATE events SET status = (
+    SELECT CASE
+        WHEN sum(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
+        WHEN sum(CASE WHEN d.status = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead'
+        WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) > 0 THEN 'delivered'
+        WHEN sum(CASE WHEN d.status = 'superseded' THEN 1 ELSE 0 END) > 0 THEN 'superseded'
+        ELSE 'stored' END
+    FROM deliveries AS d WHERE d.seq = events.seq)
+WHERE seq = ?
+"""
+_EARLIER_PENDING = (
+    "SELECT 1 FROM deliveries WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
+)
+_WATERMARK = "SELECT updated_us FROM watermarks WHERE sink = ? AND key = ? AND kind = ?"
+_RAISE_WATERMARK = """
+INSERT INTO watermarks (sink, key, kind, updated_us, seq)
+SELECT ?, key, kind, updated_us, seq FROM events
+WHERE seq = ? AND key IS NOT NULL AND updated_us IS NOT NULL
+ON CONFLICT (sink, key, kind) DO UPDATE SET updated_us = excluded.updated_us, seq = excluded.seq
+WHERE excluded.updated_us > watermarks.updated_us
+"""
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (seq, sink, number, started_at, duration, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CLAIM = (
+    "UPDATE deliveries SET claim_owner = ?, claim_expires = ?, attempts = attempts + 1,"
+    " updated_at = ? WHERE seq = ? AND sink = ?"
+)
+_SUPERSEDE = (
+    "UPDATE deliveries SET status = 'superseded', claim_owner = NULL, claim_expires = NULL,"
+    " last_error = ?, force = 0, updated_at = ? WHERE seq = ? AND sink = ?"
+)
+_DUE = """
+SELECT d.seq, d.sink, d.attempts, d.claim_owner, d.claim_expires, d.force, e.kind, e.key, e.updated_us
+FROM deliveries AS d /*sqlite INDEXED BY deliveries_due */ JOIN events AS e ON e.seq = d.seq
+WHERE d.status = 'pending' AND d.blocked = 0 AND d.next_attempt_at <= ?
+  AND d.sink IN TEXTS(?)
+  AND (d.claim_expires IS NULL OR d.claim_expires <= ?)
+  AND (d.key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries AS p
+        WHERE p.sink = d.sink AND p.key = d.key AND p.status = 'pending' AND p.seq < d.seq))
+ORDER BY d.next_attempt_at
+LIMIT ?
+/*pg FOR UPDATE OF d SKIP LOCKED */
+"""
+_EVENT_DELIVERIES = (
+    "SELECT sink, status, attempts, claim_owner, claim_expires, force FROM deliveries"
+    " WHERE seq = ? ORDER BY sink /*pg FOR UPDATE */"
+)
+_FINISH = (
+    "UPDATE deliveries SET status = ?, next_attempt_at = ?, claim_owner = NULL,"
+    " claim_expires = NULL, last_error = ?, attempts = attempts - ?,"
+    " force = CASE WHEN ? = 'pending' THEN force ELSE 0 END, updated_at = ?"
+    " WHERE seq = ? AND sink = ? AND claim_owner = ?"
+)
+_REQUEUE = (
+    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+    " last_error = NULL, force = ?, claim_owner = NULL, claim_expires = NULL,"
+    " blocked = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries AS p"
+    "   WHERE p.sink = deliveries.sink AND p.key = deliveries.key"
+    "   AND p.status = 'pending' AND p.seq < deliveries.seq) THEN 1 ELSE 0 END,"
+    " updated_at = ? WHERE seq = ? AND (claim_expires IS NULL OR claim_expires <= ?)"
+)
+_ADD_DELIVERY = (
+    "INSERT INTO deliveries (seq, sink, key, status, next_attempt_at, force, blocked, updated_at)"
+    " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (seq, sink) DO NOTHING"
+)
+
+
+async def _lock_event(tx: Tx, seq: int) -> None:
+    if tx.dialect.row_locks:
+        await tx.send(_LOCK_EVENT, (seq,))
+
+
+async def refresh_status(tx: Tx, seq: int) -> None:
+    """Sum the event's deliveries up into its status (reads no result: pipeline-safe)."""
+    await _lock_event(tx, seq)
+    await tx.send(_REFRESH_STATUS, (seq,))
+
+
+async def _settled(tx: Tx, seq: int, sink: str, key: str | None) -> None:
+    """A delivery left ``pending``: the next one of its key moves up; the event's status follows.
+
+    The next event of the key may be due now, so dispatchers are woken whether or not one was
+    waiting (notifications are merged per transaction).
+    """
+    if key is not None:
+        await tx.send(_UNBLOCK_NEXT, (sink, sink, key))
+        await tx.notify()
+    await refresh_status(tx, seq)
+
+
+async def _stale_mark(
+    tx: Tx,
+    sink: str,
+    key: str | None,
+    kind: str,
+    updated_us: int | None,
+    force: int,
+    stale_kinds: frozenset[EventKind],
+) -> int | None:
+    """The watermark this delivery is older than, or None when it is not stale."""
+    if force or key is None or updated_us is None or kind not in stale_kinds:
+        return None
+    row = await tx.one(_WATERMARK, (sink, key, kind))
+    if row is not None and updated_us < row[0]:
+        return int(row[0])
+    return None
+
+
+async def _supersede(tx: Tx, seq: int, sink: str, key: str | None, attempts: int, mark: int, now: float) -> None:
+    when = to_datetime(mark / 1_000_000).isoformat()
+    error = f"superseded: a state of this key updated at {when} was already delivered"
+    await tx.send(_SUPERSEDE, (error, now, seq, sink))
+    await tx.send(_INSERT_ATTEMPT, (seq, sink, attempts + 1, now, 0.0, AttemptOutcome.SUPERSEDED.value, error))
+    await _settled(tx, seq, sink, key)
+
+
+async def _take(
+    tx: Tx,
+    seq: int,
+    sink: str,
+    attempts: int,
+    previous_owner: str | None,
+    previous_expiry: float | None,
+    owner: str,
+    until: float,
+    now: float,
+) -> None:
+    if previous_owner is not None:
+        # The claimant died or hung: keep a trace of the attempt it never finished.
+        started = previous_expiry if previous_expiry is not None else now
+        error = f"the lease of {previous_owner} ran out before it finished"
+        await tx.send(_INSERT_ATTEMPT, (seq, sink, attempts, started, 0.0, AttemptOutcome.ABANDONED.value, error))
+    await tx.send(_CLAIM, (owner, until, now, seq, sink))
+
+
+async def _load_events(tx: Tx, seqs: Sequence[int]) -> dict[int, StoredEvent]:
+    if not seqs:
+        return {}
+    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN INTS(?)"  # noqa: S608
+    return {row[0]: event_from_row(row) for row in await tx.all(sql, (tx.dialect.array(seqs),))}
+
+
+async def claim_due(
+    tx: Tx,
+    *,
+    owner: str,
+    sinks: Sequence[str],
+    limit: int,
+    lease: float,
+    stale_kinds: frozenset[EventKind],
+    now: float,
+) -> list[Claim]:
+    if not sinks or limit <= 0:
+        return []
+    until = now + lease
+    names = tx.dialect.array(sinks)
+    taken: list[tuple[int, str, int]] = []
+    # Superseding a head frees the next delivery of its key at once: look again (bounded).
+    for _ in range(8):
+        rows = await tx.all(_DUE, (now, names, now, limit - len(taken)))
+        if not rows:
+            break
+        superseded = False
+        marks = [await _stale_mark(tx, r[1], r[7], r[6], r[8], r[5], stale_kinds) for r in rows]
+        # The writes read no result: one round trip for all of them.
+        async with tx.batch():
+            for (seq, sink, attempts, prev_owner, prev_expiry, _, _, key, _), mark in zip(rows, marks, strict=True):
+                if mark is not None:
+                    await _supersede(tx, seq, sink, key, attempts, mark, now)
+                    superseded = True
+                    continue
+                await _take(tx, seq, sink, attempts, prev_owner, prev_expiry, owner, until, now)
+                taken.append((seq, sink, attempts + 1))
+        if not superseded or len(taken) >= limit:
+            break
+    events = await _load_events(tx, sorted({seq for seq, _, _ in taken}))
+    return [Claim(event=events[seq], sink=sink, attempt=n, owner=owner) for seq, sink, n in taken]
+
+
+async def claim_event(
+    tx: Tx,
+    event_id: str,
+    *,
+    owner: str,
+    sinks: Sequence[str],
+    lease: float,
+    stale_kinds: frozenset[EventKind],
+    now: float,
+) -> EventClaim:
+    row = await tx.one("SELECT seq, key, kind, updated_us FROM events WHERE event_id = ?", (event_id,))
+    if row is None:
+        raise EventNotFound(f"no event {event_id}")
+    seq, key, kind, updated_us = row
+    wanted = set(sinks)
+    taken: list[tuple[str, int]] = []
+    waiting: list[str] = []
+    statuses: dict[str, str] = {}
+    for sink, status, attempts, prev_owner, prev_expiry, force in await tx.all(_EVENT_DELIVERIES, (seq,)):
+        if sink not in wanted:
+            continue
+        if status != DeliveryStatus.PENDING:
+            statuses[sink] = status
+            continue
+        if prev_expiry is not None and prev_expiry > now:
+            waiting.append(sink)  # in flight elsewhere
+            continue
+        if key is not None and await tx.one(_EARLIER_PENDING, (sink, key, seq)):
+            waiting.append(sink)  # per-key FIFO: an earlier event of this key goes first
+            continue
+        mark = await _stale_mark(tx, sink, key, kind, updated_us, force, stale_kinds)
+        if mark is not None:
+            await _supersede(tx, seq, sink, key, attempts, mark, now)
+            statuses[sink] = DeliveryStatus.SUPERSEDED
+            continue
+        await _take(tx, seq, sink, attempts, prev_owner, prev_expiry, owner, now + lease, now)
+        taken.append((sink, attempts + 1))
+    event = (await _load_events(tx, [seq]))[seq]
+    claims = tuple(Claim(event=event, sink=s, attempt=n, owner=owner) for s, n in taken)
+    return EventClaim(event=event, claims=claims, waiting=tuple(waiting), statuses=statuses)
+
+
+async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> bool:
+    """Record the attempt and settle the delivery; False when the claim was no longer held."""
+    seq = claim.event.seq
+    released = result.outcome is AttemptOutcome.RELEASED
+    status = result.status.value
+    held = await tx.run(
+        _FINISH,
+        (status, result.next_attempt_at, result.error, int(released), status, now, seq, claim.sink, claim.owner),
+    )
+    # The rest reads no result: one round trip for all of it.
+    async with tx.batch():
+        if result.outcome is not None:
+            attempt = (result.started_at, result.duration, result.outcome.value, result.error)
+            await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, claim.attempt, *attempt))
+        if held != 1:
+            return False
+        if result.status is DeliveryStatus.DELIVERED:
+            await tx.send(_RAISE_WATERMARK, (claim.sink, seq))
+        if result.status is DeliveryStatus.PENDING:
+            if released:
+                await tx.notify()  # another dispatcher may take it at once
+            await refresh_status(tx, seq)
+        else:
+            await _settled(tx, seq, claim.sink, claim.event.key)
+    return True
+
+
+async def extend_leases(tx: Tx, claims: Sequence[Claim], lease: float, now: float) -> None:
+    await tx.many(
+        "UPDATE deliveries SET claim_expires = ? WHERE seq = ? AND sink = ? AND claim_owner = ?",
+        [(now + lease, c.event.seq, c.sink, c.owner) for c in claims],
+    )
+
+
+async def replay(
+    tx: Tx,
+    event_ids: Sequence[str],
+    *,
+    sinks: Sequence[str],
+    only_dead: bool,
+    force: bool,
+    now: float,
+    sink: str | None = None,
+) -> ReplayResult:
+    requeued = 0
+    touched = 0
+    missing: list[str] = []
+    requeue = _REQUEUE + (" AND status = 'dead'" if only_dead else "")
+    sink_args: tuple[str, ...] = ()
+    if sink is not None:
+        requeue += " AND sink = ?"
+        sink_args = (sink,)
+        sinks = [s for s in sinks if s == sink]
+    for event_id in event_ids:
+        row = await tx.one("SELECT seq, key FROM events WHERE event_id = ? /*pg FOR NO KEY UPDATE */", (event_id,))
+        if row is None:
+            missing.append(event_id)
+            continue
+        seq, key = row
+        # A delivery in flight is left alone: its claimant settles it.
+        count = await tx.run(requeue, (now, int(force), now, seq, now, *sink_args))
+        if not only_dead:
+            # Sinks configured after the event arrived get it too.
+            for name in sinks:
+                blocked = key is not None and bool(await tx.one(_EARLIER_PENDING, (name, key, seq)))
+                count += await tx.run(_ADD_DELIVERY, (seq, name, key, now, int(force), int(blocked), now))
+        if count:
+            touched += 1
+            requeued += count
+            await refresh_status(tx, seq)
+    if requeued:
+        await tx.notify()
+    return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing))

@@ -1,0 +1,148 @@
+-- An inbox made by tcwebhook at schema version 4 (before the shared SQL core), as sqlite3 iterdump wrote it.
+PRAGMA user_version = 4;
+BEGIN TRANSACTION;
+CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        sink TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        duration REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT
+    );
+INSERT INTO "attempts" VALUES(1,1,'erp',1,1.79659019189297842981e+09,0.01,'delivered',NULL);
+INSERT INTO "attempts" VALUES(2,1,'files',1,1.79659019189297842981e+09,0.01,'permanent','HTTP 400');
+INSERT INTO "attempts" VALUES(3,2,'erp',1,1.79659019189297842981e+09,0.01,'transient','HTTP 503');
+INSERT INTO "attempts" VALUES(4,2,'files',1,1.79659019189297842981e+09,0.01,'delivered',NULL);
+INSERT INTO "attempts" VALUES(5,3,'erp',1,1.79659019189297842981e+09,0.01,'permanent','HTTP 400');
+INSERT INTO "attempts" VALUES(6,3,'files',1,1.79659019189297842981e+09,0.01,'transient','HTTP 503');
+INSERT INTO "attempts" VALUES(7,7,'erp',1,1.79659019189297842981e+09,0.01,'delivered',NULL);
+INSERT INTO "attempts" VALUES(8,7,'files',1,1.79659019189297842981e+09,0.01,'permanent','HTTP 400');
+CREATE TABLE deliveries (
+        seq INTEGER NOT NULL REFERENCES events(seq),
+        sink TEXT NOT NULL,
+        key TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        claim_owner TEXT,
+        claim_expires REAL,
+        last_error TEXT,
+        force INTEGER NOT NULL DEFAULT 0,
+        blocked INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (seq, sink)
+    ) WITHOUT ROWID
+    ;
+INSERT INTO "deliveries" VALUES(1,'erp','order:o-0','delivered',1,NULL,NULL,NULL,NULL,0,0,1.79659019189308929442e+09);
+INSERT INTO "deliveries" VALUES(1,'files','order:o-0','dead',1,NULL,NULL,NULL,'HTTP 400',0,0,1.79659019189879012108e+09);
+INSERT INTO "deliveries" VALUES(2,'erp','order:o-1','pending',1,1.79659379189297842976e+09,NULL,NULL,'HTTP 503',0,0,1.79659019190149092668e+09);
+INSERT INTO "deliveries" VALUES(2,'files','order:o-1','delivered',1,NULL,NULL,NULL,NULL,0,0,1.7965901919071607589e+09);
+INSERT INTO "deliveries" VALUES(3,'erp','order:o-2','dead',1,NULL,NULL,NULL,'HTTP 400',0,0,1.79659019191111040117e+09);
+INSERT INTO "deliveries" VALUES(3,'files','order:o-2','pending',1,1.79659379189297842976e+09,NULL,NULL,'HTTP 503',0,0,1.79659019191349411011e+09);
+INSERT INTO "deliveries" VALUES(4,'erp','order:o-0','pending',0,1.79659019186844015128e+09,NULL,NULL,NULL,0,0,1.79659019186844015128e+09);
+INSERT INTO "deliveries" VALUES(4,'files','order:o-0','pending',0,1.79659019186844015128e+09,NULL,NULL,NULL,0,0,1.79659019186844015128e+09);
+INSERT INTO "deliveries" VALUES(5,'erp','order:o-1','pending',0,1.79659019186949896812e+09,NULL,NULL,NULL,0,1,1.79659019186949896812e+09);
+INSERT INTO "deliveries" VALUES(5,'files','order:o-1','pending',0,1.79659019186949896812e+09,NULL,NULL,NULL,0,0,1.79659019186949896812e+09);
+INSERT INTO "deliveries" VALUES(6,'erp','order:o-2','pending',0,1.79659019187515282627e+09,NULL,NULL,NULL,0,0,1.79659019187515282627e+09);
+INSERT INTO "deliveries" VALUES(6,'files','order:o-2','pending',0,1.79659019187515282627e+09,NULL,NULL,NULL,0,1,1.79659019187515282627e+09);
+INSERT INTO "deliveries" VALUES(7,'erp','shipment:s-1','delivered',1,NULL,NULL,NULL,NULL,0,0,1796590191.91429);
+INSERT INTO "deliveries" VALUES(7,'files','shipment:s-1','dead',1,NULL,NULL,NULL,'HTTP 400',0,0,1.79659019191912508006e+09);
+INSERT INTO "deliveries" VALUES(8,'erp','order:o-2','pending',0,1.79659019188637304308e+09,NULL,NULL,NULL,0,1,1.79659019188637304308e+09);
+INSERT INTO "deliveries" VALUES(8,'files','order:o-2','pending',0,1.79659019188637304308e+09,NULL,NULL,NULL,0,1,1.79659019188637304308e+09);
+CREATE TABLE event_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO "event_counts" VALUES('dead',2);
+INSERT INTO "event_counts" VALUES('pending',6);
+CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        received_at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        key TEXT,
+        order_id TEXT,
+        shipment_id TEXT,
+        purchase_order_number TEXT,
+        shipment_number TEXT,
+        message_id TEXT,
+        last_updated_at TEXT,
+        updated_us INTEGER,
+        content_type TEXT NOT NULL,
+        headers BLOB NOT NULL,
+        body BLOB NOT NULL
+    );
+INSERT INTO "events" VALUES(1,'01a24d1e-c4e8-7b27-ad10-c23e9c7d7b86','msg-0',1.79659019184885025027e+09,'order','OrderIssuedByBuyer','dead','order:o-0','o-0',NULL,'PO-0',NULL,'msg-0','2025-05-02T08:15:10.000Z',1746173710000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D30227D7D');
+INSERT INTO "events" VALUES(2,'01a24d1e-c4f8-7e3c-b666-a3cc924423fe','msg-1',1.79659019186432075505e+09,'order','OrderIssuedByBuyer','pending','order:o-1','o-1',NULL,'PO-1',NULL,'msg-1','2025-05-02T08:15:11.000Z',1746173711000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D31227D7D');
+INSERT INTO "events" VALUES(3,'01a24d1e-c4f9-7889-baa2-10a6b74a6478','msg-2',1.7965901918656539917e+09,'order','OrderIssuedByBuyer','pending','order:o-2','o-2',NULL,'PO-2',NULL,'msg-2','2025-05-02T08:15:12.000Z',1746173712000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D32227D7D');
+INSERT INTO "events" VALUES(4,'01a24d1e-c4fc-757b-92bc-19aa4b67b03c','msg-3',1.79659019186844015128e+09,'order','OrderIssuedByBuyer','pending','order:o-0','o-0',NULL,'PO-3',NULL,'msg-3','2025-05-02T08:15:13.000Z',1746173713000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D30227D7D');
+INSERT INTO "events" VALUES(5,'01a24d1e-c4fd-72ef-bd40-5e6c56e1948e','msg-4',1.79659019186949896812e+09,'order','OrderIssuedByBuyer','pending','order:o-1','o-1',NULL,'PO-4',NULL,'msg-4','2025-05-02T08:15:14.000Z',1746173714000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D31227D7D');
+INSERT INTO "events" VALUES(6,'01a24d1e-c503-7918-9f78-0f815821b7d9','msg-5',1.79659019187515282627e+09,'order','OrderIssuedByBuyer','pending','order:o-2','o-2',NULL,'PO-5',NULL,'msg-5','2025-05-02T08:15:15.000Z',1746173715000000,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D32227D7D');
+INSERT INTO "events" VALUES(7,'01a24d1e-c507-7a20-8b86-ca023e489aec','ship-1',1.79659019187916493419e+09,'shipment','ShipmentUpdated','dead','shipment:s-1',NULL,'s-1',NULL,'SN-1','ship-1','2025-05-02T08:15:110.000Z',NULL,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B22736869706D656E74223A7B226964223A22732D31227D7D');
+INSERT INTO "events" VALUES(8,'01a24d1e-c50e-7cb3-ac54-de5d251a967c','msg-200',1.79659019188637304308e+09,'order','OrderIssuedByBuyer','pending','order:o-2','o-2',NULL,'PO-200',NULL,'msg-200','2025-05-02T08:15:210.000Z',NULL,'application/json',X'7B22636F6E74656E742D74797065223A226170706C69636174696F6E2F6A736F6E227D',X'7B226576656E744E616D65223A224F7264657249737375656442794275796572222C226F726465724576656E74223A7B226F726465724964223A226F2D32227D7D');
+CREATE TABLE quarantine (
+        id TEXT PRIMARY KEY,
+        received_at REAL NOT NULL,
+        route TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status_code INTEGER NOT NULL,
+        reprocessed_event_id TEXT,
+        headers BLOB NOT NULL,
+        body BLOB NOT NULL
+    );
+INSERT INTO "quarantine" VALUES('01a24d1e-c530-7881-ad4a-47b984713b23',1.79659019192043900494e+09,'orders','application/json','not JSON',400,NULL,X'7B2278223A2279227D',X'7B626164');
+CREATE TABLE reconciled (seq INTEGER PRIMARY KEY REFERENCES events(seq), detail TEXT);
+INSERT INTO "reconciled" VALUES(8,NULL);
+CREATE TABLE service_state (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        owner TEXT,
+        expires REAL
+    ) WITHOUT ROWID
+    ;
+INSERT INTO "service_state" VALUES('reconcile',NULL,'host-1',1.79659025192773771288e+09);
+INSERT INTO "service_state" VALUES('reconcile:orders','2025-05-01T00:00:00Z',NULL,NULL);
+CREATE TABLE watermarks (
+        sink TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        updated_us INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (sink, key, kind)
+    ) WITHOUT ROWID
+    ;
+INSERT INTO "watermarks" VALUES('erp','order:o-0','order',1746173710000000,1);
+INSERT INTO "watermarks" VALUES('files','order:o-1','order',1746173711000000,2);
+CREATE INDEX events_key ON events(key, seq) WHERE key IS NOT NULL;
+CREATE INDEX events_po ON events(purchase_order_number) WHERE purchase_order_number IS NOT NULL;
+CREATE INDEX events_sn ON events(shipment_number) WHERE shipment_number IS NOT NULL;
+CREATE INDEX events_received ON events(received_at);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending' AND blocked = 0;
+CREATE INDEX deliveries_head ON deliveries(sink, key, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_dead ON deliveries(seq) WHERE status = 'dead';
+CREATE INDEX attempts_seq ON attempts(seq);
+CREATE INDEX quarantine_received ON quarantine(received_at);
+CREATE INDEX events_status ON events(status, seq);
+CREATE INDEX deliveries_sink ON deliveries(sink, status, seq);
+CREATE INDEX attempts_sink ON attempts(sink, outcome, started_at);
+CREATE INDEX events_kind ON events(kind, seq);
+CREATE INDEX events_name ON events(event_name, seq);
+CREATE TRIGGER event_counts_insert AFTER INSERT ON events BEGIN
+        INSERT INTO event_counts (status, n) VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END;
+CREATE TRIGGER event_counts_update AFTER UPDATE OF status ON events
+    WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE event_counts SET n = n - 1 WHERE status = OLD.status;
+        INSERT INTO event_counts (status, n) VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END;
+CREATE TRIGGER event_counts_delete AFTER DELETE ON events BEGIN
+        UPDATE event_counts SET n = n - 1 WHERE status = OLD.status;
+    END;
+DELETE FROM "sqlite_sequence";
+INSERT INTO "sqlite_sequence" VALUES('events',8);
+COMMIT;
