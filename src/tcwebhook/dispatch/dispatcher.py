@@ -326,14 +326,20 @@ class Dispatcher:
             event_id=event.event_id, sink=claim.sink, attempt=claim.attempt
         )
         if self._tracing.enabled:
-            with bound, self._traced_attempt(claim) as span:
+            try:
+                traceparent = await self._inbox.trace_context(event.seq)
+            except StoreError:
+                traceparent = None  # the attempt is traced all the same, in a trace of its own
+            with bound, self._traced_attempt(claim, traceparent) as span:
                 result = await self._run_sink(claim, sink, started, sync=sync)
                 record_attempt(span, result)
                 return result
         with bound:
             return await self._run_sink(claim, sink, started, sync=sync)
 
-    def _traced_attempt(self, claim: Claim) -> contextlib.AbstractContextManager[Span | None]:
+    def _traced_attempt(
+        self, claim: Claim, traceparent: str | None
+    ) -> contextlib.AbstractContextManager[Span | None]:
         event = claim.event
         attributes = {
             "tcwebhook.event_id": event.event_id,
@@ -345,7 +351,7 @@ class Dispatcher:
             "tcwebhook.shipment_id": event.shipment_id,
         }
         return self._tracing.continued(
-            f"deliver {claim.sink}", event.trace_context, event.received_at.timestamp(), attributes
+            f"deliver {claim.sink}", traceparent, event.received_at.timestamp(), attributes
         )
 
     async def _run_sink(self, claim: Claim, sink: Sink, started: float, *, sync: bool) -> AttemptResult:

@@ -132,7 +132,6 @@ class StoredEvent:
     last_updated_at: str | None
     headers: Mapping[str, str]
     status: str  # an EventStatus value (summed up over the deliveries)
-    trace_context: str | None = None  # W3C traceparent of the request that stored it
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +334,9 @@ class DeliveryQueue(Protocol):
         """Record the attempt and settle the delivery; False when the claim was no longer held."""
 
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
+
+    async def trace_context(self, seq: int) -> str | None:
+        """The W3C ``traceparent`` of the request that stored event ``seq``, if it was traced."""
 
     async def replay(
         self,

@@ -209,6 +209,9 @@ class SqlInbox(ABC):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
 
+    async def trace_context(self, seq: int) -> str | None:
+        return await self._read(partial(intake.trace_context, seq=seq))
+
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None:
         held = tuple(claims)
         if held:

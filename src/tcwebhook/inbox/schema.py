@@ -305,7 +305,19 @@ _V4: tuple[Step, ...] = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4)
+# The W3C trace context of the request that stored an event ([telemetry] enabled), so that its
+# deliveries, also by another process, join the request's trace. Beside the event, not in it:
+# written and read only while tracing is on.
+_V5: tuple[Step, ...] = (
+    Table(
+        "traces",
+        (Column("seq", "bigint", primary=True, references="events(seq)"), _text("traceparent")),
+        sqlite_without_rowid=True,
+        counted=False,
+    ),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the

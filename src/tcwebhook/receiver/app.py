@@ -195,6 +195,10 @@ class Receiver:
             for key, value in state.log.items():
                 if isinstance(value, (str, bool, int, float)):
                     span.set_attribute(f"tcwebhook.{key}", value)
+            # The access line is written after the span ends: it carries the ids itself.
+            context = span.get_span_context()
+            state.log["trace_id"] = format(context.trace_id, "032x")
+            state.log["span_id"] = format(context.span_id, "016x")
             return status
 
     async def _webhook(
