@@ -327,7 +327,9 @@ def serve(
                 failures = Counter("tcwebhook_acme_renewal_failures_total", "Failed ACME renewal attempts.",
                                    registry=service.registry)
                 stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
-            reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
+            reloader = (
+                Reloader(effective, reload, receiver, server.tls, notifier, audit=service.inbox) if reload else None
+            )
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
                 if reloader is not None and early_hangup.is_set():
                     # A SIGHUP during start-up was kept for now: the file may have changed since it was read.

@@ -8,7 +8,8 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.audit import cli_entry
+from tcwebhook.cli.inbox import JsonOption, LimitOption, record, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import body_json, emit, err, iso, pretty, progress_bar, stdout_console, when
 from tcwebhook.config import Settings
@@ -114,6 +115,8 @@ def quarantine_reprocess(
                     row.update(event_id=stored.event_id, duplicate=stored.duplicate)
                 except (ContractError, EventNotFound) as exc:
                     row["error"] = str(exc)
+                outcome = "ok" if row["error"] is None else "refused"
+                await record(inbox, settings, cli_entry("quarantine.reprocess", qid, outcome, event_id=row["event_id"]))
                 results.append(row)
                 progress.advance(task)
         return results

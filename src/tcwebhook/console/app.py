@@ -178,9 +178,11 @@ async def login(console: Console, request: Request) -> Response:
     if user is None:
         console.throttle.failed(peer, username)
         log.warning("console_login_failed", username=username, peer=peer)
+        await console.audit(request, "console.login", outcome="failed", actor=username, method="password")
         return await login_form(console, request, error="Wrong username or password.", status=401)
     token, _session = console.sessions.create(user)
     log.info("console_login", username=user.username, role=user.role, peer=peer)
+    await console.audit(request, "console.login", actor=user.username, method="password", role=user.role)
     response = RedirectResponse("/", status_code=303)
     _cookie(response, SESSION_COOKIE, token)
     response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
@@ -191,6 +193,7 @@ async def logout(console: Console, request: Request) -> Response:
     console.sessions.end(request.cookies.get(SESSION_COOKIE))
     session: Session = request.scope["console_session"]
     log.info("console_logout", username=session.user.username)
+    await console.audit(request, "console.logout")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -233,6 +236,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/orders/{order_id}", _page(views.order, console), methods=["GET"]),
         Route("/shipments/{shipment_id}", _page(views.shipment, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
+        Route("/audit", _page(views.audit, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
         Route("/quarantine/{entry_id}", _page(views.quarantine_entry, console), methods=["GET"]),

@@ -38,6 +38,8 @@ async def callback(console: Console, request: Request) -> Response:
         user = await console.oidc.finish(params, request.cookies.get(FLOW_COOKIE))
     except OidcRefused as exc:
         log.warning("console_login_failed", method="oidc", reason=str(exc), peer=peer)
+        await console.audit(request, "console.login", outcome="refused", actor="unknown", method="oidc",
+                            reason=str(exc))
         response = console.page(request, "error.html", 403, title="Sign-in refused", message=f"Refused: {exc}.")
     except OidcUnavailable as exc:
         log.warning("console_oidc_unavailable", error=str(exc), peer=peer)
@@ -46,6 +48,7 @@ async def callback(console: Console, request: Request) -> Response:
     else:
         token, _session = console.sessions.create(user)
         log.info("console_login", method="oidc", username=user.username, role=user.role, peer=peer)
+        await console.audit(request, "console.login", actor=user.username, method="oidc", role=user.role)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, token, path="/", secure=True, httponly=True, samesite="strict")
     response.delete_cookie(FLOW_COOKIE, path=_FLOW_PATH, secure=True, httponly=True, samesite="lax")

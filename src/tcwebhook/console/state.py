@@ -23,6 +23,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from tcwebhook.audit import AuditEntry, AuditLog
 from tcwebhook.config import Settings
 from tcwebhook.console import render
 from tcwebhook.console.oidc import OidcSignIn
@@ -30,6 +31,7 @@ from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import User, UserBook
 from tcwebhook.formats import Output
 from tcwebhook.inbox.base import Inbox, StoredEvent
+from tcwebhook.logs import secret_values
 from tcwebhook.transport.addresses import Network, client_address, contains, parse_networks
 
 SESSION_COOKIE = "tcwebhook_session"
@@ -80,6 +82,7 @@ class Console:
         self.sink_names = tuple(s.name for s in settings.sinks)
         self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
         self.oidc = OidcSignIn(cfg.oidc) if cfg.oidc is not None else None
+        self.audit_log = AuditLog(inbox, secret_values(settings))
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
@@ -96,6 +99,18 @@ class Console:
         return await loop.run_in_executor(_VERIFIER, self.users.verify, username, password)
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    async def audit(
+        self, request: Request, action: str, target: str = "", outcome: str = "ok", *, actor: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Record an operator's action in the audit log (actor: the signed-in user by default)."""
+        session: Session | None = request.scope.get("console_session")
+        who = actor if actor is not None else (session.user.username if session else "anonymous")
+        await self.audit_log.record(
+            AuditEntry(actor=who, source=self.peer_of(request), action=action, target=target, outcome=outcome,
+                       detail=detail)
+        )
 
     def peer_of(self, request: Request) -> str:
         """The operator's address: behind a trusted proxy, the last X-Forwarded-For hop it did not add."""

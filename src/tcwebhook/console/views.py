@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from tcwebhook.audit import verify
 from tcwebhook.console import render
 from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
@@ -34,6 +36,7 @@ from tcwebhook.orderbook.sql import BookSummary
 from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.reparse import reparsed
 
+AUDIT_PAGE = 200
 log = structlog.get_logger(__name__)
 
 PAGE_SIZE = 50
@@ -437,6 +440,12 @@ async def quarantine_body(console: Console, request: Request) -> Response:
 # -- actions (operator) ------------------------------------------------------------------------
 
 
+def _targets(ids: Sequence[str]) -> str:
+    """Event ids for an audit entry's target (the count is in its detail)."""
+    shown = ", ".join(ids[:20])
+    return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+
+
 def _back(form: dict[str, list[str]], default: str, note: str) -> Response:
     target = (form.get("back") or [default])[0]
     if not target.startswith("/") or target.startswith("//"):
@@ -453,6 +462,8 @@ async def replay(console: Console, request: Request) -> Response:
     result = await console.inbox.replay(ids, force="force" in form)
     console.hooks.on_requeued()
     log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
+    await console.audit(request, "events.replay", _targets(ids), events=len(ids), requeued=result.requeued,
+                        force="force" in form)
     note = f"Replayed: re-queued {result.requeued} deliveries of {result.events} event(s)."
     if result.missing:
         note += f" Not found: {', '.join(result.missing[:5])}."
@@ -473,6 +484,8 @@ async def replay_dead(console: Console, request: Request) -> Response:
     console.hooks.on_requeued()
     log.info("console_replay_dead", sink=sink, events=len(ids), requeued=requeued,
              seconds=round(time.perf_counter() - started, 3))
+    await console.audit(request, "events.replay", f"dead deliveries of {sink}", sink=sink, events=len(ids),
+                        requeued=requeued, only_dead=True)
     return _back(form, f"/dead?{urlencode({'sink': sink})}", f"Replayed {requeued} dead deliveries of {sink}.")
 
 
@@ -486,10 +499,25 @@ async def reprocess(console: Console, request: Request) -> Response:
             entry_id, reparsed(entry, console.settings.server.max_body_bytes)
         )
     except ContractError as exc:
+        await console.audit(request, "quarantine.reprocess", entry_id, "refused")
         return _back(form, back, f"Still refused: {exc}")
     except EventNotFound:
         raise
     console.hooks.on_requeued()
     log.info("console_reprocess", quarantine_id=entry_id, event_id=stored.event_id, duplicate=stored.duplicate)
+    await console.audit(request, "quarantine.reprocess", entry_id, event_id=stored.event_id,
+                        duplicate=stored.duplicate)
     note = "Reprocessed: already stored (duplicate)." if stored.duplicate else "Reprocessed and stored."
     return RedirectResponse(f"/events/{stored.event_id}?{urlencode({'note': note})}", status_code=303)
+
+
+async def audit(console: Console, request: Request) -> Response:
+    """The newest audit entries and whether the whole chain holds (operators only)."""
+    session = request.scope["console_session"]
+    if not session.user.operator:
+        return console.page(request, "error.html", 403, title="Forbidden", message="The audit log is for operators.")
+    report = await verify(console.inbox)
+    after = report.last_seq - AUDIT_PAGE if report.broken is None else report.broken.seq - 1
+    newest = await console.inbox.audit_entries(after=max(0, after), limit=AUDIT_PAGE)
+    return console.page(request, "audit.html", records=list(reversed(newest)), checked=report.checked,
+                        broken=report.broken, at=lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"))

@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tcwebhook.audit import AuditStore
 from tcwebhook.contract.kinds import EventKind
 
 if TYPE_CHECKING:
@@ -426,7 +427,7 @@ class Reconciling(Intake, Browser, ReconcileState, Protocol):
 
 
 @runtime_checkable
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, Protocol):
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, AuditStore, Protocol):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from tcwebhook.audit import AuditEntry, AuditRecord
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import (
@@ -32,7 +33,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import delivery, intake, reconcile, views
+from tcwebhook.inbox.rules import audit, delivery, intake, reconcile, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
@@ -208,6 +209,22 @@ class SqlInbox(ABC):
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
+
+    # -- audit log -------------------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry, detail: str) -> int:
+        return await self._write(partial(audit.append, entry=entry, detail=detail))
+
+    async def audit_entries(
+        self, *, after: int = 0, limit: int = 1000, since: float | None = None, actor: str | None = None
+    ) -> Sequence[AuditRecord]:
+        return await self._read(partial(audit.entries, after=after, limit=limit, since=since, actor=actor))
+
+    async def audit_anchor(self) -> tuple[int, str]:
+        return await self._read(audit.anchor)
+
+    async def expire_audit(self, before: float) -> int:
+        return await self._write(partial(audit.expire, before=before))
 
     async def trace_context(self, seq: int) -> str | None:
         return await self._read(partial(intake.trace_context, seq=seq))

@@ -317,7 +317,24 @@ _V5: tuple[Step, ...] = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# The operators' audit log: appended only, each row's hash covers the previous row's (see
+# ``tcwebhook.audit``). Prune never touches it; its own retention keeps the last deleted hash.
+_V6: tuple[Step, ...] = (
+    Table(
+        "audit",
+        (
+            Column("seq", "serial"),
+            _real("at", null=False),
+            *(_text(n, null=False) for n in ("actor", "source", "action", "target", "outcome")),
+            _text("detail"),
+            _text("prev_hash", null=False),
+            _text("hash", null=False),
+        ),
+    ),
+    Index("audit_at", "audit", "at"),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the
