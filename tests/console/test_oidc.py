@@ -6,6 +6,7 @@ follows the real redirects (console → provider's login form → console callba
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -82,6 +83,10 @@ class TestSignIn:
         logs = sso.server.logs()
         assert '"method":"oidc"' in logs and "alice@example.com" in logs
         assert CLIENT_SECRET not in logs
+        with sqlite3.connect(sso.server.db_path) as conn:
+            rows = conn.execute("SELECT actor, action, outcome, detail FROM audit ORDER BY seq").fetchall()
+        assert ("alice@example.com", "console.login", "ok") in [r[:3] for r in rows]
+        assert any('"method":"oidc"' in r[3] for r in rows)
 
     def test_viewer(self, browser: WebDriver, sso: SsoStack) -> None:
         _sign_in(browser, sso, "vera", "vera-password")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ async def test_entries_chain_from_the_genesis_hash(inbox: Inbox) -> None:
     records = await inbox.audit_entries()
     assert [r.target for r in records] == [f"event-{i}" for i in range(5)]
     assert records[0].prev_hash == GENESIS
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after.prev_hash == before.hash
     first = records[0]
     assert first.hash == entry_hash(GENESIS, first.at, first.actor, first.source, first.action, first.target,
