@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-
-from tcwebhook.config import load_settings
 from tests.cli.conftest import seed
 from tests.support.servers import CLI
+
+from tcwebhook.config import load_settings
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
