@@ -18,6 +18,7 @@ from tcwebhook.cli import (
     checktls,
     connect,
     console,
+    contract,
     db,
     events,
     health,
@@ -64,6 +65,7 @@ def _common(
 _GROUPS = (
     audit,
     server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+    contract,
 )
 for module in _GROUPS:
     module.register(app)

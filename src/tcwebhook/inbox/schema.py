@@ -305,10 +305,30 @@ _V4: tuple[Step, ...] = (
     ),
 )
 
+# The contract-drift report: one row per thing the models did not know (a field path, an enum
+# value, an event name or key), counted, with the first and last event that carried it. Not a
+# child of events: the record outlives the events pruned since.
+_V5: tuple[Step, ...] = (
+    Table(
+        "contract_drift",
+        (
+            _text("what", null=False),
+            _text("detail", null=False),
+            Column("n", "bigint", null=False, default="0"),
+            _text("first_event_id"),
+            _text("last_event_id"),
+            _real("first_seen"),
+            _real("last_seen"),
+        ),
+        key=("what", "detail"),
+        counted=False,
+    ),
+)
+
 # The W3C trace context of the request that stored an event ([telemetry] enabled), so that its
 # deliveries, also by another process, join the request's trace. Beside the event, not in it:
 # written and read only while tracing is on.
-_V5: tuple[Step, ...] = (
+_V6: tuple[Step, ...] = (
     Table(
         "traces",
         (Column("seq", "bigint", primary=True, references="events(seq)"), _text("traceparent")),
@@ -319,7 +339,7 @@ _V5: tuple[Step, ...] = (
 
 # The operators' audit log: appended only, each row's hash covers the previous row's (see
 # ``tcwebhook.audit``). Prune never touches it; its own retention keeps the last deleted hash.
-_V6: tuple[Step, ...] = (
+_V7: tuple[Step, ...] = (
     Table(
         "audit",
         (
@@ -334,7 +354,7 @@ _V6: tuple[Step, ...] = (
     Index("audit_at", "audit", "at"),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the
