@@ -144,7 +144,7 @@ def quarantine_delete(
 ) -> None:
     """Delete rejected bodies that are junk (asks first; the bodies cannot be reprocessed afterwards)."""
 
-    async def action(_settings: Settings, inbox: Inbox) -> list[str]:
+    async def action(settings: Settings, inbox: Inbox) -> list[str]:
         entries = [await inbox.get_quarantined(qid) for qid in quarantine_ids]  # all found, or exit 1
         if not yes:
             for entry in entries:
@@ -158,6 +158,8 @@ def quarantine_delete(
                 raise typer.Exit(1)
         for entry in entries:
             await inbox.delete_quarantined(entry.id)
+            await record(inbox, settings, cli_entry("quarantine.delete", entry.id, reason=entry.reason[:200],
+                                                    size=len(entry.body)))
         return [entry.id for entry in entries]
 
     deleted = with_inbox(config, action)
