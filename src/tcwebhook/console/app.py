@@ -92,7 +92,7 @@ def _page(handler: Handler, console: Console) -> Callable[[Request], Awaitable[R
 
     async def endpoint(request: Request) -> Response:
         request.scope["console_started"] = time.perf_counter()
-        session = console.session_of(request)
+        session = await console.session_of(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
         request.scope["console_session"] = session
@@ -110,7 +110,7 @@ def _action(handler: Handler, console: Console, *, operator: bool = True) -> Cal
         request.scope["console_started"] = time.perf_counter()
         try:
             console.check_origin(request)
-            session = console.session_of(request)
+            session = await console.session_of(request)
             if session is None:
                 raise Forbidden("no session")
             request.scope["console_session"] = session
@@ -180,7 +180,7 @@ async def login(console: Console, request: Request) -> Response:
         log.warning("console_login_failed", username=username, peer=peer)
         await console.audit(request, "console.login", outcome="failed", actor=username, method="password")
         return await login_form(console, request, error="Wrong username or password.", status=401)
-    token, _session = console.sessions.create(user)
+    token, _session = await console.sessions.create(user)
     log.info("console_login", username=user.username, role=user.role, peer=peer)
     await console.audit(request, "console.login", actor=user.username, method="password", role=user.role)
     response = RedirectResponse("/", status_code=303)
@@ -190,7 +190,7 @@ async def login(console: Console, request: Request) -> Response:
 
 
 async def logout(console: Console, request: Request) -> Response:
-    console.sessions.end(request.cookies.get(SESSION_COOKIE))
+    await console.sessions.end(request.cookies.get(SESSION_COOKIE))
     session: Session = request.scope["console_session"]
     log.info("console_logout", username=session.user.username)
     await console.audit(request, "console.logout")
@@ -205,7 +205,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     console.users.warn_clear_passwords()
 
     async def get_login(request: Request) -> Response:
-        if console.session_of(request) is not None:
+        if await console.session_of(request) is not None:
             return RedirectResponse("/", status_code=303)
         return await login_form(console, request)
 
@@ -246,7 +246,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     async def not_found(request: Request, _exc: Exception) -> Response:
         # A mistyped or stale link gets the console's page (with its navigation when logged in).
         request.scope["console_started"] = time.perf_counter()
-        session = console.session_of(request)
+        session = await console.session_of(request)
         if session is not None:
             request.scope["console_session"] = session
         message = "There is no such page in the console." if session else "There is no such page: log in first."

@@ -46,7 +46,7 @@ async def callback(console: Console, request: Request) -> Response:
         response = console.page(request, "error.html", 503, title="Sign-in unavailable",
                                 message=f"The identity provider cannot be used now: {exc}. Try again later.")
     else:
-        token, _session = console.sessions.create(user)
+        token, _session = await console.sessions.create(user)
         log.info("console_login", method="oidc", username=user.username, role=user.role, peer=peer)
         await console.audit(request, "console.login", actor=user.username, method="oidc", role=user.role)
         response = RedirectResponse("/", status_code=303)

@@ -77,7 +77,7 @@ class Console:
         self.hooks = hooks
         cfg = settings.console
         self.users = UserBook(cfg.users)
-        self.sessions = SessionStore(cfg.session_idle_timeout)
+        self.sessions = SessionStore(cfg.session_idle_timeout, inbox)
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window, cfg.login_attempts_per_address)
         self._proxies = parse_networks(cfg.trusted_proxies, "[console] trusted_proxies", presets=False)
         self.sink_names = tuple(s.name for s in settings.sinks)
@@ -139,8 +139,8 @@ class Console:
         )
         return HTMLResponse(html, status_code=status)
 
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+    async def session_of(self, request: Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(SESSION_COOKIE))
 
     async def form(self, request: Request) -> dict[str, list[str]]:
         length = request.headers.get("content-length")

@@ -457,7 +457,23 @@ class Reconciling(Intake, Browser, ReconcileState, Protocol):
 
 
 @runtime_checkable
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, AuditStore, Protocol):
+class ConsoleSessions(Protocol):
+    """The operator console's sessions, shared by every process on the store; keys are token digests."""
+
+    async def put_session(self, digest: str, username: str, role: str, csrf: str, now: float) -> None: ...
+
+    async def get_session(self, digest: str) -> tuple[str, str, str, float, float] | None:
+        """(username, role, csrf token, created, last seen), or None."""
+
+    async def touch_session(self, digest: str, now: float) -> None: ...
+
+    async def end_session(self, digest: str) -> None: ...
+
+    async def sweep_sessions(self, idle_before: float) -> int:
+        """Delete the sessions not used since ``idle_before``; how many."""
+
+
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, AuditStore, ConsoleSessions, Protocol):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

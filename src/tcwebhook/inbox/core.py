@@ -34,7 +34,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import audit, delivery, drift, intake, reconcile, views
+from tcwebhook.inbox.rules import audit, delivery, drift, intake, reconcile, sessions, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
@@ -248,6 +248,23 @@ class SqlInbox(ABC):
 
     async def expire_audit(self, before: float) -> int:
         return await self._write(partial(audit.expire, before=before))
+
+    # -- console sessions ------------------------------------------------------------------------
+
+    async def put_session(self, digest: str, username: str, role: str, csrf: str, now: float) -> None:
+        await self._write(partial(sessions.put, digest=digest, username=username, role=role, csrf=csrf, now=now))
+
+    async def get_session(self, digest: str) -> tuple[str, str, str, float, float] | None:
+        return await self._read(partial(sessions.get, digest=digest))
+
+    async def touch_session(self, digest: str, now: float) -> None:
+        await self._write(partial(sessions.touch, digest=digest, now=now))
+
+    async def end_session(self, digest: str) -> None:
+        await self._write(partial(sessions.end, digest=digest))
+
+    async def sweep_sessions(self, idle_before: float) -> int:
+        return await self._write(partial(sessions.sweep, idle_before=idle_before))
 
     async def trace_context(self, seq: int) -> str | None:
         return await self._read(partial(intake.trace_context, seq=seq))

@@ -354,7 +354,22 @@ _V7: tuple[Step, ...] = (
     Index("audit_at", "audit", "at"),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Console sessions, shared by every process on the store (only the token's SHA-256 is kept).
+_V8: tuple[Step, ...] = (
+    Table(
+        "console_sessions",
+        (
+            Column("token_hash", "text", primary=True),
+            *(_text(n, null=False) for n in ("username", "role", "csrf")),
+            _real("created", null=False),
+            _real("last_seen", null=False),
+        ),
+        sqlite_without_rowid=True,
+        counted=False,
+    ),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the
