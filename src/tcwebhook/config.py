@@ -2,14 +2,23 @@
 
 Sources, later ones winning: defaults, the TOML file (``--config``, else ``./tcwebhook.toml``
 when present), environment variables ``TCWEBHOOK_<SECTION>__<KEY>`` (lists and tables as JSON).
+
+A relative path in the file (every ``Path``-typed key, the default ``data_dir`` and a
+``sqlite:///`` store URL) is relative to the file's directory, as in systemd units and nginx, so
+a command gives the same answer from any working directory. Paths from the environment and
+from command-line flags are relative to the working directory, as a shell user expects.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import tomllib
+import types
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -41,6 +50,11 @@ ENV_PREFIX = "TCWEBHOOK_"
 # Webhook credentials are ours to choose: short ones can be guessed over the internet.
 MIN_WEBHOOK_SECRET = 16
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The Tradecloud API's rule: at most this many requests per second per integration user.
+_API_REQUEST_LIMIT = 10.0
+# Tradecloud's webhook sender gives up after 60 s; a synchronous answer must leave well before.
+MAX_SYNC_DEADLINE = 55.0
+DEFAULT_PYTHON_SINK_TIMEOUT = 60.0
 # A host name, an IP address, or "*." and a domain: no scheme, port or path.
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]+")
@@ -260,6 +274,20 @@ class DeliverySettings(_Section):
     shutdown_timeout: float = Field(default=10.0, gt=0)
     stale_shipments: bool = True  # skip shipment states older than one already delivered
     stale_orders: bool = False
+    # mode = "sync": sinks, enrichment and downloads of one request finish within this, or the
+    # answer is 503 and the event is delivered in the background. Tradecloud's sender stops
+    # waiting after 60 s, so a later 2xx would never be seen.
+    sync_deadline: float = Field(default=45.0, gt=0)
+
+    @field_validator("sync_deadline")
+    @classmethod
+    def _below_the_senders_timeout(cls, value: float) -> float:
+        if value > MAX_SYNC_DEADLINE:
+            raise ValueError(
+                f"sync_deadline {value:g} s is too close to the 60 s after which Tradecloud's sender stops "
+                f"waiting; set {MAX_SYNC_DEADLINE:g} s or less"
+            )
+        return value
 
 
 class _SinkSection(_Section):
@@ -305,7 +333,8 @@ class _SinkSection(_Section):
                 raise ValueError(f"sink {name!r} of type {kind!r} needs the key {key!r}")
         foreign = [key for key in data if key not in cls.model_fields]
         if foreign:
-            raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}")
+            hint = closest(foreign[0], cls.model_fields)
+            raise ValueError(f"sink {name!r} of type {kind!r} has no key {foreign[0]!r}{hint}")
         return data
 
     @model_validator(mode="after")
@@ -338,7 +367,8 @@ class _SinkSection(_Section):
 class PythonSinkSettings(_SinkSection):
     type: Literal["python"] = "python"
     callable: str  # "package.module:function"
-    timeout: float | None = Field(default=None, gt=0)  # no deadline unless one is set
+    # A handler that never returns would hold its delivery (and, in sync mode, the request) for ever.
+    timeout: float = Field(default=DEFAULT_PYTHON_SINK_TIMEOUT, gt=0)
 
     _needs = "callable"
 
@@ -449,16 +479,22 @@ class AmqpSinkSettings(_SinkSection):
 class SqlSinkSettings(_SinkSection):
     type: Literal["sql"] = "sql"
     url: SecretStr  # postgresql://, mariadb:// or mysql://, mssql+<driver>://, sqlite:///path
-    table: str = Field(default="tradecloud_events", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-    rows: Literal["event"] = "event"  # one row per delivered event
+    # Default: tradecloud_events (rows = "event") or tradecloud_lines (rows = "lines"); "schema.table" works.
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    # "event": one row per event; "lines": one row per schedule/shipment line, the CSV format's columns.
+    rows: Literal["event", "lines"] = "event"
     create_table: bool = False
     timeout: float = Field(default=30.0, gt=0)  # connecting, and each statement's wait for a lock
 
     _needs = "url"
 
     @property
+    def table_name(self) -> str:
+        return self.table or ("tradecloud_lines" if self.rows == "lines" else "tradecloud_events")
+
+    @property
     def target(self) -> str:
-        return f"{redact_url(self.url.get_secret_value())} table {self.table}"
+        return f"{redact_url(self.url.get_secret_value())} table {self.table_name}"
 
 
 _SINK_CLASSES = (
@@ -487,9 +523,16 @@ class TradecloudSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     refresh_interval: float = Field(default=9 * 60.0, gt=0)
+    # Tradecloud allows 10 requests per second per integration user; this is this process's share.
+    max_requests_per_second: float = Field(default=8.0, gt=0)
 
     @model_validator(mode="after")
     def _safe_api(self) -> TradecloudSettings:
+        if self.max_requests_per_second > _API_REQUEST_LIMIT:
+            raise ValueError(
+                f"max_requests_per_second {self.max_requests_per_second:g} exceeds the {_API_REQUEST_LIMIT:g} "
+                "requests per second the Tradecloud API allows per integration user; set 10 or less (8 leaves room)"
+            )
         parts = urlsplit(self.api_base)
         # The integration user's password goes to this address; loopback is for test doubles.
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
@@ -531,12 +574,17 @@ class ConsoleSettings(_Section):
     keyfile: Path | None = None  # default: [tls] keyfile
     users: tuple[ConsoleUser, ...] = ()
     session_idle_timeout: float = Field(default=30 * 60.0, gt=0)  # seconds without a request
-    # Failed logins: at most this many per client address and per username in the window.
+    # Failed logins in the window: at most login_attempts per (username, client address), and
+    # login_attempts_per_address per address whatever the usernames.
     login_attempts: int = Field(default=5, gt=0)
+    login_attempts_per_address: int = Field(default=20, gt=0)
     login_window: float = Field(default=300.0, gt=0)
+    # Reverse proxies in front of the console: their X-Forwarded-For names the operator's address.
+    trusted_proxies: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _pairs(self) -> ConsoleSettings:
+        parse_networks(self.trusted_proxies, "[console] trusted_proxies", presets=False)
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("[console] certfile and keyfile go together")
         names = [u.username for u in self.users]
@@ -571,6 +619,13 @@ class ReconcileSettings(_Section):
         if self.interval is not None and self.interval <= 0:
             raise ValueError("interval must be positive (or left out to turn reconciliation off)")
         return self
+
+
+class WorkerSettings(_Section):
+    """``tcwebhook worker``: where it serves /metrics and /healthz (plain HTTP); off unless a port is set."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class ConnectSettings(_Section):
@@ -610,6 +665,7 @@ class Settings(BaseSettings):
 
     reconcile: ReconcileSettings = ReconcileSettings()
     connect: ConnectSettings = ConnectSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -659,35 +715,226 @@ class Settings(BaseSettings):
         return redact_url(self.store_url)
 
 
-def _describe(exc: ValidationError) -> str:
+def _leaves(annotation: Any) -> list[Any]:
+    """The types an annotation may hold: ``Annotated``, unions and ``None`` taken apart."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [leaf for arg in get_args(annotation) for leaf in _leaves(arg)]
+    return [annotation]
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    return [t for t in _leaves(annotation) if isinstance(t, type) and issubclass(t, BaseModel)]
+
+
+def _items(annotation: Any) -> list[Any]:
+    """The element annotations of the tuple or list types an annotation may hold."""
+    return [get_args(t)[0] for t in _leaves(annotation) if get_origin(t) in (tuple, list) and get_args(t)]
+
+
+def _model_for(annotation: Any, data: Mapping[str, Any]) -> type[BaseModel] | None:
+    """The model a table of the file is read into (a sink by its ``type``)."""
+    models = _models(annotation)
+    if len(models) > 1:
+        tagged = [m for m in models if "type" in m.model_fields and m.model_fields["type"].default == data.get("type")]
+        return tagged[0] if tagged else None
+    return models[0] if models else None
+
+
+def _relative_to(value: Any, annotation: Any, base: Path) -> Any:
+    """``value`` (as read from the file) with every relative path under ``base``.
+
+    Guided by the annotations, so any new ``Path``-typed key, in any section or sink, gets it.
+    """
+    if isinstance(value, str) and Path in _leaves(annotation):
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else base / path)
+    if isinstance(value, list):
+        element = _items(annotation)
+        return [_relative_to(v, element[0], base) for v in value] if element else value
+    if isinstance(value, dict):
+        model = _model_for(annotation, value)
+        if model is None:
+            return value
+        return {
+            k: _relative_to(v, model.model_fields[k].annotation, base) if k in model.model_fields else v
+            for k, v in value.items()
+        }
+    return value
+
+
+def _file_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    resolved: dict[str, Any] = _relative_to(data, Settings, base)
+    resolved.setdefault("data_dir", str(base / "data"))
+    store = resolved.get("store")
+    if isinstance(store, dict) and isinstance(store.get("url"), str):
+        url: str = store["url"]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            store["url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
+    return resolved
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are at ``loc`` (a pydantic error location, type tags included)."""
+    model: type[BaseModel] = Settings
+    annotation: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            items = _items(annotation)
+            annotation = items[0] if items else None
+            continue
+        if annotation is not None and part in _SINK_TYPES:
+            tagged = _model_for(annotation, {"type": part})
+            if tagged is not None:
+                model, annotation = tagged, None
+                continue
+        if annotation is not None:
+            models = _models(annotation)
+            if len(models) != 1:
+                return None
+            model = models[0]
+        if part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+    if annotation is None:
+        return model
+    models = _models(annotation)
+    return models[0] if len(models) == 1 else None
+
+
+def closest(word: str, known: Any) -> str:
+    """`` (did you mean `x`?)`` for the known name nearest ``word``, or nothing."""
+    names = {str(k).lower(): str(k) for k in known}
+    match = difflib.get_close_matches(word.lower(), list(names), n=1, cutoff=0.6)
+    return f" (did you mean `{names[match[0]]}`?)" if match else ""
+
+
+def _toml_lines(text: str) -> Iterator[tuple[int, tuple[str, ...], str | None]]:
+    """(line number, table path with array indices, key or None for a header) of each line."""
+    table: tuple[str, ...] = ()
+    arrays: dict[tuple[str, ...], int] = {}
+    header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+    assign = re.compile(r"^\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if match := header.match(line):
+            names = tuple(p.strip().strip("\"'") for p in match.group(2).split("."))
+            if match.group(1) == "[[":
+                arrays[names] = arrays.get(names, -1) + 1
+                table = (*names, str(arrays[names]))
+            else:
+                parent = names[:-1]
+                table = (*parent, str(arrays[parent]), names[-1]) if parent in arrays else names
+            yield number, table, None
+        elif match := assign.match(line):
+            yield number, table, match.group(1).strip().strip("\"'")
+
+
+def _line_of(text: str, loc: tuple[str, ...]) -> int | None:
+    """The line of the file where ``loc`` is written (its key, else its table), if found."""
+    table_line = None
+    for number, table, key in _toml_lines(text):
+        if key is None:
+            if table == loc or (table_line is None and table == loc[:-1]):
+                table_line = number
+        elif (*table, *key.split(".")) == loc:
+            return number
+    return table_line
+
+
+def _env_name(loc: tuple[str, ...], environ: Mapping[str, str]) -> str | None:
+    """The ``TCWEBHOOK_…`` variable the value at ``loc`` came from, if the environment set it."""
+    upper = {k.upper(): k for k in environ}
+    for end in range(len(loc), 0, -1):
+        name = ENV_PREFIX + "__".join(loc[:end]).upper()
+        if name in upper:
+            return upper[name]
+    return None
+
+
+def _describe(exc: ValidationError, text: str | None, source: Path | None, environ: Mapping[str, str]) -> str:
     first = exc.errors()[0]
-    loc = first["loc"]
+    raw = first["loc"]
+    loc = raw
     if len(loc) > 2 and loc[0] == "sinks" and loc[2] in _SINK_TYPES:
         loc = (*loc[:2], *loc[3:])  # the type tag pydantic adds is not a key of the file
-    where = ".".join(str(p) for p in loc) or "configuration"
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] in ("union_tag_not_found", "union_tag_invalid"):
         msg = "a sink needs type = " + ", ".join(repr(t) for t in _SINK_TYPES[:-1]) + f" or {_SINK_TYPES[-1]!r}"
-    return f"{where}: {msg}"
+    parts = tuple(str(p) for p in loc)
+    if first["type"] == "extra_forbidden" and parts:
+        model = _model_at(raw[:-1])
+        msg = "unknown key" + (closest(parts[-1], model.model_fields) if model is not None else "")
+    elif foreign := re.search(r"has no key '([^']+)'", msg):
+        parts = (*parts, foreign.group(1))
+    where = ".".join(parts) or "configuration"
+    variable = _env_name(parts, environ)
+    if variable is not None:
+        return f"Invalid configuration from the environment variable {variable}: {where}: {msg}."
+    if source is None:
+        return f"Invalid configuration: {where}: {msg}."
+    line = _line_of(text or "", parts) if parts else None
+    return f"Invalid configuration in {source}{f' line {line}' if line else ''}: {where}: {msg}."
+
+
+def _known_variables() -> list[str]:
+    names = []
+    for name, field in Settings.model_fields.items():
+        names.append(ENV_PREFIX + name.upper())
+        for model in _models(field.annotation):
+            names += [f"{ENV_PREFIX}{name.upper()}__{key.upper()}" for key in model.model_fields]
+    return names
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence for each ``TCWEBHOOK_…`` variable that sets nothing (a typo, a removed key)."""
+    environ = os.environ if environ is None else environ
+    known = _known_variables()
+    prefixes = tuple(n + "__" for n in known)
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known and not upper.startswith(prefixes):
+            warnings.append(f"the environment variable {name} is not a tcwebhook setting{closest(upper, known)}")
+    return warnings
+
+
+def config_source(path: Path | None) -> Path | None:
+    """The file ``load_settings`` reads: ``path``, else ``./tcwebhook.toml`` when present."""
+    if path is not None:
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read the TOML file (if any) and the environment into a validated ``Settings``.
 
     ``overrides`` are applied on top of the file (CLI flags); the environment still wins.
-    Raises ``StartupError`` with one sentence naming the bad key.
+    Raises ``StartupError`` with one sentence naming the bad key (and its line, or the variable).
     """
     data: dict[str, Any] = {}
-    source = path if path is not None else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+    text: str | None = None
+    source = config_source(path)
     if source is not None:
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
+            text = source.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except FileNotFoundError:
             raise StartupError(
                 f"Config file {source} does not exist: create it with `tcwebhook init {source}`."
             ) from None
+        except IsADirectoryError:
+            raise StartupError(f"Config file {source} is a directory: give the path of the TOML file.") from None
+        except PermissionError:
+            raise StartupError(
+                f"Config file {source} cannot be read by this user: check its owner and mode (0600 or 0640)."
+            ) from None
+        except OSError as exc:
+            raise StartupError(f"Config file {source} cannot be read ({exc.strerror}).") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise StartupError(f"Config file {source} is not valid TOML ({exc}): fix the syntax.") from None
+        data = _file_relative(data, source.resolve().parent)
     for dotted, value in overrides.items():
         if value is None:
             continue
@@ -697,5 +944,4 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        where = f" in {source}" if source else ""
-        raise StartupError(f"Invalid configuration{where}: {_describe(exc)}.") from None
+        raise StartupError(_describe(exc, text, source, os.environ)) from None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +57,7 @@ from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.fetch import FetchResolver
 from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
 from tcwebhook.transport.certcheck import CertReport
+from tcwebhook.transport.descriptors import ensure_open_file_limit
 from tcwebhook.transport.server import HttpsServer, run
 from tcwebhook.transport.systemd import Notifier
 from tcwebhook.transport.tls import ReloadingServerContext
@@ -272,6 +274,7 @@ def check(settings: Settings) -> CertReport | None:
     else:
         report = HttpsServer(settings).check()
     Service(settings).check()
+    ensure_open_file_limit(settings)
     return report
 
 
@@ -288,6 +291,8 @@ def serve(
     ports are the real ones also when the configured port is 0.
     """
     notifier = Notifier()
+    ensure_open_file_limit(settings)
+    early_hangup = _queue_hangups()
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -316,6 +321,9 @@ def serve(
                 stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
             reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
+                if reloader is not None and early_hangup.is_set():
+                    # A SIGHUP during start-up was kept for now: the file may have changed since it was read.
+                    asyncio.get_running_loop().call_soon(reloader.reload)
                 async with notifier.watchdog():
                     await server.serve(receiver, ready, registry=receiver.metrics.registry)
             notifier.stopping()
@@ -355,7 +363,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     notifier = Notifier()
     with _stop_on_signals(stop):
-        async with Service(settings):
+        async with Service(settings) as service, contextlib.AsyncExitStack() as stack:
+            if settings.worker.metrics_port is not None:
+                from tcwebhook.metrics_listener import metrics_listener
+
+                assert service.metrics is not None
+                await stack.enter_async_context(
+                    metrics_listener(
+                        settings.worker.metrics_host,
+                        settings.worker.metrics_port,
+                        service.registry,
+                        refresh=service.metrics.refresh,
+                        ping=service.inbox.ping,
+                    )
+                )
             if settings.delivery.mode == "sync":
                 log.info("worker_sync_mode", note="new events are delivered by serve; replays by this worker")
             notifier.ready("delivering")
@@ -390,6 +411,14 @@ def _on_signal(sig: signal.Signals, handler: Callable[[], object] | None) -> Ite
     finally:
         if installed:
             loop.remove_signal_handler(sig)
+
+
+def _queue_hangups() -> threading.Event:
+    """Until the reloader takes SIGHUP over, remember it instead of dying of it (its default action)."""
+    seen = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: seen.set())
+    return seen
 
 
 @contextlib.contextmanager

@@ -175,9 +175,12 @@ class TestKeySet:
         new = idp.idp.rollover()
         assert (await validator.check(idp.idp.mint(new).encode())).ok
         assert validator.jwks.fetches == 2
-        # Random kids within the interval do not reach the IdP.
+        # Random kids within the interval do not reach the IdP: retried once a refresh is allowed.
+        clock.now += 10
         for n in range(20):
-            assert "kid" in await refusal(validator, idp.idp.mint(kid=f"random-{n}"))
+            with pytest.raises(JwksUnavailable) as unavailable:
+                await validator.check(idp.idp.mint(kid=f"random-{n}").encode())
+            assert unavailable.value.retry_after == pytest.approx(50)
         assert validator.jwks.fetches == 2
         clock.now += 61
         assert "kid" in await refusal(validator, idp.idp.mint(kid="random-later"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -134,9 +135,31 @@ class TestThroughTheReceiver:
         new = idp.rollover()
         assert post(receiver, idp.mint(new)).status_code == 202
         assert idp.jwks_fetches == before + 1
-        for n in range(5):  # random kids right after: refused without asking the IdP again
-            refused(post(receiver, idp.mint(kid=f"made-up-{n}")), "kid")
+        for n in range(5):  # random kids right after: not asked of the IdP again, retried after the next refresh
+            response = post(receiver, idp.mint(kid=f"made-up-{n}"))
+            assert response.status_code == 503, response.text
+            assert 1 <= int(response.headers["retry-after"]) <= 1
         assert idp.jwks_fetches == before + 1
+        time.sleep(1.1)
+        refused(post(receiver, idp.mint(kid="made-up-again")), "kid")  # a refresh that still lacks it: 401
+        assert idp.jwks_fetches == before + 2
+
+    def test_token_of_a_key_published_after_the_last_refresh(
+        self, factory: ServerFactory, idp_server: IdPServer
+    ) -> None:
+        """Entra publishes a key just after our refresh: 503 until the next one is allowed, then accepted."""
+        server = factory.start("rollover", extra=idp_server.config(jwks_refresh_interval=3))
+        idp = idp_server.idp
+        assert post(server, idp.mint()).status_code == 202
+        time.sleep(3.1)
+        refused(post(server, idp.mint(kid="not-published")), "kid")  # refreshes now, still missing: 401
+        new = idp.rollover()
+        early = post(server, idp.mint(new))
+        assert early.status_code == 503, early.text
+        wait = int(early.headers["retry-after"])
+        assert 1 <= wait <= 3
+        time.sleep(wait + 0.1)
+        assert post(server, idp.mint(new)).status_code == 202
 
     def test_idp_down_with_warm_cache_is_accepted(self, receiver: RunningServer, idp_server: IdPServer) -> None:
         assert post(receiver, idp_server.idp.mint()).status_code == 202
@@ -154,6 +177,54 @@ class TestThroughTheReceiver:
         assert token not in logs and token.split(".")[2] not in logs
         failures = [json.loads(line) for line in logs.splitlines() if '"auth_failed"' in line]
         assert failures and all(TOKEN not in json.dumps(f) for f in failures)
+
+
+def _segment(data: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+MALFORMED = {
+    "numeric-kid": {"alg": "RS256", "kid": 5},
+    "object-kid": {"alg": "RS256", "kid": {"x": 1}},
+    "crit": {"alg": "RS256", "kid": "k", "crit": ["exp"]},
+    "header-not-an-object": [1, 2],
+}
+
+
+class TestMalformedTokens:
+    """A malformed token is a 401 counted by the failure limit, never an unhandled error (503)."""
+
+    @pytest.fixture(scope="class")
+    def limited(self, factory: ServerFactory, idp_server: IdPServer) -> RunningServer:
+        return factory.start("limited", extra=idp_server.config(), env={"TCWEBHOOK_AUTH__FAILURE_LIMIT": "3"})
+
+    @pytest.mark.parametrize("header", MALFORMED.values(), ids=MALFORMED.keys())
+    def test_malformed_header(self, factory: ServerFactory, idp_server: IdPServer, header: object) -> None:
+        server = factory.start("malformed", extra=idp_server.config(), env={"TCWEBHOOK_AUTH__FAILURE_LIMIT": "3"})
+        token = f"{_segment(header)}.{_segment(idp_server.idp.claims())}.c2lnbmF0dXJl"
+        for _ in range(3):
+            response = post(server, token)
+            assert response.status_code == 401, response.text
+        limited = post(server, token)
+        assert limited.status_code == 429, limited.text
+        assert "Traceback" not in server.logs() and '"request_failed"' not in server.logs()
+        server.stop()
+
+    def test_bad_base64(self, limited: RunningServer) -> None:
+        response = post(limited, "eyJhbGciOi.e30.c2ln")
+        assert response.status_code == 401, response.text
+        assert '"request_failed"' not in limited.logs()
+
+    def test_wrong_issuer_with_unknown_kid_never_503(self, factory: ServerFactory, idp_server: IdPServer) -> None:
+        """A token that fails the shape checks costs no key lookup: 401 even while the IdP is down."""
+        idp_server.idp.down = True
+        try:
+            server = factory.start("shape", extra=idp_server.config())
+            token = idp_server.idp.mint(kid="unknown", iss="https://login.microsoftonline.com/other/v2.0")
+            refused(post(server, token), "iss")
+        finally:
+            idp_server.idp.down = False
+        server.stop()
 
 
 class TestColdCache:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import typer
-from tests.cli.conftest import invoke, run_json, seed
+from tests.cli.conftest import event, invoke, run_json, seed
+
+from tcwebhook.config import load_settings
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.inbox import open_inbox
 
 
 class TestEventsList:
@@ -34,6 +39,22 @@ class TestEventsList:
         assert result.exit_code == 0, result.output
         assert ids["ok"] in result.stdout
         assert "delivered" in result.stdout and "PO-0" in result.stdout
+
+    def test_shipment_rows_show_the_shipment_number(self, app: typer.Typer, config: Path) -> None:
+        async def store() -> None:
+            inbox = open_inbox(load_settings(config))
+            await inbox.open()
+            try:
+                await inbox.store(event(7, kind=EventKind.SHIPMENT, event_name="ShipmentIssuedBySupplier",
+                                        key="shipment:s-7", shipment_id="s-7", shipment_number="SN-7",
+                                        purchase_order_number="PO-7"))
+            finally:
+                await inbox.close()
+
+        asyncio.run(store())
+        result = invoke(app, "events", "list", "-c", str(config), "--kind", "shipment")
+        assert result.exit_code == 0, result.output
+        assert "SN-7" in result.stdout and "PO-7" not in result.stdout
 
     def test_bad_input(self, app: typer.Typer, config: Path) -> None:
         assert invoke(app, "events", "list", "-c", str(config), "--status", "lost").exit_code == 2
@@ -86,7 +107,10 @@ class TestEventsReplay:
     def test_replay_dead(self, app: typer.Typer, config: Path) -> None:
         ids = seed(config)
         summary = run_json(app, "events", "replay", "--dead", "-c", str(config))
-        assert summary == {"selected": 1, "events": 1, "requeued": 1, "missing": []}
+        assert {k: summary[k] for k in ("selected", "events", "requeued", "missing")} == {
+            "selected": 1, "events": 1, "requeued": 1, "missing": []
+        }
+        assert summary["skipped_delivered"] == 0 and summary["superseded"] == 0
         rows = run_json(app, "events", "list", "-c", str(config), "--status", "pending")
         assert {r["event_id"] for r in rows} == {ids["dead"], ids["new"], ids["shipment"]}
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
-import time
 import tomllib
 import uuid
 from pathlib import Path
 
+from tests.support.polling import eventually
 from tests.support.servers import CLI, RunningServer, ServerFactory
 
 
@@ -70,6 +71,15 @@ class TestCheckConfig:
 class TestDev:
     """`tcwebhook dev` (the README's first command) serves HTTPS with its own CA and credentials."""
 
+    def test_banner_commands_run_as_pasted(self, dev_server: RunningServer) -> None:
+        text = dev_server.log_path.read_text()
+        line = next(raw for raw in text.splitlines() if " send https://" in raw)
+        argv = shlex.split(line)
+        assert Path(argv[0]).name == "tcwebhook" and (Path(argv[0]).is_absolute() or "/" in argv[0])
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                              cwd=dev_server.log_path.parent)
+        assert done.returncode == 0, done.stdout + done.stderr
+
     def test_dev_accepts_and_delivers_to_outbox(self, dev_server: RunningServer) -> None:
         data = {
             "eventName": "OrderIssuedByBuyer",
@@ -93,10 +103,7 @@ class TestDev:
             )
         event_id = r.json()["eventId"]
         outbox = dev_server.data_dir / "outbox"
-        deadline = time.monotonic() + 15
-        while not list(outbox.glob(f"*{event_id}*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        files = list(outbox.glob(f"*{event_id}*"))
+        files = eventually(lambda: list(outbox.glob(f"*{event_id}*")), 15, what="the delivered file")
         assert len(files) == 1
         assert json.loads(files[0].read_bytes()) == data
 

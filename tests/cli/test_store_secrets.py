@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import CLI, refused_port
+from tests.support.servers import CLI, refused_port
 
 SECRET = "Zq9+x/w=Pk"  # a password with the characters that break naive URL handling
 

@@ -11,7 +11,6 @@ import http.server
 import shutil
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.receiver.test_endpoints import shipment_body
+from tests.support.bodies import shipment_body
+from tests.support.polling import NotInTime, eventually
 from tests.support.servers import RunningServer, ServerFactory
 
 from .conftest import OPERATOR, VIEWER
@@ -171,12 +171,10 @@ def status_of(server: RunningServer, event_id: str) -> str:
 
 
 def wait_for(predicate: object, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return bool(eventually(predicate, timeout, interval=0.1))  # type: ignore[arg-type]
+    except NotInTime:
+        return False
 
 
 def log_in(driver: object, stack: Stack, who: tuple[str, str]) -> None:
@@ -273,3 +271,85 @@ class TestConsoleInBrowser:
             r = client.post(stack.console_url + "/events/replay", data={"event_id": event_id, "csrf_token": csrf})
         assert r.status_code == 403
         assert "viewer" in r.text
+
+
+class TestConsoleLayout:
+    """The chart has axes and bars at any count, lists show per-sink state and totals, Replay stays in
+    reach past 50 rows, the dead-letter page lists events, 404s are styled, 420 px screens fit."""
+
+    def test_chart_lists_and_small_screen(self, stack: Stack, browser: object, shots: Path) -> None:
+        from selenium.webdriver.common.by import By
+
+        d = browser
+        post_shipments(stack.server, 55)
+        po = f"PO-{uuid.uuid4().hex[:8].upper()}"
+        stack.erp.refused.add(po)
+        dead_id = post_order(stack.server, po)
+        assert wait_for(lambda: status_of(stack.server, dead_id) == "dead")
+        log_in(d, stack, OPERATOR)
+
+        # The chart: a count axis with labels, hour marks, and every bar at least 2 units tall and wide.
+        labels = [t.text for t in d.find_elements(By.CSS_SELECTOR, ".chart text.tick")]  # type: ignore[attr-defined]
+        assert "0" in labels and len(labels) >= 3, labels
+        bars = d.find_elements(By.CSS_SELECTOR, ".chart rect.bar")  # type: ignore[attr-defined]
+        assert bars
+        for bar in bars:
+            assert float(bar.get_attribute("height")) >= 2 and float(bar.get_attribute("width")) >= 2
+            assert bar.size["height"] >= 1 and bar.size["width"] >= 1
+        assert d.find_elements(By.CSS_SELECTOR, ".chart line.grid")  # type: ignore[attr-defined]
+        d.save_screenshot(str(shots / "console-overview.png"))  # type: ignore[attr-defined]
+
+        # Auto-refresh is a link that adds a meta refresh, and another that takes it away.
+        d.find_element(By.LINK_TEXT, "auto-refresh").click()  # type: ignore[attr-defined]
+        assert wait_for(lambda: "refresh=30" in d.current_url)  # type: ignore[attr-defined]
+        metas = d.find_elements(By.CSS_SELECTOR, "meta[http-equiv=refresh]")  # type: ignore[attr-defined]
+        assert [m.get_attribute("content") for m in metas] == ["30"]
+        d.find_element(By.LINK_TEXT, "stop").click()  # type: ignore[attr-defined]
+        assert wait_for(lambda: not d.find_elements(By.CSS_SELECTOR, "meta[http-equiv=refresh]"))  # type: ignore[attr-defined]
+
+        # Events: a total, a per-sink column, and the Replay button visible at the bottom of the list.
+        d.get(stack.console_url + "/events")  # type: ignore[attr-defined]
+        heading = d.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
+        assert "matching" in heading
+        total = int(heading.split()[1].replace(",", "").rstrip("+"))
+        assert total >= 56
+        assert d.find_elements(By.CSS_SELECTOR, "td.sinks .pill")  # type: ignore[attr-defined]
+        assert "erp dead" in d.page_source or "erp delivered" in d.page_source  # type: ignore[attr-defined]
+        boxes = d.find_elements(By.CSS_SELECTOR, "input[name=event_id]")  # type: ignore[attr-defined]
+        assert len(boxes) == 50
+        d.execute_script("arguments[0].scrollIntoView({block: 'end'})", boxes[-1])  # type: ignore[attr-defined]
+        replay = d.find_element(By.XPATH, "//button[normalize-space()='Replay']")  # type: ignore[attr-defined]
+        visible = d.execute_script(  # type: ignore[attr-defined]
+            "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight;", replay
+        )
+        assert visible
+        d.save_screenshot(str(shots / "console-events.png"))  # type: ignore[attr-defined]
+
+        # Dead letters: the events themselves, without choosing a sink first.
+        d.get(stack.console_url + "/dead")  # type: ignore[attr-defined]
+        assert wait_for(lambda: dead_id in d.page_source)  # type: ignore[attr-defined]
+        assert "Events with a dead delivery" in d.page_source  # type: ignore[attr-defined]
+
+        # A styled 404 with the navigation.
+        d.get(stack.console_url + "/no/such/page")  # type: ignore[attr-defined]
+        assert d.find_element(By.CSS_SELECTOR, ".problem .code").text == "404"  # type: ignore[attr-defined]
+        assert d.find_elements(By.CSS_SELECTOR, "header nav a")  # type: ignore[attr-defined]
+        assert "/static/console.css" in d.page_source  # type: ignore[attr-defined]
+        d.save_screenshot(str(shots / "console-404.png"))  # type: ignore[attr-defined]
+
+        # 420 px wide: the header and its navigation wrap instead of overflowing.
+        d.set_window_size(420, 900)  # type: ignore[attr-defined]
+        try:
+            d.get(stack.console_url + "/")  # type: ignore[attr-defined]
+            overflow = d.execute_script(  # type: ignore[attr-defined]
+                "return document.querySelector('header').scrollWidth - document.documentElement.clientWidth;"
+            )
+            assert overflow <= 0
+            for link in d.find_elements(By.CSS_SELECTOR, "header nav a"):  # type: ignore[attr-defined]
+                assert link.is_displayed()
+                right = link.location["x"] + link.size["width"]
+                assert right <= d.execute_script("return document.documentElement.clientWidth;")  # type: ignore[attr-defined]
+            d.save_screenshot(str(shots / "console-narrow.png"))  # type: ignore[attr-defined]
+        finally:
+            d.set_window_size(1360, 1000)  # type: ignore[attr-defined]
+        stack.erp.refused.clear()

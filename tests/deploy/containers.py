@@ -116,12 +116,19 @@ def build_image(podman: Podman, base: str, tag: str) -> BuiltImage:
         tar.extractall(checkout, filter="data")
     archive_path.unlink()
     secret = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
+    previous = podman.inspect("image", tag)["Id"] if podman.exists(tag) else None
     started = time.monotonic()
     podman("build", "-f", "Containerfile", "--format", "docker", "--network", "host",
            "--build-arg", f"BASE={base}", "--build-arg", f"REVISION={revision}", *secret, "-t", tag, checkout,
            timeout=1200)
     seconds = time.monotonic() - started
-    size = int(podman.inspect("image", tag)["Size"])
+    built = podman.inspect("image", tag)
+    if previous and previous != built["Id"]:
+        podman("rmi", previous, check=False)  # the last run's image, now untagged
+    # Untagged build stages pile up at about 200 MB per changed checkout; pip's downloads stay in
+    # the build's cache mount, so the next build loses little without them.
+    podman("image", "prune", "--force", check=False)
+    size = int(built["Size"])
     print(f"image {tag}: built in {seconds:.0f} s, {size / 1e6:.0f} MB")
     return BuiltImage(tag, revision, seconds, size)
 

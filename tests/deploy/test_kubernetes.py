@@ -178,6 +178,10 @@ def kube_set(podman: Podman, tcwebhook_image: BuiltImage, postgres_image: str, t
     app_file, pg_file = tmp_path / "tcwebhook.yaml", tmp_path / "postgres.yaml"
     app_file.write_text(yaml.safe_dump_all(rendered))
     pg_file.write_text(yaml.safe_dump(postgres_pod(postgres_image, password, pg_port)))
+    # podman keeps a ConfigMap volume as a named volume of the ConfigMap's name after `kube down`:
+    # removed before and after, so no run sees another's certificate.
+    configmap_volumes = [d["metadata"]["name"] for d in rendered if d["kind"] == "ConfigMap"]
+    podman("volume", "rm", "--force", *configmap_volumes, check=False)
     podman("network", "create", network)
     try:
         podman("kube", "play", "--network", network, pg_file, timeout=120)
@@ -198,6 +202,7 @@ def kube_set(podman: Podman, tcwebhook_image: BuiltImage, postgres_image: str, t
         podman("kube", "down", app_file, timeout=120, check=False)
         podman("kube", "down", pg_file, timeout=120, check=False)
         podman("network", "rm", "--force", network, check=False)
+        podman("volume", "rm", "--force", *configmap_volumes, check=False)
         shutil.rmtree(spool, ignore_errors=True)
 
 

@@ -104,9 +104,10 @@ class TestNestedCodings:
 # -- the console ---------------------------------------------------------------------------------
 
 
-def console_config(password_hash: str, login_attempts: int = 5) -> str:
+def console_config(password_hash: str, login_attempts: int = 5, per_address: int = 20, proxies: str = "") -> str:
     return (
         f'[console]\nenabled = true\nhost = "127.0.0.1"\nport = 0\nlogin_attempts = {login_attempts}\n'
+        f"login_attempts_per_address = {per_address}\ntrusted_proxies = [{proxies}]\n"
         f'[[console.users]]\nusername = "{OPERATOR[0]}"\npassword_hash = "{password_hash}"\nrole = "operator"\n'
     )
 
@@ -117,11 +118,14 @@ def console_client(server: RunningServer) -> httpx.Client:
     )
 
 
-def login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    form = client.get("/login")
+def login(client: httpx.Client, username: str, password: str, forwarded_for: str | None = None) -> httpx.Response:
+    headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+    form = client.get("/login", headers=headers)
     found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert found, form.text
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": found.group(1)})
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": found.group(1)}, headers=headers
+    )
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +161,8 @@ class TestConsoleLogins:
     """argon2 verification runs in a thread: a burst of logins leaves the webhooks answering."""
 
     def test_burst_of_wrong_passwords(self, server_factory: ServerFactory, password_hash: str) -> None:
-        server = server_factory.start("logins", extra=console_config(password_hash, login_attempts=100))
+        config = console_config(password_hash, login_attempts=100, per_address=100)
+        server = server_factory.start("logins", extra=config)
         port = server.console_port()
 
         def attempt(n: int) -> int:
@@ -171,3 +176,24 @@ class TestConsoleLogins:
             statuses = list(pool.map(attempt, range(24)))
         assert statuses == [401] * 24
         assert cost.stall_ms < STALL_BOUND_MS
+
+
+class TestLoginThrottle:
+    """Failures lock out a (username, address) pair, and an address past its own ceiling; never a user everywhere."""
+
+    def test_keyed_by_user_and_forwarded_address(self, server_factory: ServerFactory, password_hash: str) -> None:
+        server = server_factory.start(
+            "throttle", extra=console_config(password_hash, login_attempts=3, per_address=6, proxies='"127.0.0.1"')
+        )
+        with console_client(server) as attacker:
+            for _ in range(3):
+                assert login(attacker, OPERATOR[0], "wrong", "198.51.100.7").status_code == 401
+            assert login(attacker, OPERATOR[0], "wrong", "198.51.100.7").status_code == 429
+            assert login(attacker, OPERATOR[0], OPERATOR[1], "198.51.100.7").status_code == 429
+        with console_client(server) as operator:  # the operator, elsewhere, is not locked out
+            assert login(operator, OPERATOR[0], OPERATOR[1], "203.0.113.9").status_code == 303
+        with console_client(server) as sprayer:  # many usernames from one address: its own ceiling
+            statuses = [login(sprayer, f"user-{n}", "wrong", "198.51.100.8").status_code for n in range(7)]
+        assert statuses == [401] * 6 + [429], statuses
+        logs = server.logs()
+        assert '"peer":"198.51.100.8"' in logs.replace(" ", "") or "198.51.100.8" in logs

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.pgcluster import PASSWORD as PG_PASSWORD
-from tests.pgcluster import PgCluster
-from tests.servers import MARIADB_PASSWORD, MariaDb
+from tests.support.postgres import PASSWORD as PG_PASSWORD
+from tests.support.postgres import PgCluster
+from tests.support.sink_servers import MARIADB_PASSWORD, MariaDb
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
-from tcwebhook.sinks.sql import COLUMNS, SqlSink, engine_url
+from tcwebhook.sinks.sql import COLUMNS, LINE_COLUMNS, SqlSink, engine_url
 
 from .conftest import make_event
 
@@ -44,7 +45,8 @@ def rows(url: str, table: str = "tradecloud_events") -> list[dict[str, Any]]:
     try:
         reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)  # typed values, SQLite's too
         with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(reflected).order_by(reflected.c.seq))]
+            order = [reflected.c.seq, *([reflected.c.line_no] if "line_no" in reflected.c else [])]
+            return [dict(r._mapping) for r in conn.execute(sa.select(reflected).order_by(*order))]
     finally:
         engine.dispose()
 
@@ -156,3 +158,64 @@ class TestServerFailures:
     async def test_unknown_dialect_is_a_startup_error(self) -> None:
         with pytest.raises(StartupError, match=r"^Sink 'erp': no SQLAlchemy dialect or driver for nosuchdb"):
             SqlSink("erp", "nosuchdb://host/db")
+
+
+class TestLines:
+    """``rows = "lines"``: one row per schedule or shipment line, with the CSV format's columns."""
+
+    async def test_order_and_shipment_lines(self, db_url: str) -> None:
+        from tests.orderbook.sequences import ISSUED, PO, shipment, stored_event
+
+        from tcwebhook.config import SqlSinkSettings
+        from tcwebhook.sinks.factory import build_sink
+
+        sink = build_sink(SqlSinkSettings(name="erp", url=db_url, rows="lines", create_table=True))
+        assert isinstance(sink, SqlSink)
+        order = stored_event(ISSUED, seq=1)
+        shipped = stored_event(
+            shipment("ShipmentIssuedBySupplier", "2026-03-06T10:00:00Z", "Issued", "50", "msg-ship-1"), seq=2
+        )
+        try:
+            assert "tradecloud_lines has the expected columns" in await sink.probe()
+            await sink.deliver(order)
+            await sink.deliver(order)  # a redelivery: the event's rows are there already
+            await sink.deliver(stored_event(ISSUED, xml=True, seq=3))  # the same order as tXML, another event
+            await sink.deliver(shipped)
+        finally:
+            await sink.close()
+        found = rows(db_url, "tradecloud_lines")
+        assert set(found[0]) == set(LINE_COLUMNS)
+        first = [r for r in found if r["seq"] == 1]
+        assert [(r["line_no"], r["line_position"], r["schedule_position"], r["quantity"]) for r in first] == [
+            (1, "0001", "01", Decimal("60")),
+            (2, "0001", "02", Decimal("40")),
+            (3, "0002", "01", Decimal("10.5")),
+        ]
+        assert {r["purchase_order_number"] for r in first} == {PO}
+        assert first[2]["net_price"] == Decimal("1234.5678")
+        assert first[2]["delivery_overdue"] in (False, 0) and first[2]["delivery_overdue"] is not None  # MariaDB: 0
+        as_xml = [r for r in found if r["seq"] == 3]
+        strip = ("event_id", "seq", "received_at")
+        assert [{k: v for k, v in r.items() if k not in strip} for r in as_xml] == [
+            {k: v for k, v in r.items() if k not in strip} for r in first
+        ]
+        ship = [r for r in found if r["seq"] == 2]
+        assert ship and {r["kind"] for r in ship} == {"shipment"}
+        assert {r["shipment_number"] for r in ship} == {"SHP-77"}
+        packed = [r for r in ship if r["load_carrier"] == "MSKU1234567"]
+        assert packed and packed[0]["quantity"] == Decimal("50")
+
+    async def test_missing_columns_named(self, db_url: str) -> None:
+        sink = SqlSink("erp", db_url, table="tradecloud_events", create_table=True)
+        try:
+            await sink.probe()  # the event table, where the lines table is expected next
+        finally:
+            await sink.close()
+        from tcwebhook.formats import Output
+
+        lines = SqlSink("erp", db_url, table="tradecloud_events", lines=Output(sink="erp").rows)
+        try:
+            with pytest.raises(StartupError, match=r"lacks the columns line_no, purchase_order_number"):
+                await lines.probe()
+        finally:
+            await lines.close()

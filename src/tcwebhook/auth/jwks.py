@@ -33,7 +33,14 @@ COLD_RETRY = 2.0  # seconds between attempts while no key set was ever fetched
 
 
 class JwksUnavailable(TcwebhookError):
-    """No usable key set: the IdP is unreachable and nothing is cached (transient, 503)."""
+    """No usable key set, or not the key a token names yet (transient, 503).
+
+    ``retry_after``: seconds until the key set may be fetched again, when known.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +102,18 @@ class JwksCache:
                 return KeyLookup(found)
         elif self._last_failed:
             # Possibly a rollover we cannot see while the IdP is down: let the sender retry.
-            raise JwksUnavailable("the identity provider's key set cannot be refreshed")
+            raise JwksUnavailable("the identity provider's key set cannot be refreshed", self.next_refresh_in())
+        elif kid is not None:
+            # Refreshed too recently to ask again: the key may have been published since, and a
+            # 401 would make Tradecloud drop the event. Its retry comes after the next refresh.
+            raise JwksUnavailable("signing key not in the key set yet (kid)", self.next_refresh_in())
         return KeyLookup(None, "unknown signing key (kid)" if kid else "token has no kid")
+
+    def next_refresh_in(self) -> float:
+        """Seconds until a refresh is allowed again (0 when it is now)."""
+        if self._tried_at is None:
+            return 0.0
+        return max(0.0, self._tried_at + self._refresh_interval - self._clock())
 
     def _find(self, kid: str | None) -> SigningKey | None:
         if kid is None:

@@ -30,6 +30,7 @@ from jwt.exceptions import (
     InvalidTokenError,
     MissingRequiredClaimError,
 )
+from jwt.types import Options
 
 from tcwebhook.auth.credentials import AuthResult
 from tcwebhook.auth.jwks import JwksCache, JwksUnavailable
@@ -86,26 +87,55 @@ class OAuthValidator:
     async def _validate(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
-        except DecodeError:
+        except InvalidTokenError:  # bad base64, not a JSON object, a kid that is not a string
             raise _Refusal("token", "malformed token") from None
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions we do not implement make the token unacceptable.
+            raise _Refusal("crit", "critical header extensions are not supported (crit)")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise _Refusal("alg", f"signing algorithm {str(alg)[:20]!r} is not accepted")
         kid = header.get("kid")
-        found = await self.jwks.lookup(kid if isinstance(kid, str) else None)
+        if kid is not None and not isinstance(kid, str):
+            raise _Refusal("kid", "key id (kid) is not a string")
+        # Issuer, audience and lifetime first, unverified: a token that could never pass costs
+        # no key lookup, so it can neither make the key set refresh nor be answered 503.
+        self._decode(token, None, alg, verify_signature=False)
+        found = await self.jwks.lookup(kid)
         if found.key is None:
             raise _Refusal("kid", found.reason)
         if found.key.key_type != _key_type(alg) or found.key.alg not in (None, alg):
             raise _Refusal("alg", "signing algorithm does not match the key")
+        claims = self._decode(token, found.key.public_key, alg, verify_signature=True)
+        if self._clients and _client_id(claims) not in self._clients:
+            raise _Refusal("azp", "client not allowed (azp/appid)")
+        if self._roles:
+            roles = claims.get("roles")
+            held = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+            if not self._roles <= held:
+                raise _Refusal("roles", "required role missing (roles)")
+        return claims
+
+    def _decode(self, token: str, key: Any, alg: str, *, verify_signature: bool) -> dict[str, Any]:
+        options: Options = {
+            "verify_signature": verify_signature,
+            "require": ["exp", "iat", "iss", "aud"],
+            # Without a signature check PyJWT would skip the claims too unless asked for each.
+            "verify_exp": True,
+            "verify_nbf": True,
+            "verify_iat": True,
+            "verify_aud": True,
+            "verify_iss": True,
+        }
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                found.key.public_key,
+                key,
                 algorithms=[alg],
                 audience=self._audiences,
                 issuer=self._issuers,
                 leeway=self._settings.leeway,
-                options={"require": ["exp", "iat", "iss", "aud"], "verify_iat": True},
+                options=options,
             )
         except InvalidSignatureError:
             raise _Refusal("signature", "signature does not verify") from None
@@ -125,15 +155,9 @@ class OAuthValidator:
             raise _Refusal(exc.claim, f"required claim missing ({exc.claim})") from None
         except (InvalidKeyError, DecodeError):
             raise _Refusal("token", "token cannot be verified with the key") from None
-        except InvalidTokenError:
+        except (InvalidTokenError, ValueError, TypeError, OverflowError):
+            # Anything else the library refuses, or trips over (claims of odd types): never a 503.
             raise _Refusal("token", "token not accepted") from None
-        if self._clients and _client_id(claims) not in self._clients:
-            raise _Refusal("azp", "client not allowed (azp/appid)")
-        if self._roles:
-            roles = claims.get("roles")
-            held = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
-            if not self._roles <= held:
-                raise _Refusal("roles", "required role missing (roles)")
         return claims
 
 

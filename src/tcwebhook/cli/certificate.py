@@ -1,7 +1,8 @@
-"""``tcwebhook certificate …``: the ACME-managed certificate ([tls] acme = true).
+"""``tcwebhook certificate …``: the served certificate, configured or ACME-managed.
 
-``status`` shows issuer, names, expiry, the next renewal and the last attempt's outcome;
-``renew`` forces an order: a running ``serve`` on the same data directory is asked to do it
+``status`` shows issuer, names, expiry, days left and the chain check of serve for a certificate
+named in [tls] certfile/keyfile; for ([tls] acme = true) the next renewal and the last attempt's
+outcome. ``renew`` forces an order: a running ``serve`` on the same data directory is asked to do it
 (it holds the challenge ports), otherwise the command orders itself.
 """
 
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import Settings, load_settings
-from tcwebhook.errors import StartupError
+from tcwebhook.errors import CertificateError, StartupError
 from tcwebhook.logs import configure_logging
 from tcwebhook.terminal import markup_safe
 from tcwebhook.transport.acme import (
@@ -32,8 +33,11 @@ from tcwebhook.transport.acme import (
     tls_alpn01_listener,
 )
 
-certificate_app = typer.Typer(help="The certificate tcwebhook obtains and renews itself (ACME).",
-                              no_args_is_help=True)
+certificate_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="The certificate tcwebhook serves: its names, expiry and chain; and the one it renews (ACME).",
+    no_args_is_help=True,
+)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
@@ -47,7 +51,10 @@ def register(app: typer.Typer) -> None:
 def _manager(config: Any) -> CertificateManager:
     settings = startup_guard(lambda: load_settings(config))
     if not settings.tls.acme:
-        err.print("tcwebhook: [tls] acme is not enabled in this configuration; the certificate is managed by hand.")
+        err.print(
+            "tcwebhook: [tls] acme is not enabled in this configuration; the certificate is managed by hand.",
+            markup=False,
+        )
         raise typer.Exit(3)
     return startup_guard(lambda: CertificateManager(settings))
 
@@ -90,17 +97,75 @@ def _sans(cert: Any) -> list[Any]:
 
 @certificate_app.command("status")
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Issuer, names, expiry, next renewal and the last attempt of the ACME certificate."""
-    info = describe(_manager(config))
+    """Issuer, names, expiry, days left and the chain check of the served certificate.
+
+    With ACME also the next renewal and the last attempt; exit 1 when the chain check fails.
+    """
+    settings = startup_guard(lambda: load_settings(config))
+    if settings.tls.acme:
+        info = describe(startup_guard(lambda: CertificateManager(settings)))
+    else:
+        info = describe_configured(settings)
     if as_json:
         out.print_json(json.dumps(info))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in info.items():
-        table.add_row(key.replace("_", " "), "-" if value is None else markup_safe(value))
-    out.print(table)
-    if not info["present"]:
-        out.print("No certificate yet: `tcwebhook serve` orders one at start-up.")
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in info.items():
+            shown = ", ".join(value) if isinstance(value, list) else value
+            table.add_row(key.replace("_", " "), "-" if shown is None else markup_safe(shown))
+        out.print(table)
+        if settings.tls.acme and not info["present"]:
+            out.print("No certificate yet: `tcwebhook serve` orders one at start-up.")
+    if info.get("chain_ok") is False:
+        raise typer.Exit(1)
+
+
+def describe_configured(settings: Settings) -> dict[str, Any]:
+    """What ``status`` shows for the certificate named in ``[tls]``: the file, then the checks of serve."""
+    from cryptography import x509
+
+    from tcwebhook.transport.certcheck import check_certificate_setup
+
+    tls = settings.tls
+    if tls.certfile is None or tls.keyfile is None:
+        err.print(
+            "tcwebhook: no certificate is configured: set [tls] certfile and keyfile, or [tls] acme = true.",
+            markup=False,
+        )
+        raise typer.Exit(3)
+    info: dict[str, Any] = {"certfile": str(tls.certfile), "keyfile": str(tls.keyfile)}
+    try:
+        leaf = x509.load_pem_x509_certificate(tls.certfile.read_bytes())
+    except (OSError, ValueError) as exc:
+        info.update(present=False, chain_ok=False, chain=f"cannot read the certificate ({exc})")
+        return info
+    info.update(
+        present=True,
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        names=[str(n.value) for n in _sans(leaf)],
+        not_after=leaf.not_valid_after_utc.isoformat(),
+        days_left=(leaf.not_valid_after_utc - dt.datetime.now(dt.UTC)).days,
+    )
+    try:
+        report = check_certificate_setup(
+            tls.certfile,
+            tls.keyfile,
+            tls.trust_store,
+            settings.server.public_hostname,
+            expiry_warning_days=tls.expiry_warning_days,
+        )
+    except CertificateError as exc:
+        info.update(chain_ok=False, chain=str(exc))
+        return info
+    verified_by = str(tls.trust_store) if tls.trust_store else "the system roots"
+    info.update(
+        chain_ok=True,
+        chain=" → ".join(report.chain) + f" (verified against {verified_by})",
+        key=f"{report.key_type} {report.key_size}",
+        warnings=report.warnings or None,
+    )
+    return info
 
 
 @certificate_app.command("renew")

@@ -12,6 +12,7 @@ from tcwebhook.config import load_settings
 from tcwebhook.logs import configure_logging
 
 console_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The operator console in the browser (also served by `serve` when [console] enabled = true).",
     invoke_without_command=True,
 )

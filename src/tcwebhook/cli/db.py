@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tcwebhook.cli.inbox import require_store
 from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import LoggingSettings, Settings, load_settings, parse_duration
 from tcwebhook.errors import StartupError, StoreError
@@ -34,6 +35,7 @@ from tcwebhook.terminal import markup_safe
 T = TypeVar("T")
 
 db_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="The inbox store: schema, row counts, copying between stores, retention.", no_args_is_help=True
 )
 
@@ -54,8 +56,10 @@ def _settings(config: Path | None) -> Settings:
     return settings
 
 
-def _with_inbox(config: Path | None, action: Callable[[Inbox], Awaitable[T]]) -> T:
+def _with_inbox(config: Path | None, action: Callable[[Inbox], Awaitable[T]], *, create: bool = False) -> T:
     settings = _settings(config)
+    if not create:
+        require_store(settings, config)
 
     async def main() -> T:
         inbox = open_inbox(settings, hold_new=False)
@@ -85,7 +89,7 @@ def _info_json(info: StoreInfo) -> dict[str, Any]:
 @db_app.command("migrate")
 def migrate(config: ConfigOption = None) -> None:
     """Create or migrate the schema now (serve and worker also do it at start-up)."""
-    info = _with_inbox(config, lambda inbox: inbox.describe())
+    info = _with_inbox(config, lambda inbox: inbox.describe(), create=True)
     if info.schema_found == info.schema_version:
         out.print(f"{info.engine} store {info.location}: schema version {info.schema_version}, up to date")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
+from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, resolve_event_id, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
@@ -27,10 +28,15 @@ from tcwebhook.cli.output import (
 )
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.inbox.base import Attempt, Delivery, EventFilter, EventStatus, Inbox, StoredEvent
+from tcwebhook.errors import EventNotFound
+from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
 from tcwebhook.terminal import cell, markup_safe
 
-events_app = typer.Typer(help="Inspect, and replay, the events in the inbox.", no_args_is_help=True)
+events_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect, and replay, the events in the inbox.",
+    no_args_is_help=True,
+)
 
 BATCH = 200
 RECONCILED = "reconciled"  # not a delivery status: the events reconciliation stored
@@ -41,7 +47,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _number(event: StoredEvent) -> str:
-    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+    """The number people look for: a shipment's own number first (its PO is one of several)."""
+    if event.shipment_number or event.shipment_id:
+        return event.shipment_number or event.shipment_id or ""
+    return event.purchase_order_number or event.order_id or ""
 
 
 def _event_json(event: StoredEvent) -> dict[str, Any]:
@@ -177,20 +186,21 @@ def dead(config: ConfigOption = None, limit: LimitOption = 100, json_output: Jso
 
 @events_app.command("show")
 def show(
-    event_id: Annotated[str, typer.Argument(help="The event id.")],
+    event_id: Annotated[str, typer.Argument(help="The event id, or its first 8 characters or more.")],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show one event: its fields, body, deliveries and every attempt."""
+    """Show one event: its fields, body, deliveries, every attempt, and each files sink's file."""
 
-    async def action(_settings: Settings, inbox: Inbox) -> tuple[StoredEvent, Sequence[Delivery], Sequence[Attempt]]:
-        return (
-            await inbox.get_event(event_id),
-            await inbox.deliveries(event_id),
-            await inbox.attempts(event_id),
-        )
+    async def action(
+        settings: Settings, inbox: Inbox
+    ) -> tuple[StoredEvent, Sequence[Delivery], Sequence[Attempt], dict[str, str]]:
+        event = await inbox.get_event(await resolve_event_id(inbox, event_id))
+        deliveries = await inbox.deliveries(event.event_id)
+        files = {k: v for k, v in _outbox_files(settings, event).items() if any(d.sink == k for d in deliveries)}
+        return event, deliveries, await inbox.attempts(event.event_id), files
 
-    event, deliveries, attempts = with_inbox(config, action)
+    event, deliveries, attempts, files = with_inbox(config, action)
     if json_output:
         emit({
             **_event_json(event),
@@ -198,6 +208,7 @@ def show(
             **body_json(event.body),
             "deliveries": [_delivery_json(d) for d in deliveries],
             "attempts": [_attempt_json(a) for a in attempts],
+            "files": files,
         })
         return
     out = stdout_console()
@@ -215,8 +226,13 @@ def show(
         next_at = when(d.next_attempt_at) if d.status == "pending" else ""
         if d.status == "pending" and d.next_attempt_at is None:
             next_at = "when the sender resends"
-        table.add_row(cell(d.sink), status_markup(d.status), str(d.attempts), next_at, cell(d.last_error))
+        recorded = sum(1 for a in attempts if a.sink == d.sink)
+        # Fewer counted than recorded: a replay started the retry count afresh.
+        count = f"{recorded} ({d.attempts} since the last replay)" if d.attempts < recorded else str(d.attempts)
+        table.add_row(cell(d.sink), status_markup(d.status), count, next_at, cell(d.last_error))
     out.print(table)
+    for sink_name, path in files.items():
+        out.print(Text(f"file of sink {sink_name}: {path}" + ("" if Path(path).exists() else " (not there)")))
     if attempts:
         table = Table(title="attempts", title_justify="left")
         for column in ("time (UTC)", "sink", "#", "outcome", "duration", "error"):
@@ -240,53 +256,149 @@ def show(
     out.print(Syntax(text, lexer, word_wrap=True, theme="ansi_dark"))
 
 
+def _outbox_files(settings: Settings, event: StoredEvent) -> dict[str, str]:
+    """The file each files sink writes this event to (whether or not it is there yet)."""
+    from tcwebhook.config import FilesSinkSettings
+    from tcwebhook.formats import Output
+    from tcwebhook.sinks.files import event_file
+
+    return {
+        s.name: str(event_file(s.directory, event, Output.from_settings(s), subfolders=s.subfolders))
+        for s in settings.sinks
+        if isinstance(s, FilesSinkSettings)
+    }
+
+
+CONFIRM_ABOVE = 10  # a replay of more events than this asks first (unless --yes)
+
+
 @events_app.command("replay")
 def replay(
-    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids to deliver again.")] = None,
+    event_ids: Annotated[
+        list[str] | None, typer.Argument(help="Event ids to deliver again (or their first 8 characters or more).")
+    ] = None,
     config: ConfigOption = None,
     dead_only: Annotated[bool, typer.Option("--dead", help="Every dead-lettered event (its dead deliveries).")] = False,
     since: Annotated[
         str | None, typer.Option(help="Every event received since: ISO 8601 or 30m, 2h, 7d.")
     ] = None,
+    sink: Annotated[
+        str | None, typer.Option("--sink", help="Only this sink's deliveries (a [[sinks]] name).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be re-queued, per sink, and change nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help=f"Do not ask before re-queueing more than {CONFIRM_ABOVE} events.")
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Deliver even a shipment state older than one already delivered.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Re-queue events for delivery (the running dispatcher picks them up at its next poll)."""
+    """Re-queue events for delivery (the running dispatcher picks them up at its next poll).
+
+    Above 10 events it asks first (--yes skips the question); --dry-run only shows, per sink, what
+    would be re-queued, what is skipped (already delivered to that sink, or being delivered), and
+    which would be superseded by a newer state of the same order or shipment.
+    """
+    from tcwebhook.cli.replayplan import plan_replay
+
     ids = list(event_ids or [])
     if not ids and not dead_only and since is None:
         raise typer.BadParameter("give event ids, --dead or --since")
     if ids and (dead_only or since is not None):
         raise typer.BadParameter("give either event ids or --dead/--since, not both")
     since_at = parse_time(since)
+    reasons: dict[str, str] = {}  # why a given id or prefix names no single event
 
-    async def action(_settings: Settings, inbox: Inbox) -> dict[str, Any]:
-        chosen = ids
-        if not chosen:
-            flt = EventFilter(status=EventStatus.DEAD if dead_only else None, since=since_at, limit=sys.maxsize)
+    async def action(settings: Settings, inbox: Inbox) -> dict[str, Any]:
+        names = [s.name for s in settings.sinks]
+        if sink is not None and sink not in names:
+            raise typer.BadParameter(
+                f"no sink {sink!r} in this configuration (sinks: {', '.join(names) or 'none'})", param_hint="--sink"
+            )
+        chosen: list[str] = []
+        unresolved: list[str] = []  # ids and prefixes that name no event (or several)
+        for given in ids:
+            try:
+                chosen.append(await resolve_event_id(inbox, given))
+            except EventNotFound as exc:
+                unresolved.append(given)
+                reasons[given] = str(exc)
+        if not ids:
+            # With --sink, --dead means that sink's dead deliveries (the filter's status is then the sink's).
+            dead: str | None = (DeliveryStatus.DEAD.value if sink else EventStatus.DEAD) if dead_only else None
+            flt = EventFilter(
+                status=dead,
+                sink=sink if dead_only else None,
+                since=since_at,
+                limit=sys.maxsize,
+            )
             chosen = list(await inbox.list_event_ids(flt))
+        plan = await plan_replay(inbox, settings, chosen, sink=sink, only_dead=dead_only, force=force)
+        if dry_run:
+            return {"dry_run": True, "selected": len(chosen), **plan.as_json(), "missing": plan.missing + unresolved}
+        if len(chosen) > CONFIRM_ABOVE and not yes:
+            totals = plan.totals()
+            where = f" for sink {sink}" if sink else ""
+            question = (
+                f"Re-queue {totals['requeue']} deliveries of {len(chosen)} events{where} "
+                f"({totals['superseded']} of them superseded by a newer state)?"
+            )
+            if not typer.confirm(question, err=True):
+                err.print("Nothing was re-queued.")
+                raise typer.Exit(1)
         requeued = events = 0
         missing: list[str] = []
         with progress_bar("Re-queueing", json_output) as progress:
             task = progress.add_task("replay", total=len(chosen))
             for batch in chunks(chosen, BATCH):
-                result = await inbox.replay(batch, only_dead=dead_only, force=force)
+                result = await inbox.replay(batch, only_dead=dead_only, force=force, sink=sink)
                 requeued += result.requeued
                 events += result.events
                 missing.extend(result.missing)
                 progress.advance(task, len(batch))
-        return {"selected": len(chosen), "events": events, "requeued": requeued, "missing": missing}
+        totals = plan.totals()
+        return {
+            "selected": len(chosen),
+            "events": events,
+            "requeued": requeued,
+            "skipped_delivered": totals["delivered"],
+            "skipped_in_flight": totals["in_flight"],
+            "superseded": totals["superseded"],
+            "missing": unresolved + missing,
+            "sinks": plan.as_json()["sinks"],
+        }
 
     summary = with_inbox(config, action)
     if json_output:
         emit(summary)
+    elif summary.get("dry_run"):
+        _print_plan(summary)
     else:
         stdout_console().print(
             f"Re-queued {summary['requeued']} deliveries of {summary['events']} event(s) "
-            f"({summary['selected']} selected)."
+            f"({summary['selected']} selected); skipped {summary['skipped_delivered']} already delivered to "
+            f"that sink and {summary['skipped_in_flight']} being delivered; {summary['superseded']} will be "
+            "superseded by a newer state.",
+            markup=False,
         )
-        for event_id in summary["missing"]:
-            err.print(f"[red]not found:[/red] {markup_safe(event_id)}")
+    for event_id in summary["missing"]:
+        err.print(f"[red]not found:[/red] {markup_safe(reasons.get(event_id, event_id))}")
     if summary["missing"]:
         raise typer.Exit(1)
+
+
+def _print_plan(summary: dict[str, Any]) -> None:
+    out = stdout_console()
+    table = Table(title=f"dry run: {summary['selected']} event(s) selected, nothing changed", title_justify="left")
+    for column in ("sink", "would re-queue", "skipped: delivered", "skipped: in flight", "superseded"):
+        table.add_column(column, justify="left" if column == "sink" else "right")
+    for name, p in summary["sinks"].items():
+        table.add_row(cell(name), str(p["requeue"]), str(p["skipped_delivered"]), str(p["skipped_in_flight"]),
+                      str(len(p["superseded"])))
+    out.print(table)
+    for name, p in summary["sinks"].items():
+        for event_id in p["superseded"][:20]:
+            out.print(f"superseded at {markup_safe(name)}: {markup_safe(event_id)}")

@@ -1,8 +1,9 @@
 """What the operator commands share: their settings, the store they open, options and time spans.
 
 They open the same store as ``serve`` (same ``--config``) and work while it runs: reads use their
-own connections, and a replay is picked up by the running dispatcher at its next poll. Exit
-codes: 0 done, 1 something was not found or failed, 3 start-up.
+own connections, and a replay is picked up by the running dispatcher at its next poll. They never
+create a store: run from the wrong directory they say where they looked instead of showing an
+empty one. Exit codes: 0 done, 1 something was not found or failed, 3 start-up.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import typer
 
 from tcwebhook.cli.options import startup_guard
 from tcwebhook.cli.output import err
-from tcwebhook.config import LoggingSettings, Settings, load_settings
+from tcwebhook.config import LoggingSettings, Settings, config_source, load_settings
 from tcwebhook.errors import EventNotFound, StoreError
-from tcwebhook.inbox.base import Inbox
+from tcwebhook.inbox.base import Browser, Inbox
 from tcwebhook.inbox.factory import open_inbox
 from tcwebhook.logs import configure_logging
 from tcwebhook.terminal import markup_safe
@@ -53,8 +54,36 @@ def command_settings(config: Path | None) -> Settings:
     return settings
 
 
+def missing_store(settings: Settings, config: Path | None) -> str | None:
+    """Where a SQLite store was looked for, when there is none (None when it exists)."""
+    url = settings.store_url
+    if "://" in url and not url.lower().startswith("sqlite"):
+        return None
+    from tcwebhook.inbox.sqlite import sqlite_path
+
+    path = startup_guard(lambda: sqlite_path(url))
+    if path.exists():
+        return None
+    source = config_source(config)
+    origin = (
+        f"the store of {source}"
+        if source is not None
+        else f"the default store: there is no tcwebhook.toml in {Path.cwd()} and no --config"
+    )
+    return f"no inbox at {path.absolute()} ({origin}); run the command with --config, or start serve once"
+
+
+def require_store(settings: Settings, config: Path | None) -> None:
+    """Exit 1 with where it looked when the configured store does not exist yet."""
+    missing = missing_store(settings, config)
+    if missing is not None:
+        print(f"tcwebhook: {missing}.", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitable[T]]) -> T:
     settings = command_settings(config)
+    require_store(settings, config)
 
     async def main() -> T:
         # Events stored from here (reprocess) go to the background loop even in sync mode.
@@ -73,6 +102,25 @@ def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitabl
     except StoreError as exc:
         err.print(f"[red]store error:[/red] {markup_safe(exc)}")
         raise typer.Exit(1) from None
+
+
+MIN_PREFIX = 8  # shorter prefixes of a time-ordered id match every event of the same minutes
+_FULL_ID = 36
+
+
+async def resolve_event_id(inbox: Browser, given: str) -> str:
+    """The event id that ``given`` is, or is the unique prefix (8 characters or more) of."""
+    wanted = given.strip().lower()
+    if len(wanted) >= _FULL_ID:
+        return wanted
+    if len(wanted) < MIN_PREFIX:
+        raise EventNotFound(f"no event {given} (give the whole id, or at least {MIN_PREFIX} characters of it)")
+    found = await inbox.event_ids_starting(wanted, limit=2)
+    if not found:
+        raise EventNotFound(f"no event id starts with {given}")
+    if len(found) > 1:
+        raise EventNotFound(f"{given} starts several event ids ({found[0]}, {found[1]}, …): give more of it")
+    return found[0]
 
 
 def parse_time(value: str | None) -> datetime | None:

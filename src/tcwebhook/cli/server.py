@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ import typer
 from rich.console import Console
 
 from tcwebhook.cli.options import ConfigOption, startup_guard
-from tcwebhook.config import Settings, load_settings
+from tcwebhook.config import DEFAULT_CONFIG_FILE, ENV_PREFIX, Settings, config_source, load_settings
+from tcwebhook.errors import StartupError
 from tcwebhook.filemodes import PRIVATE_FILE, open_replace
 from tcwebhook.logs import configure_logging
 from tcwebhook.terminal import markup_safe
@@ -45,32 +47,51 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Override [server] port.")] = None,
 ) -> None:
     overrides = {"server.host": host, "server.port": port}
+    if config_source(config) is None and not any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
+        # Defaults alone would serve nothing useful, and would create an empty inbox here.
+        startup_guard(_no_configuration)
     settings = startup_guard(lambda: load_settings(config, **overrides))
     # SIGHUP reads the same file, flags and environment again.
     _serve(settings, reload=lambda: load_settings(config, **overrides))
 
 
+def _no_configuration() -> None:
+    raise StartupError(
+        f"no configuration found ({DEFAULT_CONFIG_FILE} is not in {Path.cwd()} and no --config was given); "
+        "run `tcwebhook init`, or `tcwebhook dev` for a local trial."
+    )
+
+
 def check_config(config: ConfigOption = None) -> None:
+    from tcwebhook.preflight import preflight
     from tcwebhook.service import check, check_sinks
 
     settings = startup_guard(lambda: load_settings(config))
     report = startup_guard(lambda: check(settings))
+    found = startup_guard(lambda: preflight(settings))
     reach = startup_guard(lambda: check_sinks(settings))
+    source = config_source(config)
+    console.print(f"[green]OK[/green] configuration {markup_safe(source or 'from defaults and the environment')}"
+                  " is valid", end="")
     if report is None:
         console.print(
-            f"[green]OK[/green] configuration is valid; no certificate yet: serve orders one for "
-            f"{settings.server.public_hostname} from {settings.tls.acme_directory}; store {settings.store_location}"
+            f"; no certificate yet: serve orders one for {markup_safe(settings.server.public_hostname)} "
+            f"from {markup_safe(settings.tls.acme_directory)}"
         )
     else:
         console.print(
-            f"[green]OK[/green] configuration is valid: certificate for {', '.join(report.sans)} "
-            f"({report.key_type} {report.key_size}) valid {report.days_left} more days; "
-            f"store {settings.store_location}"
+            f": certificate for {markup_safe(', '.join(report.sans))} "
+            f"({report.key_type} {report.key_size}) valid {report.days_left} more days"
         )
-        for warning in report.warnings:
-            console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
+    console.print(f"  {markup_safe(found.store)}")
+    targets = {sink.name: sink.target for sink in settings.sinks}
     for sink in reach:
-        console.print(f"sink {markup_safe(sink.name)} ({sink.type}): {markup_safe(sink.detail)}")
+        console.print(
+            f"  sink {markup_safe(sink.name)} ({sink.type} {markup_safe(targets.get(sink.name, ''))}): "
+            f"{markup_safe(sink.detail)}"
+        )
+    for warning in [*(report.warnings if report else []), *found.warnings]:
+        console.print(f"[yellow]warning[/yellow] {markup_safe(warning)}")
     if settings.tls.acme:
         from tcwebhook.cli.certificate import describe
         from tcwebhook.transport.acme import CertificateManager
@@ -159,32 +180,49 @@ def dev(
             }
         )
         console.print("\n[bold]tcwebhook development server[/bold]")
-        console.print(f"  orders endpoint    {orders}")
-        console.print(f"  shipments endpoint {url + settings.routes.shipments}")
-        console.print(f"  development CA     {ca}")
-        console.print(f"  bearer token       {token}")
-        console.print(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
-        console.print(f"  inbox              {settings.store_location}")
+        plain(f"  orders endpoint    {orders}")
+        plain(f"  shipments endpoint {url + settings.routes.shipments}")
+        plain(f"  development CA     {ca}")
+        plain(f"  bearer token       {token}")
+        plain(f"  basic credentials  {creds['basic_username']}:{creds['basic_password']}")
+        plain(f"  inbox              {settings.store_location}")
         if console_listener is not None:
-            console.print(f"  operator console   https://localhost:{console_listener.bound_port}/")
-        console.print(f"  console login      admin / {creds['console_password']}")
+            plain(f"  operator console   https://localhost:{console_listener.bound_port}/")
+        plain(f"  console login      admin / {creds['console_password']}")
         for sink in settings.sinks:
-            console.print(f"  sink {sink.name:<13} {sink.type} {sink.target}")
-        console.print("\nSend a sample event:")
-        console.print(
+            plain(f"  sink {sink.name:<13} {sink.type} {sink.target}")
+        plain("\nSend a sample event:")
+        plain(
             f"  curl --cacert {shlex.quote(ca)} -H 'Authorization: Bearer {token}' "
             f"-H 'Content-Type: application/json' --data {shlex.quote(sample)} {orders}"
         )
-        console.print(f"  tcwebhook send {orders} --ca-bundle {shlex.quote(ca)} --token {token} --count 10\n")
+        command = shlex.quote(_command_name())
+        plain(f"  {command} send {orders} --ca-bundle {shlex.quote(ca)} --token {token} --count 10\n")
 
     _serve(settings, banner)
+
+
+def plain(text: str) -> None:
+    """Print without Rich markup: paths, secrets and JSON may hold brackets."""
+    console.print(text, markup=False)
+
+
+def _command_name() -> str:
+    """How to run this tcwebhook from the current directory: a virtualenv's bin is rarely on PATH."""
+    installed = Path(sys.executable).parent / "tcwebhook"
+    on_path = shutil.which("tcwebhook")
+    if not installed.is_file() or (on_path is not None and Path(on_path).resolve() == installed.resolve()):
+        return "tcwebhook"
+    relative = os.path.relpath(installed)
+    return relative if not relative.startswith("..") else str(installed)
 
 
 _EXAMPLE = """\
 # tcwebhook configuration. Every key can also be set as TCWEBHOOK_<SECTION>__<KEY>,
 # e.g. TCWEBHOOK_SERVER__PORT=9443 (lists and tables as JSON).
+# Relative paths in this file are relative to this file's folder, whatever the working directory.
 
-# Where the inbox and other state live.
+# Where the inbox and other state live (here: a folder "data" beside this file).
 data_dir = "data"
 
 [server]
@@ -268,7 +306,7 @@ def init(
     fd = open_replace(path, PRIVATE_FILE)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
-    console.print(
+    plain(
         f"wrote {path} (mode 0600) with new secrets; set [tls] certfile/keyfile, then "
         f"`tcwebhook check-config --config {path}`"
     )

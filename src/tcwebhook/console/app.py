@@ -121,7 +121,7 @@ def _action(handler: Handler, console: Console, *, operator: bool = True) -> Cal
             if operator and not session.user.operator:
                 raise Forbidden(f"{session.user.username} is a viewer")
         except Forbidden as exc:
-            log.warning("console_refused", path=request.url.path, reason=str(exc), peer=_peer(request))
+            log.warning("console_refused", path=request.url.path, reason=str(exc), peer=console.peer_of(request))
             return console.page(request, "error.html", 403, title="Forbidden", message=f"Refused: {exc}.")
         request.scope["console_form"] = form
         bound = structlog.contextvars.bound_contextvars(console_user=session.user.username)
@@ -141,10 +141,6 @@ async def _guard(console: Console, request: Request, handler: Handler) -> Respon
         return console.page(request, "error.html", 503, title="Store unavailable", message=str(exc))
 
 
-def _peer(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 # -- login and logout --------------------------------------------------------------------------
 
 
@@ -156,7 +152,7 @@ async def login_form(console: Console, request: Request, *, error: str = "", sta
 
 
 async def login(console: Console, request: Request) -> Response:
-    peer = _peer(request)
+    peer = console.peer_of(request)
     try:
         console.check_origin(request)
         form = await console.form(request)
@@ -177,7 +173,7 @@ async def login(console: Console, request: Request) -> Response:
         )
         response.headers["retry-after"] = str(int(wait) + 1)
         return response
-    user = console.users.verify(username, password) if username and password else None
+    user = await console.verify(username, password) if username and password else None
     if user is None:
         console.throttle.failed(peer, username)
         log.warning("console_login_failed", username=username, peer=peer)
@@ -232,10 +228,20 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
+        Route("/drift", _page(views.drift, console), methods=["GET"]),
         Route("/quarantine/{entry_id}", _page(views.quarantine_entry, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        # A mistyped or stale link gets the console's page (with its navigation when logged in).
+        request.scope["console_started"] = time.perf_counter()
+        session = console.session_of(request)
+        if session is not None:
+            request.scope["console_session"] = session
+        message = "There is no such page in the console." if session else "There is no such page: log in first."
+        return console.page(request, "error.html", 404, title="Not found", message=message)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.console = console
     return SecurityHeaders(app)

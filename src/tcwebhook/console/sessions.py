@@ -79,15 +79,25 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """At most ``attempts`` failed logins per client address and per username in ``window`` s."""
+    """Failed logins: at most ``attempts`` per (username, address), ``per_address`` per address, in ``window`` s.
 
-    def __init__(self, attempts: int, window: float, clock: Clock = time.monotonic) -> None:
-        self._attempts = attempts
+    Keyed by the username alone, anyone could lock an operator out by failing as them; keyed
+    by (username, address), only that address is slowed down, and the separate, higher
+    per-address ceiling stops one address from trying many usernames.
+    """
+
+    def __init__(
+        self, attempts: int, window: float, per_address: int | None = None, clock: Clock = time.monotonic
+    ) -> None:
+        self._limits = {"pair": attempts, "peer": per_address if per_address is not None else attempts * 4}
         self._window = window
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[tuple[str, ...], deque[float]] = {}
 
-    def _recent(self, key: str) -> deque[float]:
+    def _keys(self, peer: str, username: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return ("pair", username, peer), ("peer", peer)
+
+    def _recent(self, key: tuple[str, ...]) -> deque[float]:
         times = self._failures.get(key)
         if times is None:
             return deque()
@@ -101,9 +111,9 @@ class LoginThrottle:
     def retry_after(self, peer: str, username: str) -> float:
         """0 when a login may be tried now, else the seconds until one may."""
         waits = []
-        for key in (f"peer:{peer}", f"user:{username}"):
+        for key in self._keys(peer, username):
             times = self._recent(key)
-            if len(times) >= self._attempts:
+            if len(times) >= self._limits[key[0]]:
                 waits.append(times[0] + self._window - self._clock())
         return max(waits, default=0.0)
 
@@ -111,8 +121,8 @@ class LoginThrottle:
         now = self._clock()
         if len(self._failures) > 100_000:  # bounded memory under a spray of usernames
             self._failures.clear()
-        for key in (f"peer:{peer}", f"user:{username}"):
+        for key in self._keys(peer, username):
             times = self._failures.setdefault(key, deque())
             times.append(now)
-            while len(times) > self._attempts:
+            while len(times) > self._limits[key[0]]:
                 times.popleft()

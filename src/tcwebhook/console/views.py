@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tcwebhook.console import render
+from tcwebhook.console.notes import note_query
 from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
@@ -39,7 +41,8 @@ PAGE_SIZE = 50
 CHART_HOURS = 6
 CHART_BUCKET = 60  # seconds: events per minute
 REPLAY_BATCH = 200
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+COUNT_CAP = 10_000  # a listing counts its matches up to here ("10,000+" past it): one index range
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 STATUSES = [s.value for s in EventStatus]
 DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
@@ -51,18 +54,33 @@ def parse_moment(value: str, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    span = _SPAN.match(value)
-    if span:
-        return now - timedelta(**{_UNITS[span.group(2)]: float(span.group(1))})
     try:
+        span = _SPAN.match(value)
+        if span:
+            return now - timedelta(**{_UNITS[span.group(2)]: float(span.group(1))})
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a moment, or one before year 1 (99999999w)
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_CURSOR = re.compile(r"[0-9]{1,18}")  # ASCII: str.isdigit() also takes '²', which int() refuses
+
+
+def page_cursor(value: str) -> int | None:
+    """The ``before=`` cursor of a listing (a sequence number); ValueError when it is none."""
+    if not value:
+        return None
+    if not _CURSOR.fullmatch(value):
+        raise ValueError(f"before: {value[:40]!r} is not a page cursor")
+    return int(value)
+
+
 def number_of(event: StoredEvent) -> str:
-    return event.purchase_order_number or event.shipment_number or event.order_id or event.shipment_id or ""
+    """The number people look for: a shipment's own number first (its PO is one of several)."""
+    if event.shipment_number or event.shipment_id:
+        return event.shipment_number or event.shipment_id or ""
+    return event.purchase_order_number or event.order_id or ""
 
 
 async def _certificate(console: Console, now: datetime) -> dict[str, Any]:
@@ -130,7 +148,11 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
     for name, value, parsed in (("since", shown["since"], since), ("until", shown["until"], until)):
         if value and parsed is None:
             problems.append(f"{name}: {value!r} is neither ISO 8601 nor a span like 30m, 2h, 7d")
-    before = q.get("before", "")
+    try:
+        before = page_cursor(q.get("before", ""))
+    except ValueError as exc:
+        problems.append(str(exc))
+        before = None
     flt = EventFilter(
         status=status,
         kind=kind,
@@ -139,10 +161,22 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
         search=shown["q"] or None,
         since=since,
         until=until,
-        before_seq=int(before) if before.isdigit() else None,
+        before_seq=before,
         limit=PAGE_SIZE + 1,
     )
     return flt, shown, problems
+
+
+async def _per_sink(console: Console, rows: list[StoredEvent]) -> dict[str, list[tuple[str, str]]]:
+    """(sink, delivery status) of each listed event; the store's readers answer these side by side."""
+    found = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in rows))
+    return {e.event_id: [(d.sink, d.status) for d in ds] for e, ds in zip(rows, found, strict=True)}
+
+
+async def _total(console: Console, flt: EventFilter) -> str:
+    """How many events the filter matches, without the page bound (``10,000+`` past the cap)."""
+    ids = await console.inbox.list_event_ids(replace(flt, before_seq=None, limit=COUNT_CAP + 1))
+    return f"{COUNT_CAP:,}+" if len(ids) > COUNT_CAP else f"{len(ids):,}"
 
 
 async def events(console: Console, request: Request) -> Response:
@@ -154,12 +188,17 @@ async def events(console: Console, request: Request) -> Response:
         orders = list(await console.inbox.book_summaries(number=shown["q"], limit=5))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
+    per_sink = await _per_sink(console, rows)
+    total = await _total(console, flt)
     kept = {k: v for k, v in shown.items() if v}
     older = urlencode({**kept, "before": rows[-1].seq}) if more and rows else None
     return console.page(
         request,
         "events.html",
+        400 if problems else 200,
         rows=rows,
+        per_sink=per_sink,
+        total=total,
         orders=orders,
         number_of=number_of,
         shown=shown,
@@ -183,7 +222,7 @@ async def event(console: Console, request: Request) -> Response:
     stored = await console.inbox.get_event(event_id)
     deliveries = await console.inbox.deliveries(event_id)
     attempts = list(await console.inbox.attempts(event_id))
-    body, lexer = render.pretty_body(stored.body, stored.content_type)
+    shown = await render.pretty_body_off_loop(stored.body, stored.content_type)
     related: list[StoredEvent] = []
     anchor = stored.order_id or stored.purchase_order_number or stored.shipment_id or stored.shipment_number
     if anchor:
@@ -194,8 +233,9 @@ async def event(console: Console, request: Request) -> Response:
         "event.html",
         event=stored,
         deliveries=[(d, _timeline(attempts, d.sink)) for d in deliveries],
-        body=body,
-        lexer=lexer,
+        body=shown.text,
+        lexer=shown.lexer,
+        truncated=shown.truncated,
         related=related,
         number_of=number_of,
         fields=_fields(stored),
@@ -256,7 +296,7 @@ async def _entry_page(console: Console, request: Request, key: str) -> Response:
         header=[(k, text_of(v)) for k, v in header if v is not None],
         columns=columns,
         rows=[[text_of(r.get(c)) for c in columns] for r in rows],
-        body=render.pretty_body(json_bytes(data), "application/json")[0],
+        body=render.pretty_body(json_bytes(data), "application/json").text,
     )
 
 
@@ -282,7 +322,7 @@ async def preview(console: Console, request: Request) -> Response:
     try:
         rendered = output.render(stored, entry)
         media = rendered.content_type
-        body = render.pretty_body(rendered.body, rendered.content_type)[0]
+        body = render.pretty_body(rendered.body, rendered.content_type).text
     except DeliveryError as exc:
         error = str(exc)
     return console.page(request, "preview.html", 200 if not error else 422, event=stored, sink=name,
@@ -307,7 +347,7 @@ async def fetched(console: Console, request: Request) -> Response:
             error = "The Tradecloud API did not answer within 15 s."
         except DeliveryError as exc:  # what the fetch raises for API trouble, as a delivery would
             error = str(exc)
-    body = render.pretty_body(orjson.dumps(obj), "application/json")[0] if obj is not None else ""
+    body = (await render.pretty_body_off_loop(orjson.dumps(obj), "application/json")).text if obj is not None else ""
     return console.page(request, "fetched.html", 200 if obj is not None else 502, event=stored, body=body,
                         error=error)
 
@@ -359,29 +399,39 @@ async def dead(console: Console, request: Request) -> Response:
     chosen = request.query_params.get("sink", "")
     rows: list[tuple[StoredEvent, str]] = []
     more = False
-    before = request.query_params.get("before", "")
-    if chosen:
-        flt = EventFilter(
-            sink=chosen,
-            status=DeliveryStatus.DEAD.value,
-            before_seq=int(before) if before.isdigit() else None,
-            limit=PAGE_SIZE + 1,
-        )
-        found = list(await console.inbox.list_events(flt))
-        more = len(found) > PAGE_SIZE
-        page = found[:PAGE_SIZE]
-        # The store's readers answer these side by side.
-        deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
-        for e, ds in zip(page, deliveries, strict=True):
-            errors = [d.last_error or "" for d in ds if d.sink == chosen]
-            rows.append((e, errors[0] if errors else ""))
-    older = urlencode({"sink": chosen, "before": rows[-1][0].seq}) if more and rows else None
+    try:
+        before = page_cursor(request.query_params.get("before", ""))
+    except ValueError as exc:
+        return console.page(request, "error.html", 400, title="Bad request", message=f"{exc}.")
+    # A sink's dead deliveries, or every event with a dead delivery (any sink) when none is chosen.
+    flt = EventFilter(
+        sink=chosen or None,
+        status=DeliveryStatus.DEAD.value,
+        before_seq=before,
+        limit=PAGE_SIZE + 1,
+    )
+    found = list(await console.inbox.list_events(flt))
+    more = len(found) > PAGE_SIZE
+    page = found[:PAGE_SIZE]
+    # The store's readers answer these side by side.
+    deliveries = await asyncio.gather(*(console.inbox.deliveries(e.event_id) for e in page))
+    per_sink: dict[str, list[tuple[str, str]]] = {}
+    for e, ds in zip(page, deliveries, strict=True):
+        errors = [d.last_error or "" for d in ds
+                  if d.status == DeliveryStatus.DEAD.value and (not chosen or d.sink == chosen)]
+        rows.append((e, errors[0] if errors else ""))
+        per_sink[e.event_id] = [(d.sink, d.status) for d in ds]
+    total = await _total(console, flt)
+    kept = {"sink": chosen} if chosen else {}
+    older = urlencode({**kept, "before": rows[-1][0].seq}) if more and rows else None
     return console.page(
         request,
         "dead.html",
         sinks=sinks,
         chosen=chosen,
         rows=rows,
+        per_sink=per_sink,
+        total=total,
         number_of=number_of,
         older=older,
         back=request.url.path + ("?" + request.url.query if request.url.query else ""),
@@ -393,10 +443,29 @@ async def quarantine(console: Console, request: Request) -> Response:
     return console.page(request, "quarantine.html", entries=entries)
 
 
+_DRIFT_LABELS = {
+    "field": "unknown field",
+    "enum_value": "unknown enum value",
+    "event_name": "unknown event name",
+    "event_key": "unknown event object",
+}
+
+
+async def drift(console: Console, request: Request) -> Response:
+    """The contract-drift report (``tcwebhook contract drift`` in a browser), ``?days=`` back."""
+    try:
+        days = min(max(int(request.query_params.get("days", "7")), 1), 3650)
+    except ValueError:
+        days = 7
+    records = await console.inbox.contract_drift(datetime.now(UTC) - timedelta(days=days))
+    return console.page(request, "drift.html", records=records, days=days, labels=_DRIFT_LABELS)
+
+
 async def quarantine_entry(console: Console, request: Request) -> Response:
     entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
-    body, lexer = render.pretty_body(entry.body, entry.content_type)
-    return console.page(request, "quarantine_entry.html", entry=entry, body=body, lexer=lexer)
+    shown = await render.pretty_body_off_loop(entry.body, entry.content_type)
+    return console.page(request, "quarantine_entry.html", entry=entry, body=shown.text, lexer=shown.lexer,
+                        truncated=shown.truncated)
 
 
 async def quarantine_body(console: Console, request: Request) -> Response:
@@ -407,33 +476,33 @@ async def quarantine_body(console: Console, request: Request) -> Response:
 # -- actions (operator) ------------------------------------------------------------------------
 
 
-def _back(form: dict[str, list[str]], default: str, note: str) -> Response:
+def _back(form: dict[str, list[str]], default: str, note: str, **numbers: int) -> Response:
     target = (form.get("back") or [default])[0]
     if not target.startswith("/") or target.startswith("//"):
         target = default  # never redirect off the console
     glue = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{glue}{urlencode({'note': note})}", status_code=303)
+    return RedirectResponse(f"{target}{glue}{note_query(note, **numbers)}", status_code=303)
 
 
 async def replay(console: Console, request: Request) -> Response:
     form: dict[str, list[str]] = request.scope["console_form"]
     ids = [i for i in form.get("event_id", []) if i][:1000]
     if not ids:
-        return _back(form, "/events", "Nothing selected.")
+        return _back(form, "/events", "nothing_selected")
     result = await console.inbox.replay(ids, force="force" in form)
     console.hooks.on_requeued()
     log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
-    note = f"Replayed: re-queued {result.requeued} deliveries of {result.events} event(s)."
     if result.missing:
-        note += f" Not found: {', '.join(result.missing[:5])}."
-    return _back(form, "/events", note)
+        return _back(form, "/events", "replayed_missing", requeued=result.requeued, events=result.events,
+                     missing=len(result.missing))
+    return _back(form, "/events", "replayed", requeued=result.requeued, events=result.events)
 
 
 async def replay_dead(console: Console, request: Request) -> Response:
     form: dict[str, list[str]] = request.scope["console_form"]
     sink = (form.get("sink") or [""])[0]
     if not sink:
-        return _back(form, "/dead", "No sink given.")
+        return _back(form, "/dead", "no_sink")
     started = time.perf_counter()
     ids = list(await console.inbox.list_event_ids(EventFilter(sink=sink, status="dead", limit=1_000_000)))
     requeued = 0
@@ -443,7 +512,7 @@ async def replay_dead(console: Console, request: Request) -> Response:
     console.hooks.on_requeued()
     log.info("console_replay_dead", sink=sink, events=len(ids), requeued=requeued,
              seconds=round(time.perf_counter() - started, 3))
-    return _back(form, f"/dead?{urlencode({'sink': sink})}", f"Replayed {requeued} dead deliveries of {sink}.")
+    return _back(form, f"/dead?{urlencode({'sink': sink})}", "replayed_dead", requeued=requeued)
 
 
 async def reprocess(console: Console, request: Request) -> Response:
@@ -456,10 +525,11 @@ async def reprocess(console: Console, request: Request) -> Response:
             entry_id, reparsed(entry, console.settings.server.max_body_bytes)
         )
     except ContractError as exc:
-        return _back(form, back, f"Still refused: {exc}")
+        log.info("console_reprocess_refused", quarantine_id=entry_id, reason=str(exc))
+        return _back(form, back, "still_refused")
     except EventNotFound:
         raise
     console.hooks.on_requeued()
     log.info("console_reprocess", quarantine_id=entry_id, event_id=stored.event_id, duplicate=stored.duplicate)
-    note = "Reprocessed: already stored (duplicate)." if stored.duplicate else "Reprocessed and stored."
-    return RedirectResponse(f"/events/{stored.event_id}?{urlencode({'note': note})}", status_code=303)
+    note = "reprocessed_duplicate" if stored.duplicate else "reprocessed"
+    return RedirectResponse(f"/events/{stored.event_id}?{note_query(note)}", status_code=303)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.formats.csvfile import CsvOptions, write_csv
-from tcwebhook.formats.rows import ORDER_COLUMNS, SHIPMENT_COLUMNS, order_rows, shipment_rows
+from tcwebhook.formats.rows import ORDER_COLUMNS, SHIPMENT_COLUMNS, Row, order_rows, shipment_rows
 from tcwebhook.formats.templates import Template
 from tcwebhook.formats.typed import Data, event_data, json_bytes, order_object, shipment_object
 from tcwebhook.orderbook.book import BookEntry
@@ -187,16 +187,35 @@ class Output:
             return order_object(data), shipment_object(data)
         return data.get("order"), data.get("shipment")
 
-    def _csv(self, event: EventLike, data: Data) -> Rendered:
+    def rows(self, event: EventLike, entry: BookEntry | None = None) -> LineRows:
+        """The CSV format's rows of ``event`` (of its book entry with ``payload = "order"``), with
+        the columns that format writes for them; the sql sink's ``rows = "lines"`` inserts these."""
+        if entry is None and self.needs_book:
+            found = getattr(event, "extras", {}).get(BOOK_KEY)
+            entry = found if isinstance(found, BookEntry) else None
+        return self._rows(event, self._payload_data(event, entry))
+
+    def _rows(self, event: EventLike, data: Data) -> LineRows:
         order, shipment = self._objects(data)
         if shipment is not None:
-            columns: Sequence[str] = self.csv_columns or SHIPMENT_COLUMNS
             rows = shipment_rows(shipment, event_name=event.event_name, event_id=event.event_id)
-        else:
-            columns = self.csv_columns or ORDER_COLUMNS
-            rows = order_rows(order or {}, event_name=event.event_name, event_id=event.event_id)
+            return LineRows("shipment", self.csv_columns or SHIPMENT_COLUMNS, list(rows))
+        rows = order_rows(order or {}, event_name=event.event_name, event_id=event.event_id)
+        return LineRows("order", self.csv_columns or ORDER_COLUMNS, list(rows))
+
+    def _csv(self, event: EventLike, data: Data) -> Rendered:
+        lines = self._rows(event, data)
         content_type = _CSV if self.csv.header else _CSV_NO_HEADER
-        return Rendered(write_csv(rows, columns, self.csv), content_type, ".csv")
+        return Rendered(write_csv(lines.rows, lines.columns, self.csv), content_type, ".csv")
+
+
+@dataclass(frozen=True, slots=True)
+class LineRows:
+    """The rows of one event as the CSV format has them: one per schedule line or shipment line."""
+
+    of: Literal["order", "shipment"]
+    columns: Sequence[str]
+    rows: list[Row]
 
 
 def template_context(event: EventLike, data: Data, order: Data | None, shipment: Data | None) -> dict[str, Any]:

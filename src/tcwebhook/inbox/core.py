@@ -21,6 +21,7 @@ from tcwebhook.inbox.base import (
     AttemptResult,
     Claim,
     Delivery,
+    DriftRecord,
     EventClaim,
     EventFilter,
     KeyUpdate,
@@ -32,7 +33,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import delivery, intake, reconcile, views
+from tcwebhook.inbox.rules import delivery, drift, intake, reconcile, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
@@ -150,6 +151,9 @@ class SqlInbox(ABC):
         rule = partial(self._intake.reprocess, quarantine_id=quarantine_id, event=event, now=time.time())
         return await self._write(rule, wakes=self._intake.wakes)
 
+    async def delete_quarantined(self, quarantine_id: str) -> None:
+        await self._write(partial(intake.delete_quarantined, quarantine_id=quarantine_id))
+
     # -- browsing --------------------------------------------------------------------------------
 
     async def get_event(self, event_id: str) -> StoredEvent:
@@ -160,6 +164,9 @@ class SqlInbox(ABC):
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
         return await self._read(partial(views.list_event_ids, flt=flt))
+
+    async def event_ids_starting(self, prefix: str, limit: int = 2) -> Sequence[str]:
+        return await self._read(partial(views.event_ids_starting, prefix=prefix, limit=limit))
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
         return await self._read(partial(views.deliveries, event_id=event_id))
@@ -255,6 +262,9 @@ class SqlInbox(ABC):
         if not keys:
             return []
         return await self._read(partial(reconcile.key_updates, keys=tuple(keys)))
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        return await self._read(partial(drift.list_drift, since=since.timestamp()))
 
     async def get_state(self, name: str) -> str | None:
         return await self._read(partial(reconcile.get_state, name=name))

@@ -21,8 +21,14 @@ def open_inbox(
     them (``Dispatcher.deliver_now``) instead of the background loop.
     """
     # The inbox, documents and dev credentials live here: whole orders, for this user only.
-    make_dirs(settings.data_dir, PRIVATE_DIR)
-    restrict(settings.data_dir, PRIVATE_DIR)
+    try:
+        make_dirs(settings.data_dir, PRIVATE_DIR)
+        restrict(settings.data_dir, PRIVATE_DIR)
+    except OSError as exc:
+        raise StartupError(
+            f"Cannot create the data directory {settings.data_dir} ({exc.strerror}): "
+            "check data_dir and the permissions of its parent."
+        ) from None
     url = settings.store_url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     sinks = tuple(s.name for s in settings.sinks) if sink_names is None else tuple(sink_names)

@@ -183,6 +183,12 @@ class SqliteInbox(SqlInbox):
         where = str(self.path)
         try:
             make_dirs(self.path.parent, PRIVATE_DIR)
+        except OSError as exc:
+            raise StartupError(
+                f"Cannot create the inbox directory {self.path.parent} ({exc.strerror}): "
+                "check [store] url / data_dir and permissions."
+            ) from None
+        try:
             # SQLite gives -wal and -shm the mode of the database file, so that one decides.
             if not self.path.exists():
                 with contextlib.suppress(FileExistsError):  # another process was quicker
@@ -191,8 +197,8 @@ class SqliteInbox(SqlInbox):
                 restrict(self.path.with_name(self.path.name + suffix), PRIVATE_FILE)
         except OSError as exc:
             raise StartupError(
-                f"Cannot create the inbox directory {self.path.parent} ({exc.strerror}): "
-                "check [store] url / data_dir and permissions."
+                f"Cannot create the inbox file {self.path} in the existing folder {self.path.parent} "
+                f"({exc.strerror}): check the folder's owner and mode, or [store] url / data_dir."
             ) from None
         # Switching a new file to WAL can fail "locked" at once, without waiting, while another
         # process does the same: retry within the busy timeout.

@@ -266,8 +266,9 @@ class Receiver:
         except JwksUnavailable as exc:
             # The token may well be good: a 401 would make Tradecloud drop the event for good.
             log.warning("oauth_keys_unavailable", error=str(exc))
+            retry = RETRY_AFTER if exc.retry_after is None else str(max(1, math.ceil(exc.retry_after))).encode()
             raise _Reply(
-                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
+                503, "unavailable", "token keys temporarily unavailable, retry later", [(b"retry-after", retry)]
             ) from None
 
     # -- POST webhook --------------------------------------------------------------------------
@@ -307,6 +308,8 @@ class Receiver:
             "duplicate": result.duplicate,
         }
         self.metrics.count_event(parsed.kind.value, "duplicate" if result.duplicate else "stored")
+        if parsed.drift and not result.duplicate:
+            self.metrics.count_drift(parsed.drift)
         return await self._acknowledge(result, send, state)
 
     async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange) -> int:

@@ -98,8 +98,9 @@ def build_sink(cfg: SinkSettings, *, max_threads: int = 16) -> EventSink:
         return SqlSink(
             cfg.name,
             cfg.url.get_secret_value(),
-            table=cfg.table,
+            table=cfg.table_name,
             create_table=cfg.create_table,
+            lines=output.rows if cfg.rows == "lines" else None,
             events=cfg.events,
             timeout=cfg.timeout,
             pool_size=min(max_threads, 8),

@@ -154,6 +154,12 @@ def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> No
     file.commit()
 
 
+def event_file(directory: Path, event: EventLike, output: Output, *, subfolders: bool = False) -> Path:
+    """The file a files sink on ``directory`` writes ``event`` to (``tcwebhook events show`` names it)."""
+    folder = directory / event.kind.value if subfolders else directory
+    return folder / (file_stem(event) + output.extension_for(event))
+
+
 class FilesSink:
     """Writes each event as one file (optionally one sub-folder per kind).
 
@@ -195,7 +201,7 @@ class FilesSink:
 
     def path_for(self, event: EventLike) -> Path:
         """Where ``deliver`` puts this event."""
-        return self.folder_for(event) / (file_stem(event) + self.output.extension_for(event))
+        return event_file(self.directory, event, self.output, subfolders=self.subfolders)
 
     def attachment_path(self, event: EventLike, filename: str) -> Path:
         """Where an attachment of the event goes: ``<event file stem>.<filename>``.

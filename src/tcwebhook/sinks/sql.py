@@ -1,11 +1,13 @@
-"""The sql sink: insert each event as one row of a staging table the ERP imports from.
+"""The sql sink: insert each event as rows of a staging table the ERP imports from.
 
 SQLAlchemy Core with its usual drivers: ``postgresql://`` (psycopg), ``mariadb://`` or
 ``mysql://`` (PyMySQL), ``sqlite:///path`` (the standard library), and any other dialect whose
-driver is installed, named in full (``mssql+pyodbc://…``). The table (``create_table = true``
-creates it) has the columns of ``event_table``; the event id is its primary key, so an event
-already in the table is a delivery that succeeded before (a redelivery after a crash): the
-insert of a row whose id is present counts as done. Each delivery is one transaction.
+driver is installed, named in full (``mssql+pyodbc://…``). ``rows = "event"`` writes one row per
+event (``event_table``, keyed by the event id); ``rows = "lines"`` one row per schedule line or
+shipment line, with the CSV format's columns (``lines_table``, keyed by event id and line number).
+``create_table = true`` creates the table. Rows of an event already in the table mean a delivery
+that succeeded before (a redelivery after a crash): the delivery counts as done. All rows of one
+delivery are one transaction.
 
 Failures: refused credentials, an unknown database, table or column, missing privileges and a
 value the table refuses are permanent; a refused or lost connection, a deadlock, a lock wait,
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +32,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 
 from tcwebhook.config import url_passwords
 from tcwebhook.errors import PermanentError, StartupError, TransientError
+from tcwebhook.formats.output import LineRows
+from tcwebhook.formats.rows import ORDER_COLUMNS, SHIPMENT_COLUMNS
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.base import EventSink, Probed
 from tcwebhook.sinks.event import Event, EventLike
@@ -76,6 +81,61 @@ def event_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
+# The CSV columns of orders, then those only shipments have; each name once.
+LINE_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(("event_id", "line_no", "seq", "received_at", "kind", *ORDER_COLUMNS, *SHIPMENT_COLUMNS))
+)
+"""The columns of ``rows = "lines"``: the row's place, then the CSV columns of orders and shipments."""
+_NUMBERS = frozenset({"quantity", "net_price", "gross_price", "discount_percentage", "price_unit_quantity",
+                      "backorder_quantity"})
+_FLAGS = frozenset({"delivery_overdue"})
+_INTEGERS = frozenset({"order_version"})
+
+
+def _line_type(column: str) -> sa.types.TypeEngine[Any]:
+    if column in _NUMBERS:
+        return sa.Numeric(24, 6)
+    if column in _FLAGS:
+        return sa.Boolean()
+    if column in _INTEGERS:
+        return sa.BigInteger()
+    return sa.Text()
+
+
+def lines_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    """The table of ``rows = "lines"``: one row per schedule or shipment line, keyed by event and line."""
+    schema, _, table = name.rpartition(".")
+    return sa.Table(
+        table,
+        metadata or sa.MetaData(),
+        sa.Column("event_id", sa.String(64), primary_key=True),
+        sa.Column("line_no", sa.Integer, primary_key=True, autoincrement=False),  # 1, 2, … within the event
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        *(sa.Column(c, _line_type(c)) for c in LINE_COLUMNS[5:]),
+        schema=schema or None,
+    )
+
+
+def _typed(column: str, value: Any) -> Any:
+    """A CSV row value as the lines table's column takes it (a number in text is refused, permanently)."""
+    if value is None:
+        return None
+    if column in _NUMBERS and not isinstance(value, bool):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            raise PermanentError(f"column {column}: {value!r} is not a number") from None
+    if column in _FLAGS:
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    if column in _INTEGERS and isinstance(value, int | str) and str(value).lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, dict | list):
+        raise PermanentError(f"column {column}: a structured value cannot go into one column")
+    return value if column in _INTEGERS or column in _NUMBERS else str(value)
+
+
 def engine_url(url: str) -> sa.URL:
     """``url`` with the driver tcwebhook uses for a bare scheme; ValueError when unreadable."""
     try:
@@ -111,6 +171,7 @@ class SqlSink:
         timeout: float = 30.0,
         pool_size: int = 4,
         payload: PayloadSource = event_body,
+        lines: Callable[[EventLike], LineRows] | None = None,
     ) -> None:
         self.name = name
         self.filter = SinkFilter.parse(events, sink=name)
@@ -133,56 +194,74 @@ class SqlSink:
                 f"Sink {name!r}: no SQLAlchemy dialect or driver for {target.drivername}: install it or fix url."
             ) from None
         self._where = target.render_as_string(hide_password=True)
-        self.table = event_table(table)
+        self.lines = lines
+        self.table = lines_table(table) if lines is not None else event_table(table)
+        self.columns = LINE_COLUMNS if lines is not None else COLUMNS
         self._aware = backend == "postgresql"
 
     def accepts(self, event: EventLike) -> bool:
         return self.filter.accepts(event)
 
-    def row(self, event: EventLike) -> dict[str, Any]:
-        """The row ``deliver`` inserts for this event."""
-        payload = self.payload(event)
+    def _received(self, event: EventLike) -> Any:
         at = event.received_at
         at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        return {
-            "event_id": event.event_id,
-            "seq": event.seq,
-            # Only PostgreSQL keeps a zone; the others get UTC without one.
-            "received_at": at if self._aware else at.replace(tzinfo=None),
-            "kind": event.kind.value,
-            "event_name": event.event_name,
-            "order_id": event.order_id,
-            "shipment_id": event.shipment_id,
-            "po_number": event.purchase_order_number,
-            "content_type": payload.content_type,
-            "payload": payload.text(),
-        }
+        # Only PostgreSQL keeps a zone; the others get UTC without one.
+        return at if self._aware else at.replace(tzinfo=None)
 
-    def _insert(self, row: dict[str, Any]) -> bool:
-        """True when inserted, False when the event was in the table already."""
+    def rows(self, event: EventLike) -> list[dict[str, Any]]:
+        """The rows ``deliver`` inserts for this event (none for an event without lines)."""
+        if self.lines is None:
+            payload = self.payload(event)
+            return [
+                {
+                    "event_id": event.event_id,
+                    "seq": event.seq,
+                    "received_at": self._received(event),
+                    "kind": event.kind.value,
+                    "event_name": event.event_name,
+                    "order_id": event.order_id,
+                    "shipment_id": event.shipment_id,
+                    "po_number": event.purchase_order_number,
+                    "content_type": payload.content_type,
+                    "payload": payload.text(),
+                }
+            ]
+        found = self.lines(event)
+        place = {"event_id": event.event_id, "seq": event.seq, "received_at": self._received(event),
+                 "kind": event.kind.value}
+        taken = [c for c in found.columns if c in self.table.c and c not in place]
+        return [
+            {**place, "line_no": number, **{c: _typed(c, line.get(c)) for c in taken}}
+            for number, line in enumerate(found.rows, start=1)
+        ]
+
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """True when inserted, False when the event's rows were in the table already."""
+        if not rows:
+            return True
         try:
             with self.engine.begin() as conn:
-                conn.execute(self.table.insert().values(**row))
+                conn.execute(self.table.insert(), list(rows))
             return True
         except IntegrityError:
             with self.engine.connect() as conn:
                 found = conn.execute(
-                    sa.select(self.table.c.event_id).where(self.table.c.event_id == row["event_id"])
+                    sa.select(self.table.c.event_id).where(self.table.c.event_id == rows[0]["event_id"]).limit(1)
                 ).first()
             if found is None:
                 raise
             return False
 
     async def deliver(self, event: StoredEvent | Event) -> None:
-        row = self.row(event)
+        rows = self.rows(event)
         try:
             async with asyncio.timeout(self.timeout):
-                inserted = await asyncio.to_thread(self._insert, row)
+                inserted = await asyncio.to_thread(self._insert, rows)
         except TimeoutError:
             raise TransientError(f"no answer from {self._where} within {self.timeout:g} s") from None
         except SQLAlchemyError as exc:
             raise self._failure(exc) from None
-        log.debug("sink.sql.delivered", sink=self.name, event_id=event.event_id, inserted=inserted)
+        log.debug("sink.sql.delivered", sink=self.name, event_id=event.event_id, rows=len(rows), inserted=inserted)
 
     def _failure(self, exc: SQLAlchemyError) -> PermanentError | TransientError:
         reason = self._reason(exc)
@@ -205,7 +284,7 @@ class SqlSink:
         if not found.has_table(self.table.name, schema=self.table.schema):
             raise LookupError(self.table.fullname)
         present = {c["name"].lower() for c in found.get_columns(self.table.name, schema=self.table.schema)}
-        missing = [c for c in COLUMNS if c not in present]
+        missing = [c for c in self.columns if c not in present]
         if missing:
             raise KeyError(", ".join(missing))
         return f"connected to {self._where}, table {self.table.fullname} has the expected columns"

@@ -42,6 +42,11 @@ SOFT_CAP = 0.9
 # dropped. asyncio's default is 30 s: a client that never reads would hold its slot that long.
 TLS_SHUTDOWN_TIMEOUT = 2.0
 ACCEPT_BATCH = 64  # connections accepted per readiness callback, so one burst cannot starve the loop
+# Out of descriptors, the listening socket stays readable: accepting again at once would spin the
+# loop at full CPU. Accepting pauses instead, from this long up to ACCEPT_PAUSE_MAX while it lasts.
+ACCEPT_PAUSE = 0.05
+ACCEPT_PAUSE_MAX = 1.0
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ConnectionMetrics:
@@ -62,6 +67,11 @@ class ConnectionMetrics:
             registry=registry,
         )
         self.open = Gauge("tcwebhook_connections_open", "Admitted connections now open", registry=registry)
+        self.accept_paused = Counter(
+            "tcwebhook_accept_paused_total",
+            "Times accepting paused because the process was out of file descriptors (or buffers)",
+            registry=registry,
+        )
         self.refused = {reason: refused.labels(reason) for reason in REFUSED_REASONS}
         self.closed = {reason: closed.labels(reason) for reason in CLOSED_REASONS}
 
@@ -75,13 +85,16 @@ class Closable(Protocol):
 class Admission:
     """One admitted connection's place in the counts; released once, whoever notices the end first."""
 
-    __slots__ = ("_gate", "client", "evicted", "released")
+    __slots__ = ("_gate", "client", "evicted", "health_only", "released")
 
     def __init__(self, gate: Gate, client: tuple[str, int]) -> None:
         self._gate = gate
         self.client = client
         self.released = False
         self.evicted = False
+        # A connection whose sender the allow-list could not check (PROXY LOCAL/UNKNOWN): only
+        # the balancer's health check may use it.
+        self.health_only = False
 
     def release(self) -> None:
         if not self.released:
@@ -115,6 +128,11 @@ class Gate:
         self._evicting = 0  # idle connections closed to make room, not yet gone
         self.total = 0
         metrics.open.set_function(lambda: self.total)
+
+    @property
+    def restricted(self) -> bool:
+        """An allow-list is set: who connects matters."""
+        return bool(self._allow)
 
     def trusted_proxy(self, host: str) -> bool:
         return contains(self._proxies, client_address(host))
@@ -185,6 +203,9 @@ class Listener:
         self._handshake_timeout = handshake_timeout
         self._pending: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pause = ACCEPT_PAUSE
+        self._paused: asyncio.TimerHandle | None = None
+        self._exhausted = 0  # pauses in the current episode of descriptor exhaustion
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -193,6 +214,9 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting; connections still in their handshake or PROXY header are dropped."""
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
@@ -207,11 +231,13 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # Out of file descriptors or buffers: the backlog keeps the rest until later.
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("accept_failed", error=exc.strerror)
+                if exc.errno in _EXHAUSTED:
+                    self._pause_accepting(exc)
                     return
                 continue  # a connection that failed before we got it (ECONNABORTED)
+            if self._exhausted:
+                log.info("accept_resumed", pauses=self._exhausted)
+                self._exhausted, self._pause = 0, ACCEPT_PAUSE
             conn.setblocking(False)
             client = (str(address[0]), int(address[1]))
             if self.gate.proxy_protocol:
@@ -226,6 +252,27 @@ class Listener:
                 conn.close()
                 continue
             self._spawn(self._handshake(conn, admission))
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors or buffers: the backlog keeps the waiting clients until some are freed."""
+        if self._loop is None:
+            return
+        self.gate.metrics.accept_paused.inc()
+        if not self._exhausted:  # one line per episode, not one per attempt
+            log.warning(
+                "accept_paused",
+                error=exc.strerror,
+                hint="out of file descriptors: raise the open-file limit or lower [server] max_connections",
+            )
+        self._exhausted += 1
+        self._loop.remove_reader(self.sock.fileno())
+        self._paused = self._loop.call_later(self._pause, self._resume_accepting)
+        self._pause = min(self._pause * 2, ACCEPT_PAUSE_MAX)
+
+    def _resume_accepting(self) -> None:
+        self._paused = None
+        if self._loop is not None:
+            self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -243,11 +290,14 @@ class Listener:
         except asyncio.CancelledError:
             conn.close()
             raise
-        # LOCAL and UNKNOWN headers are the balancer's own connections (health checks).
+        # LOCAL, UNKNOWN and unspecified headers name no sender: the balancer's own connections
+        # (health checks). With an allow-list they may ask /healthz and nothing else, or any
+        # client could get past the allow-list through a balancer that sends them.
         admission = self.gate.admit(header.client or proxy, check_allow=header.client is not None)
         if admission is None:
             conn.close()
             return
+        admission.health_only = header.client is None and self.gate.restricted
         await self._handshake(conn, admission)
 
     async def _handshake(self, conn: socket.socket, admission: Admission) -> None:
