@@ -63,7 +63,7 @@ class SqlInbox(ABC):
 
     def __init__(self, settings: StoreSettings, *, sinks: Sequence[str], hold_new: bool) -> None:
         self._settings = settings
-        self._intake = intake.Intake(tuple(sinks), hold_new)
+        self._intake = intake.EventIntake(tuple(sinks), hold_new)
         self._schema_found = SCHEMA_VERSION
         self._writer: _Writer | None = None
 

@@ -92,7 +92,7 @@ def headers_json(headers: Mapping[str, str]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Intake:
+class EventIntake:
     """How new events enter: the sinks each gets a delivery for, and when they are due."""
 
     sinks: tuple[str, ...]
