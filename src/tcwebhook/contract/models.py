@@ -29,6 +29,7 @@ Attribute names are snake_case; the wire names are the aliases (``model_dump()``
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -66,13 +67,14 @@ MAX_NUMBER_EXPONENT = 1000
 
 
 def _number_in(value: Decimal) -> Decimal:
-    if not value.is_finite() or abs(value.adjusted()) > MAX_NUMBER_EXPONENT:
-        raise PydanticCustomError(
-            "number_out_of_range",
-            "number is out of range (its exponent is beyond ±{limit})",
-            {"limit": MAX_NUMBER_EXPONENT},
-        )
-    return value
+    # Runs for every number of every body: the usual case returns after two C calls.
+    if -MAX_NUMBER_EXPONENT <= value.adjusted() <= MAX_NUMBER_EXPONENT and value.is_finite():
+        return value
+    raise PydanticCustomError(
+        "number_out_of_range",
+        "number is out of range (its exponent is beyond ±{limit})",
+        {"limit": MAX_NUMBER_EXPONENT},
+    )
 
 
 Num = Annotated[
@@ -782,6 +784,17 @@ _OTHER_FAMILY = {
 }
 
 
+@functools.cache
+def _event_fields(model: type[BaseModel], keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(field name, body key) of the envelope's event objects: worked out once per envelope class."""
+    found = []
+    for name, info in model.model_fields.items():
+        key = info.serialization_alias or info.alias or name
+        if key in keys:
+            found.append((name, key))
+    return tuple(found)
+
+
 def _check_single_event(model: BaseModel, keys: tuple[str, ...], route: str) -> str:
     """Return the one event key present; raise a validation error naming what is wrong."""
     extra = model.model_extra or {}
@@ -793,11 +806,9 @@ def _check_single_event(model: BaseModel, keys: tuple[str, ...], route: str) -> 
             "'{key}' is an event object of the {other} webhook, not of the {route} webhook",
             {"key": foreign[0], "other": other, "route": route},
         )
-    fields = type(model).model_fields
     present: list[str] = []
-    for name, info in fields.items():
-        key = info.serialization_alias or info.alias or name
-        if key not in keys or name not in model.model_fields_set:
+    for name, key in _event_fields(type(model), keys):
+        if name not in model.model_fields_set:
             continue
         if getattr(model, name) is None:
             raise PydanticCustomError(

@@ -308,8 +308,7 @@ class Receiver:
     # -- POST webhook --------------------------------------------------------------------------
 
     async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: Exchange) -> int:
-        content_type = _header(scope, b"content-type")
-        length = _header(scope, b"content-length")
+        content_type, length = _content_headers(scope)
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reply(413, "too_large", f"body exceeds {self._max_body} bytes")
         try:
@@ -336,13 +335,14 @@ class Receiver:
             parsed, content_type=content_type or "application/json", body=body, headers=headers
         )
         result = await self._store(event)
+        kind = parsed.kind.value  # an enum's value is a property lookup: read once
         state.log = {
             "event_id": result.event_id,
-            "kind": parsed.kind.value,
+            "kind": kind,
             "event_name": parsed.event_name,
             "duplicate": result.duplicate,
         }
-        self.metrics.count_event(parsed.kind.value, "duplicate" if result.duplicate else "stored")
+        self.metrics.count_event(kind, "duplicate" if result.duplicate else "stored")
         if parsed.drift and not result.duplicate:
             self.metrics.count_drift(parsed.drift)
         return await self._acknowledge(result, send, state)
@@ -526,11 +526,20 @@ def _error_name(status: int) -> str:
     return {400: "invalid_body", 413: "too_large", 415: "unsupported_media_type"}.get(status, "invalid_request")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _content_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The first Content-Type and the first Content-Length, found in one pass over the headers."""
+    content_type: bytes | None = None
+    length: bytes | None = None
     for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif key == b"content-length" and length is None:
+            length = value
+    return (
+        None if content_type is None else content_type.decode("latin-1"),
+        None if length is None else length.decode("latin-1"),
+    )
 
 
 async def _json(
