@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, resolve_event_id, with_inbox
+from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
@@ -30,6 +30,7 @@ from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound
 from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
+from tcwebhook.inbox.ids import resolve_event_id
 from tcwebhook.terminal import cell, markup_safe
 
 events_app = typer.Typer(
