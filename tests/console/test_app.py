@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from structlog.testing import capture_logs
 
+from tcwebhook.contract.drift import Finding
 from tcwebhook.inbox.base import EventFilter
 
-from .conftest import OPERATOR, VIEWER, ClientFactory, Seeded, csrf_of, login
+from .conftest import OPERATOR, VIEWER, ClientFactory, Seeded, csrf_of, login, order_event
 
 pytestmark = pytest.mark.anyio
 
@@ -144,6 +147,18 @@ class TestPages:
         r = await client.get(f"/quarantine/{seeded.quarantine_id}")
         assert "&#34;nope&#34;: 1" in r.text
 
+    async def test_contract_drift(self, client_factory: ClientFactory, seeded: Seeded) -> None:
+        """What the models did not know, with its events linked; sender-chosen text escaped."""
+        client, _ = await client_factory.logged_in(VIEWER)
+        assert "Nothing unknown was seen." in (await client.get("/drift")).text
+        event = replace(order_event(90, "PO-900"), drift=(Finding("field", "orderEvent.<b>x</b>"),))
+        stored = await seeded.inbox.store(event)
+        r = await client.get("/drift", params={"days": "1"})
+        assert r.status_code == 200
+        assert "unknown field" in r.text and "orderEvent.&lt;b&gt;x&lt;/b&gt;" in r.text
+        assert f'href="/events/{stored.event_id}"' in r.text
+        assert (await client.get("/drift", params={"days": "x"})).status_code == 200
+
 
 class TestActions:
     """Replay and reprocess: operators only, POST with the session's CSRF token."""
@@ -186,7 +201,7 @@ class TestActions:
             data={"event_id": seeded.dead_id, "csrf_token": csrf, "back": f"/events/{seeded.dead_id}"},
             headers={"origin": "https://console.test"},
         )
-        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?note=")
+        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?done=")
         assert (await seeded.inbox.get_event(seeded.dead_id)).status == "pending"
         assert seeded.requeued
 
@@ -208,7 +223,7 @@ class TestActions:
         client, csrf = await client_factory.logged_in(OPERATOR)
         assert ">Reprocess<" in (await client.get(f"/quarantine/{seeded.quarantine_id}")).text
         r = await client.post(f"/quarantine/{seeded.quarantine_id}/reprocess", data={"csrf_token": csrf})
-        assert r.status_code == 303 and "Still+refused" in r.headers["location"]
+        assert r.status_code == 303 and "done=still_refused" in r.headers["location"]
 
     async def test_reprocess_stores_a_fixed_body(self, client_factory: ClientFactory, seeded: Seeded) -> None:
         body = b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"q-1","lines":[]}}'

@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tcwebhook.contract.drift import Finding
 from tcwebhook.contract.kinds import EventKind
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
+    drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
 
     @classmethod
     def from_parsed(
@@ -100,6 +102,7 @@ class NewEvent:
             message_id=parsed.message_id,
             last_updated_at=parsed.last_updated_at,
             headers=headers,
+            drift=parsed.drift,
         )
 
 
@@ -364,6 +367,26 @@ class DeliveryQueue(Protocol):
         Returns how many were deleted: call again while it returns ``limit``."""
 
 
+@dataclass(frozen=True, slots=True)
+class DriftRecord:
+    """One thing the models did not know, as the drift report shows it."""
+
+    what: str  # field, enum_value, event_name, event_key
+    detail: str
+    count: int  # events that carried it
+    first_event_id: str | None
+    last_event_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class DriftReport(Protocol):
+    """The contract-drift report's read side (``tcwebhook contract drift``)."""
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        """Everything last seen at or after ``since``, by kind, most recent first."""
+
+
 class Browser(Protocol):
     """The read side, for the CLI, the console and the metrics."""
 
@@ -429,7 +452,7 @@ class Reconciling(Intake, Browser, ReconcileState, Protocol):
 
 
 @runtime_checkable
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, Protocol):
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, Protocol):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
@@ -21,6 +21,7 @@ from tcwebhook.inbox.base import (
     AttemptResult,
     Claim,
     Delivery,
+    DriftRecord,
     EventClaim,
     EventFilter,
     KeyUpdate,
@@ -32,11 +33,16 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import delivery, intake, reconcile, views
+from tcwebhook.inbox.rules import delivery, drift, intake, reconcile, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
 T = TypeVar("T")
+
+
+class _Writer(Protocol):
+    commits: int  # transactions committed by this process
+    operations: int  # operations committed in them
 
 
 def _at_run(fn: Callable[..., Any], **kwargs: Any) -> Rule[Any]:
@@ -58,6 +64,7 @@ class SqlInbox(ABC):
         self._settings = settings
         self._intake = intake.Intake(tuple(sinks), hold_new)
         self._schema_found = SCHEMA_VERSION
+        self._writer: _Writer | None = None
 
     # -- what an engine provides -----------------------------------------------------------------
 
@@ -100,6 +107,16 @@ class SqlInbox(ABC):
     def sinks(self) -> tuple[str, ...]:
         """The sink names new events get a delivery for."""
         return self._intake.sinks
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed by this process (on SQLite, each is one fsync)."""
+        return self._writer.commits if self._writer else 0
+
+    @property
+    def writes(self) -> int:
+        """Write operations committed by this process."""
+        return self._writer.operations if self._writer else 0
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -245,6 +262,9 @@ class SqlInbox(ABC):
         if not keys:
             return []
         return await self._read(partial(reconcile.key_updates, keys=tuple(keys)))
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        return await self._read(partial(drift.list_drift, since=since.timestamp()))
 
     async def get_state(self, name: str) -> str | None:
         return await self._read(partial(reconcile.get_state, name=name))

@@ -305,7 +305,27 @@ _V4: tuple[Step, ...] = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4)
+# The contract-drift report: one row per thing the models did not know (a field path, an enum
+# value, an event name or key), counted, with the first and last event that carried it. Not a
+# child of events: the record outlives the events pruned since.
+_V5: tuple[Step, ...] = (
+    Table(
+        "contract_drift",
+        (
+            _text("what", null=False),
+            _text("detail", null=False),
+            Column("n", "bigint", null=False, default="0"),
+            _text("first_event_id"),
+            _text("last_event_id"),
+            _real("first_seen"),
+            _real("last_seen"),
+        ),
+        key=("what", "detail"),
+        counted=False,
+    ),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the

@@ -23,6 +23,7 @@ rules in SQL (conditional upserts on the stamps), in the transaction that stores
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,27 +32,32 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
+from pydantic import ValidationError
 
 from tcwebhook.contract.kinds import EventKind
+from tcwebhook.contract.models import OrderEventBase, OrderEventLine, Shipment, SingleDeliveryLine, TradecloudModel
 
 Data = dict[str, Any]
 BookKind = Literal["order", "shipment"]
 Source = Literal["event", "fetch", "documents"]
 
-_LOWEST = "0000-00-00T00:00:00.000000Z"
+LOWEST = "0000-00-00T00:00:00.000000Z"  # below every real time
 _NO_VERSION = -1
 
 
+@functools.lru_cache(maxsize=4096)
 def time_stamp(text: str | None) -> str:
     """``lastUpdatedAt`` as text that sorts by time: UTC, microseconds (unreadable: lowest)."""
     if not text:
-        return _LOWEST
+        return LOWEST
     try:
         at = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
-        return _LOWEST
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return LOWEST
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    # An event's header and lines mostly share one time: the cache makes the second one free.
+    return at.isoformat(timespec="microseconds") + "Z"
 
 
 def stamp(last_updated_at: str | None, version: int | None = None) -> str:
@@ -151,11 +157,21 @@ class BookUpdate:
         return BookEvent(event_id, event_name, last, self.source, seq)
 
 
-def _order_header(order: Mapping[str, Any]) -> Data:
+def order_header(order: Mapping[str, Any]) -> Data:
+    """An order object without its lines."""
     return {k: v for k, v in order.items() if k != "lines"}
 
 
-def _order_number(order: Mapping[str, Any]) -> str | None:
+def documents_header(event: Mapping[str, Any]) -> Data:
+    """What an ``orderDocumentsEvent`` says of the order itself (its header until an order event)."""
+    header: Data = {"orderId": event.get("orderId")}
+    for key in ("buyerOrder", "supplierOrder"):
+        if isinstance(event.get(key), Mapping):
+            header[key] = event[key]
+    return header
+
+
+def order_number(order: Mapping[str, Any]) -> str | None:
     buyer = order.get("buyerOrder")
     number = buyer.get("purchaseOrderNumber") if isinstance(buyer, Mapping) else None
     if number is None and isinstance(order.get("order"), Mapping):
@@ -163,7 +179,7 @@ def _order_number(order: Mapping[str, Any]) -> str | None:
     return number if isinstance(number, str) else None
 
 
-def _status(obj: Mapping[str, Any]) -> str | None:
+def status_of(obj: Mapping[str, Any]) -> str | None:
     status = obj.get("status")
     value = status.get("processStatus") if isinstance(status, Mapping) else None
     if value is None:
@@ -182,7 +198,7 @@ def _lines(order: Mapping[str, Any]) -> tuple[LineUpdate, ...]:
     return tuple(out)
 
 
-def _documents(event: Mapping[str, Any]) -> tuple[Data, ...]:
+def documents_of(event: Mapping[str, Any]) -> tuple[Data, ...]:
     """Order and line documents of an ``orderDocumentsEvent`` (line ones say which line)."""
     docs: list[Data] = []
     seen: set[str] = set()
@@ -236,25 +252,21 @@ def update_of(kind: EventKind, envelope: Mapping[str, Any]) -> BookUpdate | None
             header=dict(shipment),
             header_stamp=stamp(last),
             number=number if isinstance(number, str) else None,
-            status=_status(shipment),
+            status=status_of(shipment),
         )
     if kind is EventKind.ORDER_DOCUMENTS:
         event = envelope.get("orderDocumentsEvent")
         if not isinstance(event, Mapping) or not event.get("orderId"):
             return None
-        header: Data = {"orderId": event["orderId"]}
-        for key in ("buyerOrder", "supplierOrder"):
-            if isinstance(event.get(key), Mapping):
-                header[key] = event[key]
         return BookUpdate(
             key=f"order:{event['orderId']}",
             kind="order",
             object_id=str(event["orderId"]),
             source="documents",
-            header=header,
-            header_stamp=_LOWEST,  # never newer than a real order event's header
-            documents=_documents(event),
-            number=_order_number(event),
+            header=documents_header(event),
+            header_stamp=LOWEST,  # never newer than a real order event's header
+            documents=documents_of(event),
+            number=order_number(event),
         )
     order = None
     for key in ("orderEvent", "singleDeliveryOrderEvent", "simpleOrderEvent"):
@@ -269,11 +281,11 @@ def update_of(kind: EventKind, envelope: Mapping[str, Any]) -> BookUpdate | None
         kind="order",
         object_id=str(order["orderId"]),
         source="fetch" if kind.is_fetch else "event",
-        header=_order_header(order),
+        header=order_header(order),
         header_stamp=stamp(order.get("lastUpdatedAt"), version if isinstance(version, int) else None),
         lines=_lines(order),
-        number=_order_number(order),
-        status=_status(order),
+        number=order_number(order),
+        status=status_of(order),
     )
 
 
@@ -311,11 +323,12 @@ class BookEntry:
 
     @property
     def data(self) -> Data:
-        """The current order (an ``orderEvent``-shaped object, lines by position) or shipment."""
+        """The current order (an ``orderEvent``-shaped object, lines by position) or shipment,
+        as the typed model has it (the stored parts may come from JSON read as plain data)."""
         if self.kind == "shipment":
-            return dict(self.header)
-        lines = sorted((u.data for u in self.lines.values()), key=_position_sort)
-        out = {**self.header, "lines": lines}
+            return _typed(Shipment, self.header)
+        lines = sorted((_typed_line(u.data) for u in self.lines.values()), key=_position_sort)
+        out = {**_typed(OrderEventBase, self.header), "lines": lines}
         if self.documents:
             out["documents"] = list(self.documents)
         return out
@@ -347,6 +360,19 @@ class BookEntry:
         }
 
 
+def _typed(model: type[TradecloudModel], data: Data) -> Data:
+    try:
+        typed: Data = model.model_validate(data).model_dump(mode="python", by_alias=True, exclude_none=True)
+    except ValidationError:
+        return dict(data)  # what was stored passed validation once; never fail a read over it
+    return typed
+
+
+def _typed_line(line: Data) -> Data:
+    single = "statusLine" in line or "scheduledDelivery" in line
+    return _typed(SingleDeliveryLine if single else OrderEventLine, line)
+
+
 def _newer(incoming: str, current: str) -> bool:
     return incoming >= current  # ties: the later arrival wins
 
@@ -356,7 +382,7 @@ def apply(entry: BookEntry | None, update: BookUpdate, event: BookEvent) -> Book
     if entry is not None and any((e.event_id, e.source) == (event.event_id, event.source) for e in entry.events):
         return entry
     if entry is None:
-        entry = BookEntry(update.key, update.kind, update.object_id, {}, _LOWEST)
+        entry = BookEntry(update.key, update.kind, update.object_id, {}, LOWEST)
     else:
         entry = replace(entry, lines=dict(entry.lines), documents=list(entry.documents), events=list(entry.events))
     header_replaced = False

@@ -1,5 +1,5 @@
-"""The book's statements run on each store's connection: a SQLite one (sync, in the store's
-writer or reader thread) and a PostgreSQL one (async, in the store's writer task or pool).
+"""The book's statements on each store's connection: SQLite (sync, in the store's writer or
+reader thread) and PostgreSQL (async, in the store's writer task or pool).
 
 Each function runs inside the caller's transaction; none commits.
 """
@@ -14,34 +14,40 @@ from tcwebhook.orderbook.sql import (
     DOCUMENTS,
     ENTRY,
     EVENTS,
+    FETCHES,
     LINES,
-    TABLES,
     BookSummary,
-    PreparedUpdate,
-    entry_from_rows,
+    BookWrite,
+    EntryRows,
+    assemble,
+    bodies_query,
     for_postgres,
+    postgres_statements,
     summaries_query,
     summary_from_row,
 )
+from tcwebhook.orderbook.updates import objects_of
 
 if TYPE_CHECKING:
     import psycopg
 
     PgConn = psycopg.AsyncConnection[Any]
 
-_PG = {sql: for_postgres(sql) for sql in (ENTRY, LINES, DOCUMENTS, EVENTS)}
+_PG = {sql: for_postgres(sql) for sql in (ENTRY, LINES, DOCUMENTS, EVENTS, FETCHES)}
+
+
+def fetch_id(write: BookWrite, event: BookEvent) -> str:
+    """The same fetched state for the same event is kept once, however often it is retried."""
+    return f"{event.event_id}/{write.header_stamp}"
 
 
 # -- SQLite --------------------------------------------------------------------------------------
 
 
-def create_sqlite(conn: sqlite3.Connection) -> None:
-    for statement in TABLES:
-        conn.execute(statement)
-
-
-def apply_sqlite(conn: sqlite3.Connection, prepared: PreparedUpdate, event: BookEvent, now: float) -> None:
-    for st in prepared.statements(event, now):
+def apply_sqlite(
+    conn: sqlite3.Connection, write: BookWrite, event: BookEvent, now: float, fetched: str | None = None
+) -> None:
+    for st in write.statements(event, now, fetched):
         if st.many is not None:
             conn.executemany(st.sql, st.many)
         else:
@@ -52,12 +58,16 @@ def entry_sqlite(conn: sqlite3.Connection, key: str) -> BookEntry | None:
     row = conn.execute(ENTRY, (key,)).fetchone()
     if row is None:
         return None
-    return entry_from_rows(
+    rows = EntryRows(
         row,
         conn.execute(LINES, (key,)).fetchall(),
         conn.execute(DOCUMENTS, (key,)).fetchall(),
         conn.execute(EVENTS, (key,)).fetchall(),
+        conn.execute(FETCHES, (key,)).fetchall(),
     )
+    seqs = rows.seqs()
+    bodies = conn.execute(bodies_query(len(seqs)), seqs).fetchall() if seqs else []
+    return assemble(rows, objects_of(bodies))
 
 
 def summaries_sqlite(
@@ -70,19 +80,20 @@ def summaries_sqlite(
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
-async def create_postgres(conn: PgConn) -> None:
-    for statement in TABLES:
-        await conn.execute(statement)
-
-
-async def apply_postgres(conn: PgConn, prepared: PreparedUpdate, event: BookEvent, now: float) -> None:
-    for st in prepared.statements(event, now):
-        sql = for_postgres(st.sql)
+async def apply_postgres(
+    conn: PgConn, write: BookWrite, event: BookEvent, now: float, fetched: str | None = None
+) -> None:
+    for st in postgres_statements(write, event, now, fetched):
         if st.many is not None:
             async with conn.cursor() as cur:
-                await cur.executemany(sql, st.many)
+                await cur.executemany(st.sql, st.many)
         else:
-            await conn.execute(sql, st.params)
+            await conn.execute(st.sql, st.params)
+
+
+async def _all(conn: PgConn, sql: str, params: Any) -> list[Any]:
+    cur = await conn.execute(sql, params)
+    return list(await cur.fetchall())
 
 
 async def entry_postgres(conn: PgConn, key: str) -> BookEntry | None:
@@ -90,15 +101,20 @@ async def entry_postgres(conn: PgConn, key: str) -> BookEntry | None:
     row = await cur.fetchone()
     if row is None:
         return None
-    lines = await (await conn.execute(_PG[LINES], (key,))).fetchall()
-    documents = await (await conn.execute(_PG[DOCUMENTS], (key,))).fetchall()
-    events = await (await conn.execute(_PG[EVENTS], (key,))).fetchall()
-    return entry_from_rows(row, lines, documents, events)
+    rows = EntryRows(
+        row,
+        await _all(conn, _PG[LINES], (key,)),
+        await _all(conn, _PG[DOCUMENTS], (key,)),
+        await _all(conn, _PG[EVENTS], (key,)),
+        await _all(conn, _PG[FETCHES], (key,)),
+    )
+    seqs = rows.seqs()
+    bodies = await _all(conn, for_postgres(bodies_query(len(seqs))), seqs) if seqs else []
+    return assemble(rows, objects_of(bodies))
 
 
 async def summaries_postgres(
     conn: PgConn, *, status: str | None = None, number: str | None = None, limit: int = 100
 ) -> list[BookSummary]:
     sql, params = summaries_query(status=status, number=number, limit=limit)
-    cur = await conn.execute(for_postgres(sql), params)
-    return [summary_from_row(row) for row in await cur.fetchall()]
+    return [summary_from_row(row) for row in await _all(conn, for_postgres(sql), params)]

@@ -1,27 +1,47 @@
-"""The order book in SQL: its tables, the statements that apply one update, the reads.
+"""The order book in SQL: its tables, the statements that apply one event, the reads.
 
-Both stores run these statements in the transaction that stores the event, so the book can never
-disagree with what was acknowledged. The merge rules of ``orderbook.book`` are conditional
-upserts on the sortable stamps, so applying an update needs no read first and applying it twice
-changes nothing:
+The book keeps *references*, not copies: for each order or shipment the stamp of its newest
+header and which stored event holds it, and for each line its stamp and the event that holds
+its newest version. The data stays in the events' bodies (already stored, byte for byte) and is
+read from there when an entry is read. Storing an event therefore adds a few small rows and no
+serialisation to the path that answers Tradecloud. Both stores run these statements in the
+transaction that stores the event, so the book never disagrees with what was acknowledged, and
+retention never prunes an event the book still points to (the stores' pruning queries
+skip events ``book_entries.header_seq`` or ``book_lines.seq`` name, a scan per pruning batch).
+
+The merge rules of ``orderbook.book`` become conditional upserts on sortable stamps, so applying
+a write needs no read first and applying it twice changes nothing:
 
 * header: replaced only ``WHERE excluded.header_stamp >= book_entries.header_stamp``;
 * each line: replaced only ``WHERE excluded.stamp >= book_lines.stamp``;
-* a fetched order whose header is now the entry's header replaces the lines as a whole (its lines
-  are written after the old ones are deleted);
-* events and documents: inserted once (``ON CONFLICT DO NOTHING``).
+* a fetched order whose stamp is now the entry's header replaces the lines as a whole;
+* documents: inserted once (``ON CONFLICT DO NOTHING``).
 
-The SQL is written once with ``?`` placeholders (SQLite); PostgreSQL gets ``%s`` through
-``for_postgres``. JSON columns are text written by ``book.dump`` (exact decimals).
+A full order fetched while delivering (enrichment, a resolved GET trigger) is no stored event:
+its data is kept in ``book_fetches`` and referenced from there.
+
+The SQL is written once with ``?`` placeholders (SQLite); PostgreSQL gets ``%s`` (``for_postgres``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tcwebhook.orderbook.book import BookEntry, BookEvent, BookUpdate, LineUpdate, dump, load
+from tcwebhook.orderbook.book import (
+    LOWEST,
+    BookEntry,
+    BookEvent,
+    BookKind,
+    BookUpdate,
+    LineUpdate,
+    Source,
+    dump,
+    line_key,
+    load,
+    order_header,
+)
 
 TABLES: tuple[str, ...] = (
     """
@@ -33,19 +53,22 @@ TABLES: tuple[str, ...] = (
         status TEXT,
         last_updated_at TEXT,
         header_stamp TEXT NOT NULL,
+        header_seq BIGINT,
+        header_fetch TEXT,
         fetched_line_count INTEGER,
-        updated_at DOUBLE PRECISION NOT NULL,
-        header TEXT NOT NULL
+        updated_at DOUBLE PRECISION NOT NULL
     )
     """,
-    "CREATE INDEX IF NOT EXISTS book_entries_listing ON book_entries(kind, updated_at)",
+    # Only the number, which never changes once set: an index on what every event updates (the
+    # stamps, the references, updated_at) would cost each stored event a rewrite of it.
     "CREATE INDEX IF NOT EXISTS book_entries_number ON book_entries(number)",
     """
     CREATE TABLE IF NOT EXISTS book_lines (
         key TEXT NOT NULL,
         line_key TEXT NOT NULL,
         stamp TEXT NOT NULL,
-        data TEXT NOT NULL,
+        seq BIGINT,
+        fetch_id TEXT,
         PRIMARY KEY (key, line_key)
     )
     """,
@@ -59,63 +82,80 @@ TABLES: tuple[str, ...] = (
     )
     """,
     """
-    CREATE TABLE IF NOT EXISTS book_events (
+    CREATE TABLE IF NOT EXISTS book_fetches (
+        fetch_id TEXT PRIMARY KEY,
         key TEXT NOT NULL,
-        event_id TEXT NOT NULL,
         seq BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
         event_name TEXT NOT NULL,
         last_updated_at TEXT,
-        source TEXT NOT NULL,
-        PRIMARY KEY (key, event_id, source)
+        data TEXT NOT NULL
     )
     """,
+    "CREATE INDEX IF NOT EXISTS book_fetches_key ON book_fetches(key, seq)",
 )
 """The book's tables; every statement is valid on both engines and may run again."""
 
-TABLE_NAMES = ("book_entries", "book_lines", "book_documents", "book_events")
-
-_EVENT = (
-    "INSERT INTO book_events (key, event_id, seq, event_name, last_updated_at, source)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key, event_id, source) DO NOTHING"
+POSTGRES_TABLES: tuple[str, ...] = tuple(
+    # Rows rewritten by every event keep free room in their page: the update stays on the page and
+    # leaves the indexes alone (a heap-only tuple), the usual PostgreSQL answer to hot rows.
+    t.replace("\n    )\n", "\n    ) WITH (fillfactor = 70)\n") if "book_entries (" in t or "book_lines (" in t else t
+    for t in TABLES
 )
+"""``TABLES`` as PostgreSQL creates them."""
+
+TABLE_NAMES = ("book_entries", "book_lines", "book_documents", "book_fetches")
+
 _HEADER = (
     "INSERT INTO book_entries (key, kind, object_id, number, status, last_updated_at, header_stamp,"
-    " fetched_line_count, updated_at, header) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"
+    " header_seq, header_fetch, fetched_line_count, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)"
     " ON CONFLICT (key) DO UPDATE SET number = COALESCE(excluded.number, book_entries.number),"
     " status = excluded.status, last_updated_at = excluded.last_updated_at,"
-    " header_stamp = excluded.header_stamp, updated_at = excluded.updated_at, header = excluded.header"
+    " header_stamp = excluded.header_stamp, header_seq = excluded.header_seq,"
+    " header_fetch = excluded.header_fetch, updated_at = excluded.updated_at"
     " WHERE excluded.header_stamp >= book_entries.header_stamp"
 )
 # Documents never carry a header of their own: they only create the entry when it is new.
 _DOCUMENTS_HEADER = (
     "INSERT INTO book_entries (key, kind, object_id, number, status, last_updated_at, header_stamp,"
-    " fetched_line_count, updated_at, header) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"
+    " header_seq, header_fetch, fetched_line_count, updated_at) VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, NULL, NULL, ?)"
     " ON CONFLICT (key) DO UPDATE SET number = COALESCE(book_entries.number, excluded.number),"
     " updated_at = excluded.updated_at"
 )
-_TOUCH = "UPDATE book_entries SET updated_at = ? WHERE key = ? AND updated_at < ?"
 _FETCHED_COUNT = "UPDATE book_entries SET fetched_line_count = ? WHERE key = ?"
 _CLEAR_LINES = (
     "DELETE FROM book_lines WHERE key = ?"
     " AND EXISTS (SELECT 1 FROM book_entries WHERE key = ? AND header_stamp = ?)"
 )
 _LINE = (
-    "INSERT INTO book_lines (key, line_key, stamp, data) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, data = excluded.data"
-    " WHERE excluded.stamp >= book_lines.stamp"
+    "INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq,"
+    " fetch_id = excluded.fetch_id WHERE excluded.stamp >= book_lines.stamp"
 )
 _DOCUMENT = (
-    "INSERT INTO book_documents (key, doc_key, seq, data) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (key, doc_key) DO NOTHING"
+    "INSERT INTO book_documents (key, doc_key, seq, data) VALUES (?, ?, ?, ?) ON CONFLICT (key, doc_key) DO NOTHING"
+)
+_FETCH = (
+    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fetch_id) DO NOTHING"
 )
 
 ENTRY = (
-    "SELECT key, kind, object_id, number, status, header_stamp, fetched_line_count, header"
+    "SELECT key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched_line_count"
     " FROM book_entries WHERE key = ?"
 )
-LINES = "SELECT line_key, stamp, data FROM book_lines WHERE key = ?"
+LINES = "SELECT line_key, stamp, seq, fetch_id FROM book_lines WHERE key = ?"
 DOCUMENTS = "SELECT data FROM book_documents WHERE key = ? ORDER BY seq, doc_key"
-EVENTS = "SELECT event_id, event_name, last_updated_at, source, seq FROM book_events WHERE key = ? ORDER BY seq"
+EVENTS = "SELECT event_id, event_name, last_updated_at, kind, seq FROM events WHERE key = ? ORDER BY seq"
+FETCHES = (
+    "SELECT fetch_id, event_id, event_name, last_updated_at, seq, data FROM book_fetches WHERE key = ? ORDER BY seq"
+)
+
+
+def bodies_query(count: int) -> str:
+    """The stored events a read needs (``count`` seqs)."""
+    marks = ", ".join("?" * count)
+    return f"SELECT seq, kind, content_type, body FROM events WHERE seq IN ({marks})"  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,43 +166,75 @@ class Statement:
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedUpdate:
-    """An update with its JSON already written: the work done before the transaction."""
+class BookWrite:
+    """What one event (or one object fetched while delivering) writes: stamps and references."""
 
-    update: BookUpdate
-    header_json: str | None
-    lines: tuple[tuple[str, str, str], ...]  # line key, stamp, JSON
-    documents: tuple[tuple[str, str], ...]  # document key, JSON
+    key: str
+    kind: BookKind
+    object_id: str
+    source: Source
+    header_stamp: str
+    number: str | None
+    status: str | None
+    last_updated_at: str | None
+    lines: tuple[tuple[str, str], ...] = ()  # (line key, stamp)
+    documents: tuple[str, ...] = ()  # each document as JSON (line ones say which line)
+    fetched: str | None = None  # the object's JSON, when it is not a stored event (fetched on delivery)
 
     @classmethod
-    def of(cls, update: BookUpdate) -> PreparedUpdate:
-        docs = tuple((dump(d).decode(), dump(d).decode()) for d in update.documents)
+    def of(cls, update: BookUpdate, *, keep_data: bool = False) -> BookWrite:
+        """From a pure update; ``keep_data``: the object is no stored event, keep it in the book."""
+        fetched = None
+        if keep_data and update.header is not None:
+            obj = dict(update.header)
+            if update.kind == "order":
+                obj["lines"] = [ln.data for ln in update.lines]
+            fetched = dump(obj).decode()
+        last = update.header.get("lastUpdatedAt") if update.header else None
+        if update.kind == "shipment" and update.header:
+            meta = update.header.get("meta")
+            last = meta.get("lastUpdatedAt") if isinstance(meta, Mapping) else None
         return cls(
-            update,
-            None if update.header is None else dump(update.header).decode(),
-            tuple((ln.key, ln.stamp, dump(ln.data).decode()) for ln in update.lines),
-            docs,
+            key=update.key,
+            kind=update.kind,
+            object_id=update.object_id,
+            source=update.source,
+            header_stamp=update.header_stamp,
+            number=update.number,
+            status=update.status,
+            last_updated_at=last if isinstance(last, str) else None,
+            lines=tuple((ln.key, ln.stamp) for ln in update.lines),
+            documents=tuple(dump(d).decode() for d in update.documents),
+            fetched=fetched,
         )
 
-    def statements(self, event: BookEvent, now: float) -> list[Statement]:
-        """The statements that apply this update for ``event`` (its ``seq`` set), in order."""
-        u = self.update
-        out = [Statement(_EVENT, (u.key, event.event_id, event.seq, event.event_name, event.last_updated_at, u.source))]
-        if self.header_json is not None:
-            sql = _DOCUMENTS_HEADER if u.source == "documents" else _HEADER
-            last = event.last_updated_at if u.source != "documents" else None
-            out.append(
-                Statement(sql, (u.key, u.kind, u.object_id, u.number, u.status, last, u.header_stamp, now,
-                                self.header_json))
-            )
-        if u.source == "fetch" and u.kind == "order":
-            out.append(Statement(_CLEAR_LINES, (u.key, u.key, u.header_stamp)))
-            out.append(Statement(_FETCHED_COUNT, (len(self.lines), u.key)))
+    @staticmethod
+    def of_documents(documents: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+        return tuple(dump(d).decode() for d in documents)
+
+    def statements(self, event: BookEvent, now: float, fetch_id: str | None = None) -> list[Statement]:
+        """The statements that apply this write for ``event`` (its ``seq`` set), in order.
+
+        ``fetch_id``: the write is an object fetched while delivering ``event`` (``fetched`` set).
+        """
+        seq = None if fetch_id is not None else event.seq
+        out: list[Statement] = []
+        if fetch_id is not None:
+            out.append(Statement(_FETCH, (fetch_id, self.key, event.seq, event.event_id, event.event_name,
+                                          self.last_updated_at, self.fetched or "{}")))
+        if self.source == "documents":
+            out.append(Statement(_DOCUMENTS_HEADER, (self.key, self.kind, self.object_id, self.number, LOWEST,
+                                                     seq, now)))
+        else:
+            out.append(Statement(_HEADER, (self.key, self.kind, self.object_id, self.number, self.status,
+                                           self.last_updated_at, self.header_stamp, seq, fetch_id, now)))
+        if self.source == "fetch" and self.kind == "order":
+            out.append(Statement(_CLEAR_LINES, (self.key, self.key, self.header_stamp)))
+            out.append(Statement(_FETCHED_COUNT, (len(self.lines), self.key)))
         if self.lines:
-            out.append(Statement(_LINE, (), tuple((u.key, k, s, j) for k, s, j in self.lines)))
-            out.append(Statement(_TOUCH, (now, u.key, now)))
+            out.append(Statement(_LINE, (), tuple((self.key, k, st, seq, fetch_id) for k, st in self.lines)))
         if self.documents:
-            out.append(Statement(_DOCUMENT, (), tuple((u.key, k, event.seq, j) for k, j in self.documents)))
+            out.append(Statement(_DOCUMENT, (), tuple((self.key, d, event.seq, d) for d in self.documents)))
         return out
 
 
@@ -170,23 +242,100 @@ def for_postgres(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-def entry_from_rows(
-    row: Sequence[Any],
-    lines: Iterable[Sequence[Any]],
-    documents: Iterable[Sequence[Any]],
-    events: Iterable[Sequence[Any]],
-) -> BookEntry:
-    """A ``BookEntry`` from the rows of ``ENTRY``, ``LINES``, ``DOCUMENTS`` and ``EVENTS``."""
-    key, kind, object_id, number, status, header_stamp, fetched, header = row
+# PostgreSQL: an event's header and its lines in ONE statement (a data-modifying CTE), which
+# saves the server a second statement per stored event.
+_PG_EVENT = (
+    "WITH header AS (" + for_postgres(_HEADER) + " RETURNING 1)"  # noqa: S608 - fixed texts only
+    " INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id)"
+    " SELECT %s, t.k, t.s, %s, NULL FROM unnest(%s::text[], %s::text[]) AS t(k, s)"
+    " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq,"
+    " fetch_id = excluded.fetch_id WHERE excluded.stamp >= book_lines.stamp"
+)
+
+
+def postgres_statements(write: BookWrite, event: BookEvent, now: float, fetch_id: str | None = None) -> list[Statement]:
+    """``write.statements`` for PostgreSQL: a plain event's write is one statement."""
+    if fetch_id is not None or write.source != "event" or write.documents:
+        return [Statement(for_postgres(st.sql), st.params, st.many) for st in write.statements(event, now, fetch_id)]
+    header = (write.key, write.kind, write.object_id, write.number, write.status, write.last_updated_at,
+              write.header_stamp, event.seq, None, now)
+    lines = (write.key, event.seq, [k for k, _ in write.lines], [st for _, st in write.lines])
+    return [Statement(_PG_EVENT, (*header, *lines))]
+
+
+# -- reading an entry back -----------------------------------------------------------------------
+
+Ref = tuple[str, Any]  # ("e", seq) or ("f", fetch id)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRows:
+    """The rows of one entry, before the events they point to are read."""
+
+    row: Sequence[Any]
+    lines: Sequence[Sequence[Any]]
+    documents: Sequence[Sequence[Any]]
+    events: Sequence[Sequence[Any]]
+    fetches: Sequence[Sequence[Any]]
+
+    def seqs(self) -> list[int]:
+        """The stored events whose bodies the entry needs."""
+        wanted = {self.row[6]} | {line[2] for line in self.lines}
+        return sorted(s for s in wanted if s is not None)
+
+
+_SOURCES = {"order_documents": "documents", "order_fetch": "fetch", "shipment_fetch": "fetch"}
+
+
+def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]]]) -> BookEntry:
+    """The entry from its rows and the typed objects of the events they point to.
+
+    ``objects``: seq -> (event kind, the order or shipment object of that event).
+    """
+    key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched = rows.row
+    fetched_objects = {f[0]: load(f[5]) for f in rows.fetches}
+
+    def source(seq: int | None, fetch_id: str | None) -> tuple[str, Mapping[str, Any]]:
+        if fetch_id is not None:
+            return "fetch", fetched_objects.get(fetch_id, {})
+        return objects.get(seq, ("", {})) if seq is not None else ("", {})
+
+    event_kind, obj = source(header_seq, header_fetch)
+    if kind == "shipment":
+        header = dict(obj)
+    elif event_kind == "order_documents":
+        from tcwebhook.orderbook.book import documents_header
+
+        header = documents_header(obj)
+    else:
+        header = order_header(obj)
+    lines: dict[str, LineUpdate] = {}
+    by_source: dict[tuple[Any, Any], dict[str, Mapping[str, Any]]] = {}
+    for lkey, lstamp, seq, fetch_id in rows.lines:
+        ref = (seq, fetch_id)
+        if ref not in by_source:
+            holder = source(seq, fetch_id)[1]
+            by_source[ref] = {
+                k: ln for ln in holder.get("lines") or () if isinstance(ln, Mapping) and (k := line_key(ln))
+            }
+        data = by_source[ref].get(lkey)
+        if data is not None:
+            lines[lkey] = LineUpdate(lkey, lstamp, dict(data))
+    events = [
+        BookEvent(eid, name, last, _SOURCES.get(ekind, "event"), seq)  # type: ignore[arg-type]
+        for eid, name, last, ekind, seq in rows.events
+    ]
+    events += [BookEvent(eid, name, last, "fetch", seq) for _fid, eid, name, last, seq, _d in rows.fetches]
+    events.sort(key=lambda e: (e.seq, e.source == "fetch"))
     return BookEntry(
         key=key,
         kind=kind,
         object_id=object_id,
-        header=load(header),
+        header=header,
         header_stamp=header_stamp,
-        lines={lk: LineUpdate(lk, st, load(data)) for lk, st, data in lines},
-        documents=[load(d[0]) for d in documents],
-        events=[BookEvent(eid, name, last, src, seq) for eid, name, last, src, seq in events],
+        lines=lines,
+        documents=[load(d[0]) for d in rows.documents],
+        events=events,
         fetched_line_count=fetched,
         number=number,
         status=status,
@@ -223,20 +372,20 @@ class BookSummary:
 
 def summaries_query(*, status: str | None, number: str | None, limit: int) -> tuple[str, tuple[Any, ...]]:
     """``orders list``: orders newest first, optionally of one status or matching a number or id."""
-    where, params = ["kind = ?"], ["order"]
+    where, params = ["b.kind = ?"], ["order"]
     if status is not None:
-        where.append("status = ?")
+        where.append("b.status = ?")
         params.append(status)
     if number is not None:
-        where.append("(number = ? OR object_id = ?)")
+        where.append("(b.number = ? OR b.object_id = ?)")
         params.extend((number, number))
     # Only fixed condition texts are joined; values are parameters.
     sql = (
-        "SELECT e.key, e.kind, e.object_id, e.number, e.status, e.last_updated_at,"  # noqa: S608
-        " (SELECT COUNT(*) FROM book_lines l WHERE l.key = e.key),"
-        " e.fetched_line_count,"
-        " (SELECT COUNT(*) FROM book_events v WHERE v.key = e.key)"
-        f" FROM book_entries e WHERE {' AND '.join(where)} ORDER BY e.updated_at DESC, e.key LIMIT ?"
+        "SELECT b.key, b.kind, b.object_id, b.number, b.status, b.last_updated_at,"  # noqa: S608
+        " (SELECT COUNT(*) FROM book_lines l WHERE l.key = b.key),"
+        " b.fetched_line_count,"
+        " (SELECT COUNT(*) FROM events e WHERE e.key = b.key)"
+        f" FROM book_entries b WHERE {' AND '.join(where)} ORDER BY b.updated_at DESC, b.key LIMIT ?"
     )
     return sql, (*params, limit)
 

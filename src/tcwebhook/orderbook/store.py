@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tcwebhook.orderbook.book import BookEntry, BookEvent
-from tcwebhook.orderbook.sql import BookSummary, PreparedUpdate
+from tcwebhook.orderbook.sql import BookSummary, BookWrite
 
 
 @runtime_checkable
@@ -21,5 +21,6 @@ class BookStore(Protocol):
     ) -> Sequence[BookSummary]:
         """Orders, most recently changed first (``status``: the header's process status)."""
 
-    async def apply_to_book(self, update: PreparedUpdate, event: BookEvent) -> None:
-        """Fold in what a delivery fetched (a full order, a resolved trigger), durably."""
+    async def apply_to_book(self, write: BookWrite, event: BookEvent) -> None:
+        """Keep an object fetched while delivering ``event`` (a full order, a resolved trigger),
+        durably; ``write`` carries its data (``orderbook.updates.fetched_write``)."""

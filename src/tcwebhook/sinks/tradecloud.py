@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,10 +28,9 @@ from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.formats import BOOK_KEY
 from tcwebhook.inbox.base import StoredEvent
-from tcwebhook.orderbook.book import update_of
-from tcwebhook.orderbook.sql import PreparedUpdate
+from tcwebhook.orderbook.book import BookEvent
 from tcwebhook.orderbook.store import BookStore
-from tcwebhook.orderbook.updates import fetched_envelope, update_of_body
+from tcwebhook.orderbook.updates import fetched_write
 from tcwebhook.sinks.base import EventSink, Sink
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.tradecloud_api.client import TradecloudClient
@@ -146,15 +145,18 @@ class TradecloudSink:
         assert self._book is not None
         fetched = []
         if stored is not event:
-            fetched.append(update_of_body(stored.kind, "application/json", stored.body))
+            try:
+                obj = orjson.loads(stored.body)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                fetched.append(fetched_write(stored.kind, obj))
         if isinstance(extras.get(EXTRA_KEY), dict):
-            data = fetched_envelope(EventKind.ORDER_FETCH, extras[EXTRA_KEY])
-            found = None if data is None else update_of(EventKind.ORDER_FETCH, data)
-            fetched.append(None if found is None else PreparedUpdate.of(found))
-        for update in fetched:
-            if update is not None:
-                book_event = update.update.event(event.event_id, event.event_name, event.seq)
-                await self._book.apply_to_book(update, replace(book_event, source="fetch"))
+            fetched.append(fetched_write(EventKind.ORDER_FETCH, extras[EXTRA_KEY]))
+        for write in fetched:
+            if write is not None:
+                book_event = BookEvent(event.event_id, event.event_name, write.last_updated_at, "fetch", event.seq)
+                await self._book.apply_to_book(write, book_event)
 
     async def _store(self, event: StoredEvent, docs: Sequence[FetchedDocument], folder: Path) -> list[DocumentFile]:
         paths = [doc.path for doc in docs]

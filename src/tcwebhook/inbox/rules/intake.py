@@ -20,6 +20,7 @@ import orjson
 from tcwebhook.errors import EventNotFound, StoreUnavailable
 from tcwebhook.inbox.base import NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id, updated_micros
+from tcwebhook.inbox.rules.drift import record_drift
 from tcwebhook.inbox.schema import children
 from tcwebhook.inbox.tx import Bulk, Row, Tx
 
@@ -70,7 +71,7 @@ async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
 # What else a new event writes, in its store's transaction (after the event and its deliveries;
 # not for a duplicate). Each takes the transaction, the new ``seq`` and the event; send with
 # ``tx.send`` where no result is read, so PostgreSQL's pipeline of stores stays one round trip.
-ON_STORED: tuple[OnStored, ...] = (mark_reconciled,)
+ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift)
 
 
 def headers_json(headers: Mapping[str, str]) -> bytes:
