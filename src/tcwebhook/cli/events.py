@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tcwebhook.audit import cli_entry
-from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, record, resolve_event_id, with_inbox
+from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, record, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
@@ -31,6 +31,7 @@ from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound
 from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
+from tcwebhook.inbox.ids import resolve_event_id
 from tcwebhook.terminal import cell, markup_safe
 
 events_app = typer.Typer(

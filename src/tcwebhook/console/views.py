@@ -32,6 +32,7 @@ from tcwebhook.inbox.base import (
     EventStatus,
     StoredEvent,
 )
+from tcwebhook.inbox.ids import resolve_event_id
 from tcwebhook.orderbook.book import BookEntry
 from tcwebhook.orderbook.sql import BookSummary
 from tcwebhook.orderbook.store import BookStore
@@ -222,7 +223,14 @@ def _timeline(attempts: list[Attempt], sink: str) -> list[Attempt]:
 
 async def event(console: Console, request: Request) -> Response:
     event_id = request.path_params["event_id"]
-    stored = await console.inbox.get_event(event_id)
+    try:
+        stored = await console.inbox.get_event(event_id)
+    except EventNotFound:
+        # A pasted prefix (8 characters or more) of one event's id leads to that event's page.
+        full = await resolve_event_id(console.inbox, event_id)
+        if full == event_id:
+            raise
+        return RedirectResponse(f"/events/{quote(full)}", status_code=303)
     deliveries = await console.inbox.deliveries(event_id)
     attempts = list(await console.inbox.attempts(event_id))
     shown = await render.pretty_body_off_loop(stored.body, stored.content_type)
