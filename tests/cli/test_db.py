@@ -21,6 +21,7 @@ import typer
 from tests.support.polling import eventually_async
 from typer.testing import CliRunner
 
+from tcwebhook.audit import AuditEntry, AuditLog
 from tcwebhook.cli import db
 from tcwebhook.config import StoreSettings, load_settings
 from tcwebhook.contract.kinds import EventKind
@@ -287,10 +288,21 @@ class TestRetention:
             await inbox.close()
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def copied(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """``dump`` of a destination, less the audit entries its copies recorded (``db.copy``)."""
+    tables = dump(url)
+    tables["audit"] = [row for row in tables["audit"] if row[4] != "db.copy"]
+    return tables
+
+
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a comparable form."""
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
-             "quarantine": "id", "reconciled": "seq", "service_state": "name", "contract_drift": "what, detail"}
+             "quarantine": "id", "reconciled": "seq", "service_state": "name", "contract_drift": "what, detail",
+             "traces": "seq", "audit": "seq", "console_sessions": "token_hash"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:
@@ -318,7 +330,11 @@ class TestCopy:
                 await inbox.store(shipment(1, "2025-01-02T00:00:00Z"))
                 await inbox.store(shipment(2, "2025-01-01T00:00:00Z"))  # older: superseded later
                 for i in range(60):
-                    await inbox.store(event(i, key=f"order:o-{i % 7}", reconciled=i % 20 == 0))
+                    await inbox.store(event(i, key=f"order:o-{i % 7}", reconciled=i % 20 == 0,
+                                            trace_context=TRACEPARENT if i % 9 == 0 else None))
+                for action in ("events.replay", "db.prune"):
+                    await AuditLog(inbox).record(AuditEntry(actor="olga", source="cli@host", action=action))
+                await inbox.put_session("d" * 64, "olga", "operator", "csrf-token", 1.0)
                 await inbox.set_state("reconcile.cursor", "2025-01-02T00:00:00Z")
                 await settle(inbox, DeliveryStatus.DELIVERED, limit=5)
                 await settle(inbox, DeliveryStatus.DEAD, limit=2)
@@ -335,6 +351,7 @@ class TestCopy:
         before = dump(source)
         assert before["watermarks"] and before["attempts"] and len(before["quarantine"]) == 3
         assert len(before["reconciled"]) == 3 and before["service_state"]
+        assert len(before["traces"]) == 7 and len(before["audit"]) == 2 and before["console_sessions"]
 
         class Interrupted(Exception):
             pass
@@ -358,13 +375,13 @@ class TestCopy:
         assert rerun.returncode == 0, rerun.stderr
         assert "counts match" in rerun.stdout
         assert "pg-secret" not in rerun.stdout + rerun.stderr
-        assert dump(pg_url) == before
+        assert copied(pg_url) == before
         again = subprocess.run(
             [*CLI, "db", "copy", "--from", source, "--to", pg_url], capture_output=True, text=True,
             timeout=120, check=False,
         )
         assert again.returncode == 0, again.stderr
-        assert dump(pg_url) == before
+        assert copied(pg_url) == before
 
         back = f"sqlite:///{tmp_path / 'back.db'}"
         home = subprocess.run(
@@ -372,7 +389,7 @@ class TestCopy:
             timeout=120, check=False,
         )
         assert home.returncode == 0, home.stderr
-        assert dump(back) == before
+        assert copied(back) == before
 
         async def still_works() -> None:
             inbox = PostgresInbox(pg_url, StoreSettings(), sinks=("erp",))

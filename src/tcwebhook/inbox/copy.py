@@ -167,11 +167,13 @@ def copy_store(
             deliveries = src.rows(_select("deliveries", span), (low, high))
             attempts = src.rows(_select("attempts", span, " ORDER BY id"), (low, high))
             reconciled = src.rows(_select("reconciled", span), (low, high))
+            traces = src.rows(_select("traces", span), (low, high))
             with dst.transaction():
                 dst.insert("events", events)
                 dst.insert("deliveries", deliveries)
                 dst.insert("attempts", attempts)
                 dst.insert("reconciled", reconciled)
+                dst.insert("traces", traces)
             last = high
             done += len(events)
             if progress:
@@ -191,6 +193,11 @@ def copy_store(
         with dst.transaction():
             dst.insert("service_state", src.rows(_select("service_state")))
             dst.insert("contract_drift", src.rows(_select("contract_drift")))
+        # The audit log with its own seqs and hashes, so the chain verifies in the copy too;
+        # console sessions, so operators stay signed in on the new store.
+        with dst.transaction():
+            dst.insert("audit", src.rows(_select("audit", "", " ORDER BY seq")))
+            dst.insert("console_sessions", src.rows(_select("console_sessions")))
         marks = src.rows(_select("watermarks"))
         with dst.transaction():
             dst.insert(
@@ -201,7 +208,7 @@ def copy_store(
             )
         if dst.postgres:
             # Rows came with their own ids: move the id generators past them.
-            for table, column in (("events", "seq"), ("attempts", "id")):
+            for table, column in (("events", "seq"), ("attempts", "id"), ("audit", "seq")):
                 dst.rows(
                     f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"  # noqa: S608
                     f" coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)"
