@@ -27,6 +27,8 @@ from tcwebhook.config import StoreSettings
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox.schema import COLUMNS
 
+BOOK_TABLES = ("book_entries", "book_lines", "book_documents", "book_fetches")
+
 
 @dataclass(frozen=True, slots=True)
 class CopyCheck:
@@ -190,6 +192,10 @@ def copy_store(
             after = rows[-1][0]
         with dst.transaction():
             dst.insert("service_state", src.rows(_select("service_state")))
+        # The order book belongs to no event (it outlives pruned ones): copied whole.
+        for table in BOOK_TABLES:
+            with dst.transaction():
+                dst.insert(table, src.rows(_select(table)))
         marks = src.rows(_select("watermarks"))
         with dst.transaction():
             dst.insert(

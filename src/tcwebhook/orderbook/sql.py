@@ -20,7 +20,8 @@ a write needs no read first and applying it twice changes nothing:
 A full order fetched while delivering (enrichment, a resolved GET trigger) is no stored event:
 its data is kept in ``book_fetches`` and referenced from there.
 
-The SQL is written once with ``?`` placeholders (SQLite); PostgreSQL gets ``%s`` (``for_postgres``).
+The SQL is in the neutral form of ``inbox.dialect``; the tables are ``inbox.schema`` version 5,
+the rules running these statements ``inbox.rules.book``.
 """
 
 from __future__ import annotations
@@ -42,69 +43,6 @@ from tcwebhook.orderbook.book import (
     load,
     order_header,
 )
-
-TABLES: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS book_entries (
-        key TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        object_id TEXT NOT NULL,
-        number TEXT,
-        status TEXT,
-        last_updated_at TEXT,
-        header_stamp TEXT NOT NULL,
-        header_seq BIGINT,
-        header_fetch TEXT,
-        fetched_line_count INTEGER,
-        updated_at DOUBLE PRECISION NOT NULL
-    )
-    """,
-    # Only the number, which never changes once set: an index on what every event updates (the
-    # stamps, the references, updated_at) would cost each stored event a rewrite of it.
-    "CREATE INDEX IF NOT EXISTS book_entries_number ON book_entries(number)",
-    """
-    CREATE TABLE IF NOT EXISTS book_lines (
-        key TEXT NOT NULL,
-        line_key TEXT NOT NULL,
-        stamp TEXT NOT NULL,
-        seq BIGINT,
-        fetch_id TEXT,
-        PRIMARY KEY (key, line_key)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS book_documents (
-        key TEXT NOT NULL,
-        doc_key TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (key, doc_key)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS book_fetches (
-        fetch_id TEXT PRIMARY KEY,
-        key TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        event_id TEXT NOT NULL,
-        event_name TEXT NOT NULL,
-        last_updated_at TEXT,
-        data TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS book_fetches_key ON book_fetches(key, seq)",
-)
-"""The book's tables; every statement is valid on both engines and may run again."""
-
-POSTGRES_TABLES: tuple[str, ...] = tuple(
-    # Rows rewritten by every event keep free room in their page: the update stays on the page and
-    # leaves the indexes alone (a heap-only tuple), the usual PostgreSQL answer to hot rows.
-    t.replace("\n    )\n", "\n    ) WITH (fillfactor = 70)\n") if "book_entries (" in t or "book_lines (" in t else t
-    for t in TABLES
-)
-"""``TABLES`` as PostgreSQL creates them."""
-
-TABLE_NAMES = ("book_entries", "book_lines", "book_documents", "book_fetches")
 
 _HEADER = (
     "INSERT INTO book_entries (key, kind, object_id, number, status, last_updated_at, header_stamp,"
@@ -152,10 +90,7 @@ FETCHES = (
 )
 
 
-def bodies_query(count: int) -> str:
-    """The stored events a read needs (``count`` seqs)."""
-    marks = ", ".join("?" * count)
-    return f"SELECT seq, kind, content_type, body FROM events WHERE seq IN ({marks})"  # noqa: S608
+BODIES = "SELECT seq, kind, content_type, body FROM events WHERE seq IN INTS(?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,31 +171,6 @@ class BookWrite:
         if self.documents:
             out.append(Statement(_DOCUMENT, (), tuple((self.key, d, event.seq, d) for d in self.documents)))
         return out
-
-
-def for_postgres(sql: str) -> str:
-    return sql.replace("?", "%s")
-
-
-# PostgreSQL: an event's header and its lines in ONE statement (a data-modifying CTE), which
-# saves the server a second statement per stored event.
-_PG_EVENT = (
-    "WITH header AS (" + for_postgres(_HEADER) + " RETURNING 1)"  # noqa: S608 - fixed texts only
-    " INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id)"
-    " SELECT %s, t.k, t.s, %s, NULL FROM unnest(%s::text[], %s::text[]) AS t(k, s)"
-    " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq,"
-    " fetch_id = excluded.fetch_id WHERE excluded.stamp >= book_lines.stamp"
-)
-
-
-def postgres_statements(write: BookWrite, event: BookEvent, now: float, fetch_id: str | None = None) -> list[Statement]:
-    """``write.statements`` for PostgreSQL: a plain event's write is one statement."""
-    if fetch_id is not None or write.source != "event" or write.documents:
-        return [Statement(for_postgres(st.sql), st.params, st.many) for st in write.statements(event, now, fetch_id)]
-    header = (write.key, write.kind, write.object_id, write.number, write.status, write.last_updated_at,
-              write.header_stamp, event.seq, None, now)
-    lines = (write.key, event.seq, [k for k, _ in write.lines], [st for _, st in write.lines])
-    return [Statement(_PG_EVENT, (*header, *lines))]
 
 
 # -- reading an entry back -----------------------------------------------------------------------
@@ -396,7 +306,7 @@ def summary_from_row(row: Sequence[Any]) -> BookSummary:
 
 
 def objects_of(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[str, Mapping[str, Any]]]:
-    """seq -> (kind, the typed order or shipment object) for rows of ``bodies_query``."""
+    """seq -> (kind, the typed order or shipment object) for rows of ``BODIES``."""
     from tcwebhook.orderbook.updates import object_of_body
 
     out: dict[int, tuple[str, Mapping[str, Any]]] = {}

@@ -20,8 +20,10 @@ import orjson
 from tcwebhook.errors import EventNotFound, StoreUnavailable
 from tcwebhook.inbox.base import NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id, updated_micros
+from tcwebhook.inbox.rules import book
 from tcwebhook.inbox.schema import children
 from tcwebhook.inbox.tx import Bulk, Row, Tx
+from tcwebhook.orderbook.book import BookEvent
 
 INSERT_EVENT = (
     "INSERT INTO events (event_id, dedupe_key, received_at, kind, event_name, status, key,"
@@ -47,18 +49,29 @@ _INSERT_QUARANTINE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Settled long enough ago: delivered or superseded, and no delivery touched since ``before``;
-# rows another pruner holds are skipped.
+# never an event the order book reads its current header or a line from; rows another pruner
+# holds are skipped.
 _PRUNABLE = """
 SELECT e.seq FROM events AS e
 WHERE e.received_at < ? AND e.status IN ('delivered', 'superseded')
   AND NOT EXISTS (SELECT 1 FROM deliveries AS d
                   WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead') OR d.updated_at >= ?))
+  AND e.seq NOT IN (SELECT b.header_seq FROM book_entries AS b WHERE b.header_seq IS NOT NULL)
+  AND e.seq NOT IN (SELECT l.seq FROM book_lines AS l WHERE l.seq IS NOT NULL)
 ORDER BY e.received_at LIMIT ?
 /*pg FOR UPDATE OF e SKIP LOCKED */
 """
 
 
 OnStored = Callable[[Tx, int, NewEvent], Awaitable[None]]
+
+
+async def keep_book(tx: Tx, seq: int, event: NewEvent) -> None:
+    """The order book follows every stored event (``rules.book``)."""
+    write = event.book_write()
+    if write is not None:
+        # The stored event is the reference: its id and name are the events table's.
+        await book.apply(tx, write, BookEvent("", event.event_name, write.last_updated_at, write.source, seq))
 
 
 async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
@@ -70,7 +83,7 @@ async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
 # What else a new event writes, in its store's transaction (after the event and its deliveries;
 # not for a duplicate). Each takes the transaction, the new ``seq`` and the event; send with
 # ``tx.send`` where no result is read, so PostgreSQL's pipeline of stores stays one round trip.
-ON_STORED: tuple[OnStored, ...] = (mark_reconciled,)
+ON_STORED: tuple[OnStored, ...] = (mark_reconciled, keep_book)
 
 
 def headers_json(headers: Mapping[str, str]) -> bytes:
