@@ -40,6 +40,24 @@ __all__ = [
 ]
 
 
+# Whole suites whose tests start several servers or run for many seconds each: `pytest -m "not slow"`
+# leaves them out (make test runs everything). A single long test elsewhere carries @pytest.mark.slow.
+SLOW_PATHS = (
+    "tests/reliability/",
+    "tests/deploy/",
+    "tests/transport/test_acme.py",
+    "tests/console/test_browser.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        if where.startswith(SLOW_PATHS) or item.get_closest_marker("reliability"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     # asyncio only: the service runs on asyncio (uvloop), and trio may be installed (selenium needs it).

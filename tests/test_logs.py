@@ -5,6 +5,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -131,6 +132,24 @@ class TestSecretsFoundByType:
             assert expected in values
         assert base64.b64encode(b"api-user:tc-api-password-0123").decode() in values
         assert base64.b64encode(b"erp-user:erp-basic-pass-0123").decode() in values
+
+    def test_sftp_amqp_and_sql_sink_secrets(self, tmp_path: Path) -> None:
+        from tcwebhook.logs import secret_values
+
+        settings = Settings(
+            sinks=[
+                {"type": "sftp", "name": "drop", "host": "sftp.erp", "username": "tc", "password": "sftp-pass-0123",
+                 "known_hosts": str(tmp_path / "known_hosts")},
+                {"type": "sftp", "name": "keyed", "host": "sftp.erp", "username": "tc",
+                 "private_key": str(tmp_path / "key"), "passphrase": "key-phrase-0123",
+                 "known_hosts": str(tmp_path / "known_hosts")},
+                {"type": "amqp", "name": "mq", "url": "amqps://tc:mq%2Fpass-0123@mq.erp/erp"},
+                {"type": "sql", "name": "db", "url": "mariadb://tc:db-pass-0123@db.erp/staging"},
+            ],
+        )
+        values = secret_values(settings)
+        for expected in ("sftp-pass-0123", "key-phrase-0123", "mq/pass-0123", "mq%2Fpass-0123", "db-pass-0123"):
+            assert expected in values
 
     def test_a_new_secret_field_is_scrubbed(self) -> None:
         """A section added to the model with a SecretStr needs no change to the scrubber."""

@@ -52,6 +52,25 @@ class TestServiceMetrics:
         assert value(registry, "tcwebhook_store_up") == 0
         assert value(registry, "tcwebhook_sink_backlog", sink="erp") == 1  # the last known value stays
 
+    async def test_replayed_deliveries_stay_out_of_the_latency(self, tmp_path: Path) -> None:
+        inbox = SqliteInbox(tmp_path / "inbox.db", StoreSettings(), sinks=("erp",))
+        await inbox.open()
+        registry = CollectorRegistry()
+        metrics = ServiceMetrics(registry, inbox, ["erp"], min_interval=0.0)
+        try:
+            event_id = (await inbox.store(order_event(1))).event_id
+            (claim,) = await inbox.claim_due(owner="t", sinks=["erp"], limit=1, lease=30, stale_kinds=frozenset())
+            await inbox.finish(claim, AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, time.time()))
+            metrics.delivered(claim)
+            await inbox.replay([event_id])
+            (again,) = await inbox.claim_due(owner="t", sinks=["erp"], limit=1, lease=30, stale_kinds=frozenset())
+            assert again.replayed and not claim.replayed
+            await inbox.finish(again, AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, time.time()))
+            metrics.delivered(again)
+            assert value(registry, "tcwebhook_delivery_latency_seconds_count", sink="erp") == 1
+        finally:
+            await inbox.close()
+
     async def test_scrapes_within_the_interval_share_one_refresh(self, tmp_path: Path) -> None:
         inbox = SqliteInbox(tmp_path / "inbox.db", StoreSettings(), sinks=("erp",))
         await inbox.open()

@@ -14,6 +14,7 @@ from typing import cast
 import httpx
 import trustme
 from cryptography import x509
+from tests.support.polling import eventually
 from tests.support.servers import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory
 
 from tcwebhook.config import AuthSettings, Settings
@@ -47,10 +48,7 @@ def reload_with(server: RunningServer, text: str, expect: str) -> None:
     before = server.logs().count(expect)
     server.config_path.write_text(text)
     server.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 15
-    while server.logs().count(expect) == before:
-        assert time.monotonic() < deadline, server.logs()[-3000:]
-        time.sleep(0.05)
+    eventually(lambda: server.logs().count(expect) > before, 15, what=f"another {expect!r} line")
 
 
 def post(server: RunningServer, token: str) -> int:

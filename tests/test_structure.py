@@ -12,8 +12,6 @@ LONGEST = 600
 # Data models: one class per Tradecloud document or config section, read by looking up a name
 # (config.py also holds the loader of its models).
 MODELS = {"contract/models.py", "config.py"}
-# Longer today, and being cut down with the one SQL core of the two stores.
-OVER_TODAY = {"inbox/postgres.py", "inbox/sqlite.py"}
 
 
 def module_name(path: Path) -> str:
@@ -133,13 +131,7 @@ class TestModuleSize:
 
     @pytest.mark.parametrize(
         "path",
-        [
-            pytest.param(p, marks=pytest.mark.xfail(reason="being split", strict=False))
-            if str(p.relative_to(PACKAGE)) in OVER_TODAY
-            else p
-            for p in sorted(PACKAGE.rglob("*.py"))
-            if str(p.relative_to(PACKAGE)) not in MODELS
-        ],
+        [p for p in sorted(PACKAGE.rglob("*.py")) if str(p.relative_to(PACKAGE)) not in MODELS],
         ids=lambda p: str(p.relative_to(PACKAGE)),
     )
     def test_short(self, path: Path) -> None:

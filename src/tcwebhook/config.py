@@ -50,6 +50,11 @@ ENV_PREFIX = "TCWEBHOOK_"
 # Webhook credentials are ours to choose: short ones can be guessed over the internet.
 MIN_WEBHOOK_SECRET = 16
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The Tradecloud API's rule: at most this many requests per second per integration user.
+_API_REQUEST_LIMIT = 10.0
+# Tradecloud's webhook sender gives up after 60 s; a synchronous answer must leave well before.
+MAX_SYNC_DEADLINE = 55.0
+DEFAULT_PYTHON_SINK_TIMEOUT = 60.0
 # A host name, an IP address, or "*." and a domain: no scheme, port or path.
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]+")
@@ -269,6 +274,20 @@ class DeliverySettings(_Section):
     shutdown_timeout: float = Field(default=10.0, gt=0)
     stale_shipments: bool = True  # skip shipment states older than one already delivered
     stale_orders: bool = False
+    # mode = "sync": sinks, enrichment and downloads of one request finish within this, or the
+    # answer is 503 and the event is delivered in the background. Tradecloud's sender stops
+    # waiting after 60 s, so a later 2xx would never be seen.
+    sync_deadline: float = Field(default=45.0, gt=0)
+
+    @field_validator("sync_deadline")
+    @classmethod
+    def _below_the_senders_timeout(cls, value: float) -> float:
+        if value > MAX_SYNC_DEADLINE:
+            raise ValueError(
+                f"sync_deadline {value:g} s is too close to the 60 s after which Tradecloud's sender stops "
+                f"waiting; set {MAX_SYNC_DEADLINE:g} s or less"
+            )
+        return value
 
 
 class _SinkSection(_Section):
@@ -348,7 +367,8 @@ class _SinkSection(_Section):
 class PythonSinkSettings(_SinkSection):
     type: Literal["python"] = "python"
     callable: str  # "package.module:function"
-    timeout: float | None = Field(default=None, gt=0)  # no deadline unless one is set
+    # A handler that never returns would hold its delivery (and, in sync mode, the request) for ever.
+    timeout: float = Field(default=DEFAULT_PYTHON_SINK_TIMEOUT, gt=0)
 
     _needs = "callable"
 
@@ -503,9 +523,16 @@ class TradecloudSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     refresh_interval: float = Field(default=9 * 60.0, gt=0)
+    # Tradecloud allows 10 requests per second per integration user; this is this process's share.
+    max_requests_per_second: float = Field(default=8.0, gt=0)
 
     @model_validator(mode="after")
     def _safe_api(self) -> TradecloudSettings:
+        if self.max_requests_per_second > _API_REQUEST_LIMIT:
+            raise ValueError(
+                f"max_requests_per_second {self.max_requests_per_second:g} exceeds the {_API_REQUEST_LIMIT:g} "
+                "requests per second the Tradecloud API allows per integration user; set 10 or less (8 leaves room)"
+            )
         parts = urlsplit(self.api_base)
         # The integration user's password goes to this address; loopback is for test doubles.
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):

@@ -81,13 +81,16 @@ def _open_with_mode(path: Path, flag: int, mode: int) -> int:
     return fd
 
 
-def write_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE, owner: tuple[int, int] | None = None) -> None:
     """Replace ``path`` atomically with ``data`` (fsynced); the file has ``mode`` from its first byte.
 
-    A reader sees the old content or the new, never half a key.
+    A reader sees the old content or the new, never half a key. ``owner`` (uid, gid) is given to
+    the new file before anything is written to it (mkstemp made it 0600, readable by us alone).
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            os.fchown(fd, *owner)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)

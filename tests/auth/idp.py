@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tests.support.polling import eventually
 
 TENANT = "0b1c2d3e-aaaa-bbbb-cccc-123456789abc"
 AUDIENCE = "api://tcwebhook-test"
@@ -220,11 +221,12 @@ class IdPServer:
 
     def start(self) -> IdPServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
+        def up() -> bool:
+            if not self._thread.is_alive():
                 raise RuntimeError("the local identity provider did not start")
-            time.sleep(0.01)
+            return bool(self._server.started)
+
+        eventually(up, 10, interval=0.01, what="the local identity provider started")
         return self
 
     def stop(self) -> None:

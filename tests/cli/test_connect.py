@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -101,6 +103,9 @@ class TestConnect:
         assert code == 0 and any("orderEvents.format" in line and "tXML" in line for line in planned["changes"])
 
 
+SERVICE_GID = 4242  # a group of the service, other than the caller's
+
+
 class TestRotate:
     """--rotate: the receiver accepts the new token first, Tradecloud gets it, the old one is retired."""
 
@@ -110,11 +115,19 @@ class TestRotate:
         code, _, _ = connect(server, "--ca-bundle", str(server.ca_path))
         assert code == 0 and fake.webhook_settings["orderEvents"]["bearerToken"] == TOKEN
 
+        # root:tcwebhook 0640, as deploy/ installs it: the rewrite keeps owner, group and mode.
+        if os.geteuid() != 0:
+            pytest.skip("giving the config another group needs root")
+        os.chown(server.config_path, 0, SERVICE_GID)
+        os.chmod(server.config_path, 0o640)
         code, result, stderr = connect(
             server, "--rotate", "--pid", str(server.proc.pid), "--ca-bundle", str(server.ca_path), "--wait", "20"
         )
         assert code == 0, stderr
         assert result["rotated"] and result["retired"] == 1
+        kept = server.config_path.stat()
+        assert (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (0, SERVICE_GID, 0o640)
+        assert [p.name for p in server.config_path.parent.iterdir() if p.name.startswith(".")] == []
         tokens = tomllib.loads(server.config_path.read_text())["auth"]["bearer_tokens"]
         new = tokens[0]
         assert TOKEN not in tokens and len(tokens) == 2  # the second test token stays

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 import structlog
 import typer
+from tests.support.polling import eventually_async
 from typer.testing import CliRunner
 
 from tcwebhook.cli import db
@@ -260,9 +262,11 @@ class TestRetention:
         dispatcher = Dispatcher(inbox, [Nothing()], load_settings().delivery)  # type: ignore[list-item]
         await dispatcher.start()
         try:
-            deadline = time.monotonic() + 10
-            while (await inbox.describe()).rows["events"] and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+            async def pruned() -> bool:
+                return not (await inbox.describe()).rows["events"]
+
+            with contextlib.suppress(AssertionError):  # the assertion below says what is left
+                await eventually_async(pruned, 10)
         finally:
             await dispatcher.stop()
         assert (await inbox.describe()).rows["events"] == 0, ids

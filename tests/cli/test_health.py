@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from tests.conftest import CLI, ServerFactory, refused_port
+from tests.support.servers import CLI, ServerFactory, refused_port
 
 pytestmark = pytest.mark.slow  # a server and three CLI processes: about half a minute on a busy machine
 

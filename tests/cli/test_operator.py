@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import typer.main
-from tests.conftest import ServerFactory
+from tests.support.servers import ServerFactory
 
 from tcwebhook.cli.main import app
 

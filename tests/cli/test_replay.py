@@ -153,3 +153,83 @@ class TestReplay:
         assert files["erp"].startswith(str(config.parent / "erp-out") + "/")
         table = run("events", "show", ids["new"][0], "--config", str(config), cwd=tmp_path)
         assert f"file of sink erp: {files['erp']}" in table.stdout
+
+
+class TestIdsAndJunk:
+    """Event ids by a unique prefix; junk bodies deleted after a question; attempts counted across replays."""
+
+    def test_prefix(self, site: tuple[Path, dict[str, list[str]]], tmp_path: Path) -> None:
+        config, ids = site
+        full = ids["new"][0]
+        everyone = [i for group in ids.values() for i in group]
+        shared = full[:8]
+        # Time-ordered ids of events stored within a minute share their first 8 characters.
+        assert sum(i.startswith(shared) for i in everyone) > 1
+        ambiguous = run("events", "show", shared, "--config", str(config), cwd=tmp_path)
+        assert ambiguous.returncode == 1 and "starts several event ids" in ambiguous.stderr
+        whole = run("events", "show", full.upper(), "--json", "--config", str(config), cwd=tmp_path)
+        assert json.loads(whole.stdout)["event_id"] == full
+        short = run("events", "show", full[:7], "--config", str(config), cwd=tmp_path)
+        assert short.returncode == 1 and "at least 8 characters" in short.stderr
+        unique = _unique_prefix(full, everyone)
+        out = run("events", "show", unique, "--json", "--config", str(config), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["event_id"] == full
+        replay = run("events", "replay", unique, "--dry-run", "--json", "--config", str(config), cwd=tmp_path)
+        assert replay.returncode == 0 and json.loads(replay.stdout)["selected"] == 1
+        nothing = run("events", "replay", "ffffffff-0000", "--yes", "--config", str(config), cwd=tmp_path)
+        assert nothing.returncode == 1 and "no event id starts with ffffffff-0000" in nothing.stderr
+
+    def test_quarantine_delete_asks(self, site: tuple[Path, dict[str, list[str]]], tmp_path: Path) -> None:
+        config, _ = site
+
+        async def junk() -> str:
+            inbox = open_inbox(load_settings(config))
+            await inbox.open()
+            try:
+                return await inbox.quarantine(route="orders", content_type="text/plain", body=b"hello", headers={},
+                                              reason="unsupported media type", status_code=415)
+            finally:
+                await inbox.close()
+
+        qid = asyncio.run(junk())
+        refused = run("quarantine", "delete", qid, "--config", str(config), cwd=tmp_path, stdin="n\n")
+        assert refused.returncode == 1 and "Nothing was deleted" in refused.stderr
+        assert "415 unsupported media type" in refused.stderr
+        assert run("quarantine", "show", qid, "--config", str(config), cwd=tmp_path).returncode == 0
+        done = run("quarantine", "delete", qid, "--config", str(config), cwd=tmp_path, stdin="y\n")
+        assert done.returncode == 0, done.stderr
+        assert "Deleted 1 quarantined body" in done.stdout
+        assert run("quarantine", "show", qid, "--config", str(config), cwd=tmp_path).returncode == 1
+        assert run("quarantine", "delete", qid, "--yes", "--config", str(config), cwd=tmp_path).returncode == 1
+
+    def test_attempts_count_across_replays(self, site: tuple[Path, dict[str, list[str]]], tmp_path: Path) -> None:
+        config, ids = site
+        event_id = ids["orders"][0]
+        for _ in range(2):
+            assert run("events", "replay", event_id, "--sink", "archive", "--config", str(config),
+                       cwd=tmp_path).returncode == 0
+
+            async def fail_again() -> None:
+                inbox = open_inbox(load_settings(config))
+                await inbox.open()
+                try:
+                    (claim,) = await inbox.claim_due(owner="t", sinks=["archive"], limit=1, lease=60,
+                                                     stale_kinds=frozenset())
+                    await inbox.finish(claim, AttemptResult(DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, 0.0,
+                                                            0.01, "refused"))
+                finally:
+                    await inbox.close()
+
+            asyncio.run(fail_again())
+        shown = json.loads(run("events", "show", event_id, "--json", "--config", str(config), cwd=tmp_path).stdout)
+        assert [a["number"] for a in shown["attempts"] if a["sink"] == "archive"] == [1, 2, 3]
+        table = run("events", "show", event_id, "--config", str(config), cwd=tmp_path).stdout
+        assert "3 (1 since the last replay)" in table
+
+
+def _unique_prefix(full: str, others: list[str]) -> str:
+    for length in range(8, len(full) + 1):
+        if sum(o.startswith(full[:length]) for o in others) == 1:
+            return full[:length]
+    return full

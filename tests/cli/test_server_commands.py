@@ -7,11 +7,11 @@ import os
 import shlex
 import stat
 import subprocess
-import time
 import tomllib
 import uuid
 from pathlib import Path
 
+from tests.support.polling import eventually
 from tests.support.servers import CLI, RunningServer, ServerFactory
 
 
@@ -103,10 +103,7 @@ class TestDev:
             )
         event_id = r.json()["eventId"]
         outbox = dev_server.data_dir / "outbox"
-        deadline = time.monotonic() + 15
-        while not list(outbox.glob(f"*{event_id}*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        files = list(outbox.glob(f"*{event_id}*"))
+        files = eventually(lambda: list(outbox.glob(f"*{event_id}*")), 15, what="the delivered file")
         assert len(files) == 1
         assert json.loads(files[0].read_bytes()) == data
 

@@ -175,7 +175,7 @@ class TestActions:
             data={"event_id": seeded.dead_id, "csrf_token": csrf, "back": f"/events/{seeded.dead_id}"},
             headers={"origin": "https://console.test"},
         )
-        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?note=")
+        assert r.status_code == 303 and r.headers["location"].startswith(f"/events/{seeded.dead_id}?done=")
         assert (await seeded.inbox.get_event(seeded.dead_id)).status == "pending"
         assert seeded.requeued
 
@@ -197,7 +197,7 @@ class TestActions:
         client, csrf = await client_factory.logged_in(OPERATOR)
         assert ">Reprocess<" in (await client.get(f"/quarantine/{seeded.quarantine_id}")).text
         r = await client.post(f"/quarantine/{seeded.quarantine_id}/reprocess", data={"csrf_token": csrf})
-        assert r.status_code == 303 and "Still+refused" in r.headers["location"]
+        assert r.status_code == 303 and "done=still_refused" in r.headers["location"]
 
     async def test_reprocess_stores_a_fixed_body(self, client_factory: ClientFactory, seeded: Seeded) -> None:
         body = b'{"eventName":"OrderIssuedByBuyer","orderEvent":{"orderId":"q-1","lines":[]}}'

@@ -11,7 +11,6 @@ import http.server
 import shutil
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.receiver.test_endpoints import shipment_body
+from tests.support.bodies import shipment_body
+from tests.support.polling import NotInTime, eventually
 from tests.support.servers import RunningServer, ServerFactory
 
 from .conftest import OPERATOR, VIEWER
@@ -171,12 +171,10 @@ def status_of(server: RunningServer, event_id: str) -> str:
 
 
 def wait_for(predicate: object, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return bool(eventually(predicate, timeout, interval=0.1))  # type: ignore[arg-type]
+    except NotInTime:
+        return False
 
 
 def log_in(driver: object, stack: Stack, who: tuple[str, str]) -> None:

@@ -125,6 +125,9 @@ def build_image(podman: Podman, base: str, tag: str) -> BuiltImage:
     built = podman.inspect("image", tag)
     if previous and previous != built["Id"]:
         podman("rmi", previous, check=False)  # the last run's image, now untagged
+    # Untagged build stages pile up at about 200 MB per changed checkout; pip's downloads stay in
+    # the build's cache mount, so the next build loses little without them.
+    podman("image", "prune", "--force", check=False)
     size = int(built["Size"])
     print(f"image {tag}: built in {seconds:.0f} s, {size / 1e6:.0f} MB")
     return BuiltImage(tag, revision, seconds, size)

@@ -38,7 +38,7 @@ class TestRules:
         cmd = [PROMTOOL or "", "check", "rules", str(ALERTS)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "7 rules found" in out.stdout
+        assert "8 rules found" in out.stdout
 
     @needs_promtool
     def test_unit_tests(self) -> None:

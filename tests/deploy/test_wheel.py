@@ -12,13 +12,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
+from tests.support.polling import eventually
 from tests.support.servers import logged_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,15 +84,15 @@ def test_wheel_in_a_clean_venv(tmp_path: Path, test_ca: trustme.CA) -> None:
         port = logged_port(site / "serve.log", "listening", proc, timeout=60)
         console_port = logged_port(site / "serve.log", "console_listening", proc, timeout=60)
         verify = str(site / "ca.pem")
-        deadline = time.monotonic() + 60
-        while True:
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError((site / "serve.log").read_text()[-3000:])
             try:
-                if httpx.get(f"https://localhost:{port}/healthz", verify=verify, timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"https://localhost:{port}/healthz", verify=verify, timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (site / "serve.log").read_text()[-3000:]
-            time.sleep(0.2)
+                return False
+
+        eventually(healthy, 60, interval=0.2, what="/healthz of the installed wheel")
         r = httpx.post(f"https://localhost:{port}/tradecloud/orders", verify=verify, timeout=10,
                        headers={"Authorization": f"Bearer {TOKEN}"},
                        json={"eventName": "OrderIssuedByBuyer", "orderEvent": {"orderId": "wheel-1"}})

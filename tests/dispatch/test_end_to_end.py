@@ -27,8 +27,9 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from tests.receiver.test_endpoints import inbox_events, order_body, shipment_body
 from tests.reliability.conftest import FAST_DELIVERY, ErpEndpoint, message_id_of, order_event, wait_until
+from tests.support.bodies import order_body, shipment_body
+from tests.support.inbox import inbox_events
 from tests.support.servers import CLI, RunningServer, ServerFactory
 
 from tcwebhook.inbox.base import StoredEvent
@@ -155,6 +156,17 @@ def record(event: Event) -> None:
     """Every event, except the purchase order the ERP refuses for good."""
     if event.purchase_order_number == "PO-REFUSED":
         raise PermanentError("the ERP refuses PO-REFUSED")
+    _record(event)
+
+
+async def slow_once(event: Event) -> None:
+    """Takes half a minute while the file "slow" exists (removed on the way), else at once."""
+    import asyncio
+
+    slow = STATE / "slow"
+    if slow.exists():
+        slow.unlink()
+        await asyncio.sleep(30)
     _record(event)
 
 
@@ -508,3 +520,42 @@ class TestSyncMode:
         assert [a["outcome"] for a in shown["attempts"]] == ["transient", "transient", "delivered"]
         assert "ERP database is locked" in (shown["attempts"][0]["error"] or "")
         assert [d["event_id"] for d in cli(server, "events", "dead")] == [refused_id]
+
+
+class TestSyncDeadline:
+    """``[delivery] sync_deadline``: past it the answer is 503 and the event is delivered in the background."""
+
+    def test_late_delivery_is_answered_503_then_delivered(
+        self, server_factory: ServerFactory, handlers: HandlerModule
+    ) -> None:
+        extra = (
+            FAST_DELIVERY
+            + 'mode = "sync"\nsync_deadline = 1.5\n'
+            + '[[sinks]]\nname = "handler"\ntype = "python"\ncallable = "e2e_erp_handlers:slow_once"\n'
+        )
+        server = server_factory.start("sync-deadline", extra=extra, env=handlers.env)
+        (handlers.state / "slow").touch()
+        body = order_body("OrderIssuedByBuyer")
+        with server.client() as client:
+            started = time.monotonic()
+            r = post(server, client, body)
+            answered_in = time.monotonic() - started
+            assert r.status_code == 503, r.text
+            assert r.headers.get("retry-after")
+            assert r.json()["error"] == "erp_unavailable"
+            event_id = r.json()["eventId"]
+            assert answered_in < 15  # the deadline, not the handler's 30 s
+            # Stored, and delivered by the background loop without waiting for the sender's resend.
+            assert wait_until(lambda: handlers.handled() == [event_id], timeout=20)
+            assert wait_until(lambda: status_of(server, event_id) == "delivered", timeout=10)
+            r = post(server, client, body)  # the sender's resend: answered, not delivered again
+            assert (r.status_code, r.json()["status"]) == (200, "delivered")
+        assert handlers.handled() == [event_id]
+        shown = cli(server, "events", "show", event_id)
+        assert [a["outcome"] for a in shown["attempts"]] == ["released", "delivered"]
+        assert "sync_deadline" in (shown["attempts"][0]["error"] or "")
+
+    def test_deadline_above_55_s_stops_start_up(self, server_factory: ServerFactory) -> None:
+        server = server_factory.start("sync-deadline-bad", extra=FAST_DELIVERY + "sync_deadline = 58\n", wait=False)
+        assert server.proc.wait(timeout=30) == 3
+        assert "sync_deadline" in server.logs() and "60 s" in server.logs()

@@ -12,7 +12,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from defusedxml import ElementTree
-from tests.conftest import CLI
 from tests.orderbook.sequences import (
     ISSUED,
     L1,
@@ -22,6 +21,7 @@ from tests.orderbook.sequences import (
     shipment,
     stored_event,
 )
+from tests.support.servers import CLI
 
 from tcwebhook.errors import PermanentError, StartupError
 from tcwebhook.formats import ORDER_COLUMNS, SHIPMENT_COLUMNS, CsvOptions, Output

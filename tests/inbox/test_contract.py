@@ -11,9 +11,11 @@ import pytest
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound, StoreUnavailable
-from tcwebhook.inbox import EventFilter, EventStatus, Inbox
+from tcwebhook.inbox import AttemptOutcome, AttemptResult, DeliveryStatus, EventFilter, EventStatus, Inbox, NewEvent
+from tcwebhook.inbox.rules import intake
+from tcwebhook.inbox.tx import Tx
 
-from .conftest import MakeInbox, order_event, shipment_event
+from .conftest import MakeInbox, first_value, order_event, shipment_event
 
 pytestmark = pytest.mark.anyio
 
@@ -212,3 +214,53 @@ class TestQueries:
             await inbox.get_event("nope")
         assert await inbox.deliveries("nope") == []
         assert await inbox.attempts("nope") == []
+
+
+class TestPrune:
+    """Prune deletes a settled event with every row that belongs to it, on either store."""
+
+    async def test_event_and_its_rows_go_together(self, inbox: Inbox) -> None:
+        kept = await inbox.store(order_event(1))
+        gone = await inbox.store(order_event(2, reconciled=True))
+        claims = await inbox.claim_due(owner="w", sinks=["erp"], limit=10, lease=30.0, stale_kinds=frozenset())
+        for claim in claims:
+            if claim.event.event_id == gone.event_id:
+                done = AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, time.time(), 0.01)
+                assert await inbox.finish(claim, done)
+        assert await inbox.prune(time.time() + 60) == 1
+        with pytest.raises(EventNotFound):
+            await inbox.get_event(gone.event_id)
+        assert (await inbox.get_event(kept.event_id)).status == EventStatus.PENDING
+        rows = (await inbox.describe()).rows
+        assert (rows["events"], rows["deliveries"], rows["attempts"]) == (1, 1, 0)
+        assert await inbox._read(first_value("SELECT count(*) FROM reconciled")) == 0  # type: ignore[attr-defined]
+
+
+class TestStoreHooks:
+    """``rules.intake.ON_STORED``: more rows written in a new event's own store transaction."""
+
+    @staticmethod
+    async def remember(tx: Tx, seq: int, event: NewEvent) -> None:
+        if event.dedupe_key == "msg-13":
+            raise ValueError("this event is refused by a hook")
+        await tx.send("INSERT INTO service_state (name, value) VALUES (?, ?)", (f"seen:{seq}", event.dedupe_key))
+
+    async def test_written_with_every_new_event_and_not_for_duplicates(
+        self, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(intake, "ON_STORED", (*intake.ON_STORED, self.remember))
+        results = await asyncio.gather(*(inbox.store(order_event(i % 8)) for i in range(24)))
+        assert sum(not r.duplicate for r in results) == 8
+        for result in results:
+            assert await inbox.get_state(f"seen:{result.seq}") == (await inbox.get_event(result.event_id)).dedupe_key
+        assert await inbox._read(first_value("SELECT count(*) FROM service_state")) == 8  # type: ignore[attr-defined]
+
+    async def test_a_failing_hook_stores_nothing(self, inbox: Inbox, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(intake, "ON_STORED", (*intake.ON_STORED, self.remember))
+        outcomes = await asyncio.gather(
+            inbox.store(order_event(12)), inbox.store(order_event(13)), inbox.store(order_event(14)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], StoreUnavailable)
+        assert {e.dedupe_key for e in await inbox.list_events(EventFilter())} == {"msg-12", "msg-14"}
+        assert (await inbox.describe()).rows["deliveries"] == 2

@@ -206,3 +206,29 @@ class TestSameTransaction:
         finally:
             await writer.close()
             await reader.close()
+
+
+class TestRetention:
+    """Pruning the events the book reads from keeps the book as it was."""
+
+    async def test_prune_keeps_the_book(self, inbox: Inbox) -> None:
+        import time
+
+        from tcwebhook.inbox import AttemptOutcome, AttemptResult, DeliveryStatus
+
+        for body in SEQUENCE:
+            await inbox.store(new_event(body))
+        before = await entry_of(inbox)
+        for _ in range(len(SEQUENCE)):  # one per round: the key's deliveries go in order
+            claims = await inbox.claim_due(owner="w", sinks=["erp"], limit=10, lease=30.0, stale_kinds=frozenset())
+            for claim in claims:
+                done = AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, time.time(), 0.01)
+                assert await inbox.finish(claim, done)
+        assert await inbox.prune(time.time() + 60) == 4
+        after = await entry_of(inbox)
+        check_final(after)
+        assert after.data == before.data
+        # The events the book still read from are listed; the others went with pruning.
+        assert {e.event_name for e in after.events} <= {b["eventName"] for b in SEQUENCE}
+        assert {e.event_name for e in after.events} >= {"OrderLinesRejectedBySupplier",
+                                                          "OrderLinesDeliveryScheduleLogisticsUpdatedBySupplier"}

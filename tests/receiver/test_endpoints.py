@@ -2,97 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import sqlite3
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
+from tests.support.bodies import order_body as order_body
+from tests.support.bodies import shipment_body as shipment_body
+from tests.support.inbox import by_event_id as by_event_id
+from tests.support.inbox import inbox_events as inbox_events
+from tests.support.inbox import quarantined as quarantined
 from tests.support.servers import TOKEN, TOKEN_NEXT, RunningServer, ServerFactory
 
-from tcwebhook.config import load_settings
 from tcwebhook.contract.txml import data_to_xml
-from tcwebhook.inbox.base import EventFilter, QuarantineEntry, StoredEvent
-from tcwebhook.inbox.factory import open_inbox
 
 DATA = Path(__file__).parent.parent / "contract" / "data"
 JSON = {"content-type": "application/json"}
-
-
-def inbox_events(server: RunningServer, limit: int = 10_000) -> Sequence[StoredEvent]:
-    async def read() -> Sequence[StoredEvent]:
-        assert server.config_path is not None
-        inbox = open_inbox(load_settings(server.config_path))
-        await inbox.open()
-        try:
-            return await inbox.list_events(EventFilter(limit=limit))
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
-
-
-def quarantined(server: RunningServer) -> Sequence[QuarantineEntry]:
-    async def read() -> Sequence[QuarantineEntry]:
-        assert server.config_path is not None
-        inbox = open_inbox(load_settings(server.config_path))
-        await inbox.open()
-        try:
-            return await inbox.list_quarantined(limit=10_000)
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
-
-
-def order_body(event_name: str = "OrderIssuedByBuyer", key: str = "orderEvent", **extra: Any) -> dict[str, Any]:
-    return {
-        "eventName": event_name,
-        key: {
-            "orderId": f"order-{uuid.uuid4()}",
-            "buyerOrder": {"purchaseOrderNumber": "PO-000123", "companyId": str(uuid.uuid4())},
-            "lastUpdatedAt": "2025-05-02T08:15:29.987Z",
-            "lines": [{"id": "l1", "buyerLine": {"position": "0001"}}],
-        },
-        "meta": {"messageId": str(uuid.uuid4()), "createdDateTime": "2025-05-02T08:15:30.123Z"},
-        **extra,
-    }
-
-
-def shipment_body(event_name: str = "ShipmentIssuedBySupplier") -> dict[str, Any]:
-    return {
-        "eventName": event_name,
-        "shipment": {
-            "id": f"{uuid.uuid4()}-SN-1",
-            "supplierShipment": {"shipmentNumber": "SN-1"},
-            "lines": [
-                {
-                    "purchaseOrderNumber": "PO-1",
-                    "purchaseOrderLinePosition": "0001",
-                    "supplierLine": {
-                        "despatchAdviceNumber": "DA-1",
-                        "despatchAdviceLinePosition": "1",
-                        "despatchQuantity": 5,
-                    },
-                }
-            ],
-            "status": {"processStatus": "Issued"},
-            "meta": {"lastUpdatedAt": "2025-06-10T06:40:12.000Z"},
-        },
-        "meta": {"messageId": str(uuid.uuid4())},
-    }
-
-
-def by_event_id(server: RunningServer, event_id: str) -> StoredEvent:
-    matches = [e for e in inbox_events(server) if e.event_id == event_id]
-    assert len(matches) == 1
-    return matches[0]
 
 
 class TestAuthentication:

@@ -8,9 +8,10 @@ import uuid
 from urllib.parse import quote
 
 import pytest
-from tests.conftest import RunningServer
 from tests.ids import ID_SAMPLES, SDK_ORDER_ID
-from tests.receiver.test_endpoints import by_event_id, inbox_events, order_body, shipment_body
+from tests.support.bodies import order_body, shipment_body
+from tests.support.inbox import by_event_id, inbox_events
+from tests.support.servers import RunningServer
 
 JSON = {"content-type": "application/json"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.polling import eventually
 from tests.support.servers import CLI, RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud, WebhookTarget
 
@@ -78,11 +79,7 @@ def cli(server: RunningServer, *args: str) -> tuple[int, Any]:
 
 
 def wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        time.sleep(0.05)
+    eventually(predicate, timeout)
 
 
 def outbox_files(outbox: Path, marker: str) -> list[Path]:

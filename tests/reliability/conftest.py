@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import http.server
-import json
 import select
 import socket
 import ssl
 import subprocess
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import pytest
+from tests.support.bodies import order_event as order_event
+from tests.support.erp import ErpEndpoint as ErpEndpoint
+from tests.support.erp import message_id_of as message_id_of
+from tests.support.inbox import attempts_of as attempts_of
+from tests.support.inbox import pending_count as pending_count
+from tests.support.inbox import read_events as read_events
+from tests.support.inbox import read_quarantine as read_quarantine
 from tests.support.polling import NotInTime, eventually
-
-from tcwebhook.config import load_settings
-from tcwebhook.inbox.base import Attempt, EventFilter, QuarantineEntry, StoredEvent
-from tcwebhook.inbox.factory import open_inbox
 
 # Quick retries, and a short lease so work held by a killed process is taken over within seconds.
 FAST_DELIVERY = (
@@ -34,58 +30,6 @@ FAST_DELIVERY = (
 
 
 # -- the inbox, read the way an operator's tooling would ----------------------------------------
-
-
-def read_events(config: Path, limit: int = 1_000_000) -> Sequence[StoredEvent]:
-    """Every stored event, through the public inbox API (a second process may be writing)."""
-
-    async def read() -> Sequence[StoredEvent]:
-        inbox = open_inbox(load_settings(config))
-        await inbox.open()
-        try:
-            return await inbox.list_events(EventFilter(limit=limit))
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
-
-
-def read_quarantine(config: Path, limit: int = 100_000) -> Sequence[QuarantineEntry]:
-    async def read() -> Sequence[QuarantineEntry]:
-        inbox = open_inbox(load_settings(config))
-        await inbox.open()
-        try:
-            return await inbox.list_quarantined(limit=limit)
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
-
-
-def pending_count(config: Path) -> int:
-    async def read() -> int:
-        inbox = open_inbox(load_settings(config))
-        await inbox.open()
-        try:
-            return int((await inbox.count_by_status())["pending"])
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
-
-
-def attempts_of(config: Path, event_ids: Sequence[str]) -> dict[str, Sequence[Attempt]]:
-    """The recorded delivery attempts of each event."""
-
-    async def read() -> dict[str, Sequence[Attempt]]:
-        inbox = open_inbox(load_settings(config))
-        await inbox.open()
-        try:
-            return {eid: await inbox.attempts(eid) for eid in event_ids}
-        finally:
-            await inbox.close()
-
-    return asyncio.run(read())
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
@@ -103,106 +47,7 @@ def rss_mb(pid: int) -> float:
 # -- webhook bodies -------------------------------------------------------------------------------
 
 
-def order_event(order_id: str, seq: int, event_name: str = "OrderLinesConfirmedBySupplier") -> dict[str, Any]:
-    """A small valid order event; ``seq`` orders the events of one order (lastUpdatedAt grows)."""
-    return {
-        "eventName": event_name,
-        "orderEvent": {
-            "orderId": order_id,
-            "buyerOrder": {"purchaseOrderNumber": f"PO-{order_id[:8]}", "companyId": str(uuid.uuid4())},
-            "lastUpdatedAt": f"2025-05-02T08:{seq // 60:02d}:{seq % 60:02d}.000Z",
-            "lines": [{"id": "l1", "buyerLine": {"position": "0001"}}],
-        },
-        "meta": {"messageId": str(uuid.uuid4()), "createdDateTime": "2025-05-02T08:15:30.123Z"},
-    }
-
-
-def message_id_of(body: bytes) -> str | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    meta = data.get("meta") if isinstance(data, dict) else None
-    return meta.get("messageId") if isinstance(meta, dict) else None
-
-
 # -- a scriptable ERP endpoint for the http sink ------------------------------------------------
-
-
-@dataclass
-class ErpEndpoint:
-    """A loopback HTTP server standing in for the ERP: ``ok``, ``erroring``, ``slow`` or ``down``."""
-
-    mode: str = "ok"
-    slow_seconds: float = 1.5
-    accepted: list[tuple[str | None, str | None, bytes]] = field(default_factory=list)  # key, event id, body
-    attempts: int = 0
-    port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/erp/in"
-
-    def start(self) -> None:
-        endpoint = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                with endpoint._lock:
-                    endpoint.attempts += 1
-                    mode = endpoint.mode
-                if mode == "slow":
-                    time.sleep(endpoint.slow_seconds)
-                    self._answer(503)
-                    return
-                if mode == "erroring":
-                    self._answer(500)
-                    return
-                with endpoint._lock:
-                    endpoint.accepted.append(
-                        (self.headers.get("x-tcwebhook-key"), self.headers.get("x-tcwebhook-event-id"), body)
-                    )
-                self._answer(200)
-
-            def _answer(self, status: int) -> None:
-                # The sink may have given up waiting (slow mode) and closed the connection: an
-                # error escaping here would keep the socket alive in a traceback (ResourceWarning).
-                with contextlib.suppress(OSError):
-                    self.send_response(status)
-                    self.send_header("content-length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"{}")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Down: the port stops listening (connection refused), like a stopped ERP."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def accepted_ids(self) -> list[str | None]:
-        with self._lock:
-            return [message_id_of(body) for _, _, body in self.accepted]
 
 
 @pytest.fixture

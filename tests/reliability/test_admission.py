@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from tests.support.servers import RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
 from tcwebhook.errors import StartupError
-from tcwebhook.transport.addresses import PRESETS, client_address, contains, parse_networks
+from tcwebhook.transport.addresses import PRESETS, V2_SIGNATURE, client_address, contains, parse_networks
 
 pytestmark = pytest.mark.reliability
 
@@ -179,6 +180,29 @@ class TestProxyProtocol:
             assert sock.recv(100) == b""
             seconds = time.monotonic() - started
         assert 1.5 < seconds < 4, seconds  # [server] tls_handshake_timeout = 2 covers the header too
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            b"PROXY UNKNOWN\r\n",
+            HEALTH_CHECK,
+            V2_SIGNATURE + bytes([0x21, 0x00]) + struct.pack("!H", 0),  # PROXY, unspecified family
+        ],
+        ids=["v1-unknown", "v2-local", "v2-unspec"],
+    )
+    def test_sender_unknown_is_a_health_check_only(self, proxied: RunningServer, header: bytes) -> None:
+        """No sender named: the allow-list cannot check it, so only /healthz is answered."""
+        health = request_from(proxied.port, proxied.ca_path, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                              proxy_header=header)
+        assert health.status == 200, health
+        webhook = request_from(proxied.port, proxied.ca_path, _valid(), proxy_header=header)
+        assert webhook.status == 403, webhook
+        metrics = request_from(
+            proxied.port, proxied.ca_path,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + proxied.token.encode() + b"\r\n\r\n",
+            proxy_header=header,
+        )
+        assert metrics.status == 403, metrics
 
     def test_limits_see_the_sender(self, proxied: RunningServer) -> None:
         first = proxy_v1("203.0.113.9")

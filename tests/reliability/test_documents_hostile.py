@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import pytest
 from tests.reliability.conftest import FAST_DELIVERY, pending_count, rss_mb, wait_until
-from tests.reliability.test_files_and_secrets import mode_of
+from tests.support.files import mode_of
 from tests.support.servers import RunningServer, ServerFactory
 from tests.tradecloud_api.fake_api import PASSWORD, USERNAME, FakeServer
 

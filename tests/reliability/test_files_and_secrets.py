@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,16 +16,13 @@ from pathlib import Path
 import pytest
 import structlog
 from tests.reliability.conftest import FAST_DELIVERY, order_event, wait_until
+from tests.support.files import mode_of
 from tests.support.servers import CLI, ServerFactory
 
 from tcwebhook.config import Settings
 from tcwebhook.logs import REDACTED, configure_logging
 
 pytestmark = pytest.mark.reliability
-
-
-def mode_of(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 @pytest.fixture

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-import uvicorn
 
 # The fake Tradecloud API, for the Tradecloud-backed sink (tests/sinks/test_tradecloud.py).
-from tests.servers import MariaDb, RabbitNode, SshServer, new_mariadb, new_rabbit_node, new_ssh_server
+from tests.support.erp import ErpApp as ErpApp
+from tests.support.erp import ErpServer as ErpServer
+from tests.support.erp import Received as Received
+from tests.support.erp import TlsErp as TlsErp
+from tests.support.erp import start_erp as start_erp
+from tests.support.sink_servers import MariaDb, RabbitNode, SshServer, new_mariadb, new_rabbit_node, new_ssh_server
 from tests.tradecloud_api.conftest import fake_api, fake_server, tc_settings  # noqa: F401 - fixtures
 
 from tcwebhook.contract.kinds import EventKind
@@ -58,116 +57,11 @@ def make_event(**overrides: Any) -> StoredEvent:
     return replace(base, **overrides)
 
 
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    client_port: int
-
-
-@dataclass
-class ErpApp:
-    """An ASGI app that records requests; the path picks the answer.
-
-    ``/ok`` 200, ``/status/<code>`` that code with a short body, ``/big/<code>`` a 5 kB body,
-    ``/echo-auth/<code>`` the Authorization header as body, ``/redirect`` 302, ``/slow`` no
-    answer and ``/stalled-body`` a 200 whose body stops half-way, until released (at most 5 s).
-    """
-
-    received: list[Received] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        path = scope["path"]
-        self.received.append(Received(scope["method"], path, headers, body, scope["client"][1]))
-        status, answer, extra = 200, b"ok", []
-        parts = path.strip("/").split("/")
-        if parts[0] == "status":
-            status, answer = int(parts[1]), f"erp says {parts[1]}".encode()
-        elif parts[0] == "big":
-            status, answer = int(parts[1]), b"x" * 5000
-        elif parts[0] == "echo-auth":
-            status, answer = int(parts[1]), f"bad auth {headers.get('authorization')}".encode()
-        elif parts[0] == "redirect":
-            status, answer = 302, b""
-            extra = [(b"location", b"https://erp.example/new")]
-        elif parts[0] == "slow":
-            await asyncio.to_thread(self.release.wait, 5)
-        elif parts[0] == "stalled-body":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"accepted", "more_body": True})
-            await asyncio.to_thread(self.release.wait, 5)
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
-
-
-@dataclass
-class ErpServer:
-    app: ErpApp
-    base_url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.app.release.set()
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def start_erp(app: ErpApp, *, cert: Path | None = None, key: Path | None = None) -> ErpServer:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        ssl_certfile=str(cert) if cert else None,
-        ssl_keyfile=str(key) if key else None,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("loopback ERP server did not start")
-        time.sleep(0.01)
-    base_url = f"https://localhost:{port}" if cert else f"http://127.0.0.1:{port}"
-    return ErpServer(app, base_url, server, thread)
-
-
 @pytest.fixture(scope="module")
 def erp() -> Iterator[ErpServer]:
     server = start_erp(ErpApp())
     yield server
     server.stop()
-
-
-@dataclass
-class TlsErp:
-    server: ErpServer
-    ca_pem: Path
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +78,7 @@ def tls_erp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsErp]:
     server.stop()
 
 
-# -- private servers for the sftp, amqp and sql sinks (tests/servers.py) --------------------------
+# -- private servers for the sftp, amqp and sql sinks (tests/support/sink_servers.py) -------------
 
 
 @pytest.fixture(scope="session")

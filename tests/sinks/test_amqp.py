@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aio_pika.abc import DeliveryMode
-from tests.servers import RABBIT_PASSWORD, RabbitNode
+from tests.support.sink_servers import RABBIT_PASSWORD, RabbitNode
 
 from tcwebhook.config import AmqpSinkSettings
 from tcwebhook.contract.kinds import EventKind
@@ -129,3 +131,30 @@ class TestSettings:
     def test_queue_needs_declare(self) -> None:
         with pytest.raises(ValueError, match="queue is declared only with declare = true"):
             AmqpSinkSettings(name="erp", url="amqp://u:p@127.0.0.1/", queue="erp")
+
+
+class TestTls:
+    """amqps:// with the broker's certificate verified against ``ca_bundle``."""
+
+    async def test_verified_publish(self, rabbit_node: RabbitNode) -> None:
+        sink = amqp_sink(rabbit_node, url=rabbit_node.tls_url(), ca_bundle=rabbit_node.ca)
+        try:
+            await sink.probe()
+            await sink.deliver(make_event())
+        finally:
+            await sink.close()
+        (message,) = await drain(rabbit_node.url(), sink.queue, expect=1)
+        assert message.message_id == make_event().event_id
+
+    async def test_another_ca_is_refused(self, rabbit_node: RabbitNode, tmp_path: Path) -> None:
+        other = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        sink = amqp_sink(rabbit_node, url=rabbit_node.tls_url(), ca_bundle=other)
+        try:
+            with pytest.raises(TransientError, match=r"(?i)certificate verify failed"):
+                await sink.deliver(make_event())
+            with pytest.raises(StartupError, match=r"^Sink 'erp': .*certificate verify failed"):
+                await sink.probe()
+        finally:
+            await sink.close()
+

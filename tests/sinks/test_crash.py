@@ -23,10 +23,10 @@ import aio_pika
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.conftest import RunningServer, ServerFactory
-from tests.receiver.test_endpoints import inbox_events
 from tests.reliability.conftest import FAST_DELIVERY, order_event, wait_until
-from tests.servers import KEY_PASSPHRASE, RabbitNode, SshServer
+from tests.support.inbox import inbox_events
+from tests.support.servers import RunningServer, ServerFactory
+from tests.support.sink_servers import KEY_PASSPHRASE, RabbitNode, SshServer
 
 from tcwebhook.inbox.base import StoredEvent
 

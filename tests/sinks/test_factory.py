@@ -42,7 +42,7 @@ class TestBuildSinks:
         assert all(isinstance(s, Sink) for s in sinks)
         python, http, files = sinks
         assert isinstance(python, PythonSink)
-        assert python.timeout is None
+        assert python.timeout == 60.0  # bounded unless a timeout is set
         assert not python.accepts(make_event(kind=EventKind.SHIPMENT))
         assert isinstance(http, HttpSink)
         assert http.permanent_codes == {400, 410}

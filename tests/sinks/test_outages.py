@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.pgcluster import new_cluster
-from tests.servers import KEY_PASSPHRASE, RabbitNode, SshServer, new_mariadb, new_ssh_server
+from tests.support.postgres import new_cluster
+from tests.support.sink_servers import KEY_PASSPHRASE, RabbitNode, SshServer, new_mariadb, new_ssh_server
 
 from tcwebhook.sinks.amqp import AmqpSink
 from tcwebhook.sinks.sftp import SftpSink
@@ -140,7 +140,7 @@ class TestDeadLetters:
         engine.dispose()
 
     async def test_sql_password_refused(self, tmp_path: Path, mariadb: object) -> None:
-        from tests.servers import MARIADB_PASSWORD, MariaDb
+        from tests.support.sink_servers import MARIADB_PASSWORD, MariaDb
 
         assert isinstance(mariadb, MariaDb)
         url = mariadb.url(mariadb.create_database())

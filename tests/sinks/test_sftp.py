@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from tests.servers import KEY_PASSPHRASE, SshServer, new_ssh_server
+from tests.support.sink_servers import KEY_PASSPHRASE, SshServer, new_ssh_server
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.sinks.files import file_stem

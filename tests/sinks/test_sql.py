@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from tests.pgcluster import PASSWORD as PG_PASSWORD
-from tests.pgcluster import PgCluster
-from tests.servers import MARIADB_PASSWORD, MariaDb
+from tests.support.postgres import PASSWORD as PG_PASSWORD
+from tests.support.postgres import PgCluster
+from tests.support.sink_servers import MARIADB_PASSWORD, MariaDb
 
 from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.sinks.sql import COLUMNS, LINE_COLUMNS, SqlSink, engine_url

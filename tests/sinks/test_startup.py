@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import CLI, ServerFactory
-from tests.servers import KEY_PASSPHRASE, MARIADB_PASSWORD, RABBIT_PASSWORD, MariaDb, RabbitNode, SshServer
+from tests.support.servers import CLI, ServerFactory
+from tests.support.sink_servers import KEY_PASSPHRASE, MARIADB_PASSWORD, RABBIT_PASSWORD, MariaDb, RabbitNode, SshServer
 
 from .amqp_consumer import unique
 
@@ -55,15 +55,16 @@ class TestCheckConfig:
         config, _ = server_factory.write_config(tmp_path / "ok", extra=extra)
         out = cli("check-config", "--config", str(config))
         assert out.returncode == 0, out.stderr
-        lines = out.stdout.splitlines()
-        assert f"sink drop (sftp): connected to {ssh_server.username}@127.0.0.1:{ssh_server.port}" in out.stdout
-        assert any(line.startswith("sink broker (amqp): connected to amqp://tcwebhook:***@") for line in lines)
-        assert any(
-            line.startswith("sink staging (sql): connected to mariadb+pymysql://tcwebhook_app:***@")
-            and "has the expected columns" in line
-            for line in lines
+        lines = {line.split("(", 1)[0].strip(): line for line in out.stdout.splitlines() if "(" in line}
+        # "sink <name> (<type> <target>): <what the connection found>"
+        assert lines["sink drop"].endswith(
+            f"): connected to {ssh_server.username}@127.0.0.1:{ssh_server.port}, {tmp_path} is a folder"
         )
-        assert "sink folder (files): not connected to before a delivery" in out.stdout
+        assert "(amqp amqp://tcwebhook:***@" in lines["sink broker"]
+        assert "): connected to amqp://tcwebhook:***@" in lines["sink broker"]
+        assert "(sql mariadb://tcwebhook_app:***@" in lines["sink staging"]
+        assert lines["sink staging"].endswith("table tradecloud_events has the expected columns")
+        assert lines["sink folder"].endswith("): not connected to before a delivery")
         for secret in (RABBIT_PASSWORD, MARIADB_PASSWORD, KEY_PASSPHRASE):
             assert secret not in out.stdout + out.stderr
 

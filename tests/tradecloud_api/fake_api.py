@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tests.support.polling import eventually
 
 from tcwebhook.contract.identifiers import api_segment
 
@@ -646,11 +647,12 @@ class FakeServer:
 
     def start(self) -> None:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
+        def up() -> bool:
+            if not self._thread.is_alive():
                 raise RuntimeError("the fake Tradecloud API did not start")
-            time.sleep(0.01)
+            return bool(self._server.started)
+
+        eventually(up, 10, interval=0.01, what="the fake Tradecloud API started")
 
     def stop(self) -> None:
         """Stop serving (also fine when ``start`` was never called)."""

@@ -339,11 +339,15 @@ class TestRetries:
 
 
 @pytest.mark.parametrize(
-    ("header", "seconds"), [("5", 5.0), ("0", 0.0), ("-1", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None)]
+    ("header", "seconds"),
+    [("5", 5.0), ("0", 0.0), ("-1", None), ("nan", None), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date already past: retry now
+     ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0)],
 )
 def test_retry_after_header(header: str, seconds: float | None) -> None:
-    """Retry-After counts only as plain non-negative seconds."""
-    assert retry_after_seconds(httpx.Response(503, headers={"Retry-After": header})) == seconds
+    """Retry-After as non-negative seconds or as an HTTP date."""
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": header}), now=lambda: now) == seconds
     assert retry_after_seconds(httpx.Response(503)) is None
 
 

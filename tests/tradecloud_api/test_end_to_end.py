@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.support.polling import eventually_async
 
 from tcwebhook.config import DeliverySettings, FilesSinkSettings, Settings, TradecloudSettings
 from tcwebhook.contract.kinds import EventKind, routing_key
@@ -63,14 +62,12 @@ async def running(
 
 
 async def settled(inbox: Inbox, ids: Sequence[str], within: float = 15.0) -> list[str]:
-    deadline = time.monotonic() + within
-    while True:
-        statuses = [(await inbox.get_event(i)).status for i in ids]
-        if "pending" not in statuses:
-            return statuses
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still pending: {statuses}")
-        await asyncio.sleep(0.02)
+    async def statuses() -> list[str]:
+        now = [(await inbox.get_event(i)).status for i in ids]
+        assert "pending" not in now, f"still pending: {now}"
+        return now
+
+    return await eventually_async(statuses, within, interval=0.02)
 
 
 def drop(tmp_path: Path) -> dict[str, bytes]:

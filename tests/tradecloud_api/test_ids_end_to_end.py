@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import orjson
-from tests.conftest import ServerFactory
 from tests.ids import ID_SAMPLES, SDK_ORDER_ID
+from tests.support.servers import ServerFactory
 
 from .fake_api import PASSWORD, USERNAME, FakeServer, FakeTradecloud
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
+from tests.support.polling import eventually
 from tests.support.servers import CLI, TOKEN, RunningServer, ServerFactory, free_port
 
 PEBBLE = shutil.which("pebble")
@@ -99,16 +100,15 @@ class AcmeSetup:
 
 
 def wait_ready(server: RunningServer, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.proc.poll() is None, server.logs()[-3000:]
+    def healthy() -> bool:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"exited:\n{server.logs()[-3000:]}")
         try:
-            if httpx.get(server.base_url + "/healthz", verify=str(server.ca_path), timeout=2).status_code == 200:
-                return
+            return httpx.get(server.base_url + "/healthz", verify=str(server.ca_path), timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not ready:\n{server.logs()[-3000:]}")
+            return False
+
+    eventually(healthy, timeout, interval=0.2, what=f"/healthz (log: {server.log_path})")
 
 
 def make_setup(factory: ServerFactory, tmp_path: Path, challenge: str, extra: str = "") -> Iterator[AcmeSetup]:
@@ -183,10 +183,8 @@ class TestTlsAlpn01:
         # Forced renewal while serve holds the port: serve answers tls-alpn-01 on the live listener.
         renewed = alpn.cli("certificate", "renew")
         assert renewed.returncode == 0, renewed.stdout + renewed.stderr
-        deadline = time.monotonic() + 10
-        while served(server).serial_number == first.serial_number:
-            assert time.monotonic() < deadline, server.logs()[-3000:]
-            time.sleep(0.2)
+        eventually(lambda: served(server).serial_number != first.serial_number, 10, interval=0.2,
+                   what="the renewed certificate served")
         second = served(server)
         assert post(server) == 202
 
@@ -224,10 +222,8 @@ class TestHttp01:
         assert httpx.get(plain + "/", timeout=5).status_code == 404
         assert httpx.post(plain + "/tradecloud/orders", json={}, timeout=5).status_code == 404
         assert httpx.get(plain + "/.well-known/acme-challenge/unknown", timeout=5).status_code == 404
-        deadline = time.monotonic() + 60
-        while served(server).serial_number == first.serial_number:  # renewed in the background
-            assert time.monotonic() < deadline, server.logs()[-3000:]
-            time.sleep(0.5)
+        eventually(lambda: served(server).serial_number != first.serial_number, 60, interval=0.5,  # in the background
+                   what="the renewed certificate served")
         assert post(server) == 202
         assert "acme.renewal_failed" not in server.logs()
 

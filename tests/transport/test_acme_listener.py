@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.support.polling import eventually_async
 
 from tcwebhook.config import ServerSettings
 from tcwebhook.transport.acme import Challenges, http01_listener
@@ -90,11 +91,10 @@ class TestAdmission:
                 assert not await closed_by_server(r, within=0.2)
             await close(*(w for _, w in held))
             # The slots are given back: the next client is answered.
-            for _ in range(100):  # once the server has seen them go (at most 5 s)
-                if (answer := await get(port, PREFIX + "tok")) != b"":
-                    break
-                await asyncio.sleep(0.05)
-            assert answer.startswith(b"HTTP/1.1 200 ")
+            async def answered() -> bytes:  # once the server has seen them go
+                return await get(port, PREFIX + "tok")
+
+            assert (await eventually_async(answered, 5)).startswith(b"HTTP/1.1 200 ")
 
     async def test_total_cap(self) -> None:
         async with listening(ServerSettings(max_connections=3, max_connections_per_ip=0)) as port:

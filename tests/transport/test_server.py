@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tests.support.polling import eventually
 from tests.support.servers import BASIC_PASSWORD, CLI, TOKEN, RunningServer, ServerFactory
 
 ORDER = (
@@ -259,12 +260,7 @@ class TestProcess:
         directory = server.config_path.parent if server.config_path else Path()
         renewed.private_key_pem.write_to_path(str(directory / "key.pem"))
         renewed.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
-        deadline = time.monotonic() + 15
-        after = before
-        while after == before and time.monotonic() < deadline:
-            time.sleep(0.2)
-            after = serial()
-        assert after != before
+        after = eventually(lambda: (s := serial()) != before and s, 15, interval=0.2, what="a new serial")
         assert after == x509.load_pem_x509_certificate(renewed.cert_chain_pems[0].bytes()).serial_number
 
     def test_port_in_use_is_a_startup_error(self, server_factory: ServerFactory, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from tcwebhook.cli.inbox import command_settings
 from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import ENV_PREFIX, Settings, load_settings
 from tcwebhook.errors import StartupError
+from tcwebhook.filemodes import write_atomic
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
@@ -152,10 +154,14 @@ def _with_tokens(text: str, tokens: list[str]) -> str:
 
 
 def _write_config(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, path.stat().st_mode & 0o777)
-    tmp.replace(path)
+    """The config rewritten in place: same owner, group and mode (``root:tcwebhook 0640`` stays so)."""
+    st = path.stat()
+    try:
+        write_atomic(path, text.encode("utf-8"), mode=stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))
+    except PermissionError:
+        raise StartupError(
+            f"Cannot rewrite {path} with its owner and group kept: run this as the file's owner or as root."
+        ) from None
 
 
 def _reload(pid: int | None) -> None:
@@ -205,7 +211,7 @@ def _rotate(
     startup_guard(lambda: asyncio.run(_compare(settings)))  # Tradecloud reachable and admin rights, before any change
     new = secrets.token_urlsafe(32)
     # 1. The receiver accepts both: no event refused whichever token Tradecloud sends meanwhile.
-    _write_config(config, _with_tokens(text, [new, *old]))
+    startup_guard(lambda: _write_config(config, _with_tokens(text, [new, *old])))
     _reload(pid)
     if not _accepted(settings, new, ca_bundle, wait):
         err.print(
@@ -222,7 +228,7 @@ def _rotate(
     sent = {str(body.get("bearerToken")) for body in current.values() if body.get("bearerToken")}
     retired = [t for t in old if t in sent] or old[:1]
     kept = [t for t in old if t not in retired]
-    _write_config(config, _with_tokens(config.read_text(encoding="utf-8"), [new, *kept]))
+    startup_guard(lambda: _write_config(config, _with_tokens(config.read_text(encoding="utf-8"), [new, *kept])))
     _reload(pid)
     result = {"rotated": True, "applied": applied, "retired": len(retired), "config": str(config)}
     if json_output:

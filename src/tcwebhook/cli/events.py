@@ -12,7 +12,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, with_inbox
+from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, resolve_event_id, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
@@ -28,6 +28,7 @@ from tcwebhook.cli.output import (
 )
 from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
+from tcwebhook.errors import EventNotFound
 from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
 from tcwebhook.terminal import cell, markup_safe
 
@@ -185,19 +186,19 @@ def dead(config: ConfigOption = None, limit: LimitOption = 100, json_output: Jso
 
 @events_app.command("show")
 def show(
-    event_id: Annotated[str, typer.Argument(help="The event id.")],
+    event_id: Annotated[str, typer.Argument(help="The event id, or its first 8 characters or more.")],
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show one event: its fields, body, deliveries and every attempt."""
+    """Show one event: its fields, body, deliveries, every attempt, and each files sink's file."""
 
     async def action(
         settings: Settings, inbox: Inbox
     ) -> tuple[StoredEvent, Sequence[Delivery], Sequence[Attempt], dict[str, str]]:
-        event = await inbox.get_event(event_id)
-        deliveries = await inbox.deliveries(event_id)
+        event = await inbox.get_event(await resolve_event_id(inbox, event_id))
+        deliveries = await inbox.deliveries(event.event_id)
         files = {k: v for k, v in _outbox_files(settings, event).items() if any(d.sink == k for d in deliveries)}
-        return event, deliveries, await inbox.attempts(event_id), files
+        return event, deliveries, await inbox.attempts(event.event_id), files
 
     event, deliveries, attempts, files = with_inbox(config, action)
     if json_output:
@@ -225,7 +226,10 @@ def show(
         next_at = when(d.next_attempt_at) if d.status == "pending" else ""
         if d.status == "pending" and d.next_attempt_at is None:
             next_at = "when the sender resends"
-        table.add_row(cell(d.sink), status_markup(d.status), str(d.attempts), next_at, cell(d.last_error))
+        recorded = sum(1 for a in attempts if a.sink == d.sink)
+        # Fewer counted than recorded: a replay started the retry count afresh.
+        count = f"{recorded} ({d.attempts} since the last replay)" if d.attempts < recorded else str(d.attempts)
+        table.add_row(cell(d.sink), status_markup(d.status), count, next_at, cell(d.last_error))
     out.print(table)
     for sink_name, path in files.items():
         out.print(Text(f"file of sink {sink_name}: {path}" + ("" if Path(path).exists() else " (not there)")))
@@ -270,7 +274,9 @@ CONFIRM_ABOVE = 10  # a replay of more events than this asks first (unless --yes
 
 @events_app.command("replay")
 def replay(
-    event_ids: Annotated[list[str] | None, typer.Argument(help="Event ids to deliver again.")] = None,
+    event_ids: Annotated[
+        list[str] | None, typer.Argument(help="Event ids to deliver again (or their first 8 characters or more).")
+    ] = None,
     config: ConfigOption = None,
     dead_only: Annotated[bool, typer.Option("--dead", help="Every dead-lettered event (its dead deliveries).")] = False,
     since: Annotated[
@@ -311,8 +317,14 @@ def replay(
             raise typer.BadParameter(
                 f"no sink {sink!r} in this configuration (sinks: {', '.join(names) or 'none'})", param_hint="--sink"
             )
-        chosen = ids
-        if not chosen:
+        chosen: list[str] = []
+        unresolved: list[str] = []  # ids and prefixes that name no event (or several)
+        for given in ids:
+            try:
+                chosen.append(await resolve_event_id(inbox, given))
+            except EventNotFound as exc:
+                unresolved.append(str(exc))
+        if not ids:
             # With --sink, --dead means that sink's dead deliveries (the filter's status is then the sink's).
             dead: str | None = (DeliveryStatus.DEAD.value if sink else EventStatus.DEAD) if dead_only else None
             flt = EventFilter(
@@ -324,7 +336,7 @@ def replay(
             chosen = list(await inbox.list_event_ids(flt))
         plan = await plan_replay(inbox, settings, chosen, sink=sink, only_dead=dead_only, force=force)
         if dry_run:
-            return {"dry_run": True, "selected": len(chosen), **plan.as_json()}
+            return {"dry_run": True, "selected": len(chosen), **plan.as_json(), "missing": plan.missing + unresolved}
         if len(chosen) > CONFIRM_ABOVE and not yes:
             totals = plan.totals()
             where = f" for sink {sink}" if sink else ""
@@ -353,7 +365,7 @@ def replay(
             "skipped_delivered": totals["delivered"],
             "skipped_in_flight": totals["in_flight"],
             "superseded": totals["superseded"],
-            "missing": missing,
+            "missing": unresolved + missing,
             "sinks": plan.as_json()["sinks"],
         }
 

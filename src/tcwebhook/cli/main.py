@@ -17,6 +17,7 @@ from tcwebhook.cli import (
     checktls,
     connect,
     console,
+    contract,
     db,
     events,
     health,
@@ -62,6 +63,7 @@ def _common(
 
 _GROUPS = (
     server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
+    contract,
 )
 for module in _GROUPS:
     module.register(app)

@@ -131,3 +131,31 @@ def quarantine_reprocess(
                 out.print(f"{markup_safe(row['id'])} -> event [bold]{markup_safe(row['event_id'])}[/bold]{note}")
     if any(row["error"] for row in results):
         raise typer.Exit(1)
+
+
+@quarantine_app.command("delete")
+def quarantine_delete(
+    quarantine_ids: Annotated[list[str], typer.Argument(help="Quarantine ids of bodies that are junk.")],
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Delete rejected bodies that are junk (asks first; the bodies cannot be reprocessed afterwards)."""
+
+    async def action(_settings: Settings, inbox: Inbox) -> list[str]:
+        entries = [await inbox.get_quarantined(qid) for qid in quarantine_ids]  # all found, or exit 1
+        if not yes:
+            for entry in entries:
+                err.print(
+                    f"{markup_safe(entry.id)}: {entry.status_code} {markup_safe(entry.reason)}, "
+                    f"{len(entry.body)} bytes of {markup_safe(entry.content_type or 'no content type')}"
+                )
+            if not typer.confirm(f"Delete {len(entries)} quarantined bod{'y' if len(entries) == 1 else 'ies'}?",
+                                 err=True):
+                err.print("Nothing was deleted.")
+                raise typer.Exit(1)
+        for entry in entries:
+            await inbox.delete_quarantined(entry.id)
+        return [entry.id for entry in entries]
+
+    deleted = with_inbox(config, action)
+    stdout_console().print(f"Deleted {len(deleted)} quarantined bod{'y' if len(deleted) == 1 else 'ies'}.")

@@ -19,10 +19,13 @@ import structlog
 import uvicorn
 from cryptography import x509
 
-from tcwebhook.config import Settings
+from tcwebhook.config import ServerSettings, Settings
 from tcwebhook.console.app import ConsoleHooks, build_app
 from tcwebhook.errors import StartupError
 from tcwebhook.inbox.base import Inbox
+from tcwebhook.transport.descriptors import CONSOLE_CONNECTIONS
+from tcwebhook.transport.gate import ConnectionMetrics, Gate, Listener
+from tcwebhook.transport.protocol import build_protocol
 from tcwebhook.transport.server import bind_listener
 from tcwebhook.transport.tls import ReloadingServerContext
 
@@ -62,11 +65,39 @@ def check_console(settings: Settings) -> None:
 
 
 class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves the signals to its owner (``serve``, or ``run_console``)."""
+    """A uvicorn server that leaves the signals to its owner (``serve``, or ``run_console``).
+
+    Like the webhook listener it accepts through a ``Listener`` (admission before TLS), which
+    stops first on shutdown.
+    """
+
+    listener: Listener | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def console_limits(settings: Settings) -> ServerSettings:
+    """The webhook listener's protocol limits and accept gate, for the console's own listener.
+
+    The head size and count, the request deadline and the per-address cap are ``[server]``'s;
+    the total is the console's own, and the webhook allow-list and PROXY protocol do not apply
+    (the console has its own ``host``).
+    """
+    return settings.server.model_copy(
+        update={
+            "max_connections": CONSOLE_CONNECTIONS,
+            "allow_from": (),
+            "proxy_protocol": False,
+            "trusted_proxies": (),
+        }
+    )
 
 
 class ConsoleListener:
@@ -103,9 +134,12 @@ class ConsoleListener:
                 certfile, keyfile, trust_store=s.tls.trust_store, expiry_warning_days=s.tls.expiry_warning_days
             )
         sock = self._bind()
+        limits = console_limits(s)
+        protocol = build_protocol(limits)
         config = uvicorn.Config(
             build_app(s, self.inbox, self.hooks),
             loop="none",
+            http=protocol,
             lifespan="off",
             ws="none",
             log_config=None,
@@ -114,17 +148,25 @@ class ConsoleListener:
             proxy_headers=False,
             timeout_keep_alive=15,
             timeout_graceful_shutdown=5,
-            limit_concurrency=200,
-            h11_max_incomplete_event_size=64 * 1024,
+            limit_concurrency=None,  # the gate's, before TLS
         )
         config.load()
         config.ssl = self.tls.context
         self.server = _QuietServer(config)
-        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="tcwebhook-console")
+        self._task = asyncio.create_task(self.server.serve(sockets=[]), name="tcwebhook-console")
         while not self.server.started and not self._task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
             await asyncio.sleep(0.02)
         if self._task.done():
             self._task.result()
+        listener = Listener(
+            sock,
+            Gate(limits, ConnectionMetrics()),
+            self.tls.context,
+            protocol.factory(self.server.config, self.server.server_state),
+            s.server.tls_handshake_timeout,
+        )
+        listener.start()
+        self.server.listener = listener
         self.bound_port = int(sock.getsockname()[1])
         if self._shared_tls is None:
             self._reload = asyncio.create_task(

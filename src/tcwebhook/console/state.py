@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse
 
 from tcwebhook.config import Settings
 from tcwebhook.console import render
+from tcwebhook.console.notes import note_of
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import User, UserBook
 from tcwebhook.formats import Output
@@ -114,7 +115,7 @@ class Console:
             user=session.user if session else None,
             csrf=session.csrf_token if session else "",
             path=request.url.path,
-            note=request.query_params.get("note", "")[:300],
+            note=note_of(request.query_params),
             render_ms=lambda: f"{(time.perf_counter() - started) * 1000:.0f}",
             status_code=status,
             **{**render.refresh_context(request.url.path, request.query_params), **context},
@@ -126,7 +127,7 @@ class Console:
 
     async def form(self, request: Request) -> dict[str, list[str]]:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        if length is not None and (not (length.isascii() and length.isdigit()) or int(length) > MAX_FORM_BYTES):
             raise Forbidden("form too large")
         body = b""
         async for chunk in request.stream():

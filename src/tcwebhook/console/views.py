@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tcwebhook.console import render
+from tcwebhook.console.notes import note_query
 from tcwebhook.console.state import Console
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import ContractError, DeliveryError, EventNotFound, StoreError
@@ -41,7 +42,7 @@ CHART_HOURS = 6
 CHART_BUCKET = 60  # seconds: events per minute
 REPLAY_BATCH = 200
 COUNT_CAP = 10_000  # a listing counts its matches up to here ("10,000+" past it): one index range
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 STATUSES = [s.value for s in EventStatus]
 DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
@@ -53,14 +54,26 @@ def parse_moment(value: str, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    span = _SPAN.match(value)
-    if span:
-        return now - timedelta(**{_UNITS[span.group(2)]: float(span.group(1))})
     try:
+        span = _SPAN.match(value)
+        if span:
+            return now - timedelta(**{_UNITS[span.group(2)]: float(span.group(1))})
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a moment, or one before year 1 (99999999w)
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_CURSOR = re.compile(r"[0-9]{1,18}")  # ASCII: str.isdigit() also takes '²', which int() refuses
+
+
+def page_cursor(value: str) -> int | None:
+    """The ``before=`` cursor of a listing (a sequence number); ValueError when it is none."""
+    if not value:
+        return None
+    if not _CURSOR.fullmatch(value):
+        raise ValueError(f"before: {value[:40]!r} is not a page cursor")
+    return int(value)
 
 
 def number_of(event: StoredEvent) -> str:
@@ -135,7 +148,11 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
     for name, value, parsed in (("since", shown["since"], since), ("until", shown["until"], until)):
         if value and parsed is None:
             problems.append(f"{name}: {value!r} is neither ISO 8601 nor a span like 30m, 2h, 7d")
-    before = q.get("before", "")
+    try:
+        before = page_cursor(q.get("before", ""))
+    except ValueError as exc:
+        problems.append(str(exc))
+        before = None
     flt = EventFilter(
         status=status,
         kind=kind,
@@ -144,7 +161,7 @@ def _filter_from(request: Request, now: datetime) -> tuple[EventFilter, dict[str
         search=shown["q"] or None,
         since=since,
         until=until,
-        before_seq=int(before) if before.isdigit() else None,
+        before_seq=before,
         limit=PAGE_SIZE + 1,
     )
     return flt, shown, problems
@@ -178,6 +195,7 @@ async def events(console: Console, request: Request) -> Response:
     return console.page(
         request,
         "events.html",
+        400 if problems else 200,
         rows=rows,
         per_sink=per_sink,
         total=total,
@@ -381,12 +399,15 @@ async def dead(console: Console, request: Request) -> Response:
     chosen = request.query_params.get("sink", "")
     rows: list[tuple[StoredEvent, str]] = []
     more = False
-    before = request.query_params.get("before", "")
+    try:
+        before = page_cursor(request.query_params.get("before", ""))
+    except ValueError as exc:
+        return console.page(request, "error.html", 400, title="Bad request", message=f"{exc}.")
     # A sink's dead deliveries, or every event with a dead delivery (any sink) when none is chosen.
     flt = EventFilter(
         sink=chosen or None,
         status=DeliveryStatus.DEAD.value,
-        before_seq=int(before) if before.isdigit() else None,
+        before_seq=before,
         limit=PAGE_SIZE + 1,
     )
     found = list(await console.inbox.list_events(flt))
@@ -437,33 +458,33 @@ async def quarantine_body(console: Console, request: Request) -> Response:
 # -- actions (operator) ------------------------------------------------------------------------
 
 
-def _back(form: dict[str, list[str]], default: str, note: str) -> Response:
+def _back(form: dict[str, list[str]], default: str, note: str, **numbers: int) -> Response:
     target = (form.get("back") or [default])[0]
     if not target.startswith("/") or target.startswith("//"):
         target = default  # never redirect off the console
     glue = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{glue}{urlencode({'note': note})}", status_code=303)
+    return RedirectResponse(f"{target}{glue}{note_query(note, **numbers)}", status_code=303)
 
 
 async def replay(console: Console, request: Request) -> Response:
     form: dict[str, list[str]] = request.scope["console_form"]
     ids = [i for i in form.get("event_id", []) if i][:1000]
     if not ids:
-        return _back(form, "/events", "Nothing selected.")
+        return _back(form, "/events", "nothing_selected")
     result = await console.inbox.replay(ids, force="force" in form)
     console.hooks.on_requeued()
     log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
-    note = f"Replayed: re-queued {result.requeued} deliveries of {result.events} event(s)."
     if result.missing:
-        note += f" Not found: {', '.join(result.missing[:5])}."
-    return _back(form, "/events", note)
+        return _back(form, "/events", "replayed_missing", requeued=result.requeued, events=result.events,
+                     missing=len(result.missing))
+    return _back(form, "/events", "replayed", requeued=result.requeued, events=result.events)
 
 
 async def replay_dead(console: Console, request: Request) -> Response:
     form: dict[str, list[str]] = request.scope["console_form"]
     sink = (form.get("sink") or [""])[0]
     if not sink:
-        return _back(form, "/dead", "No sink given.")
+        return _back(form, "/dead", "no_sink")
     started = time.perf_counter()
     ids = list(await console.inbox.list_event_ids(EventFilter(sink=sink, status="dead", limit=1_000_000)))
     requeued = 0
@@ -473,7 +494,7 @@ async def replay_dead(console: Console, request: Request) -> Response:
     console.hooks.on_requeued()
     log.info("console_replay_dead", sink=sink, events=len(ids), requeued=requeued,
              seconds=round(time.perf_counter() - started, 3))
-    return _back(form, f"/dead?{urlencode({'sink': sink})}", f"Replayed {requeued} dead deliveries of {sink}.")
+    return _back(form, f"/dead?{urlencode({'sink': sink})}", "replayed_dead", requeued=requeued)
 
 
 async def reprocess(console: Console, request: Request) -> Response:
@@ -486,10 +507,11 @@ async def reprocess(console: Console, request: Request) -> Response:
             entry_id, reparsed(entry, console.settings.server.max_body_bytes)
         )
     except ContractError as exc:
-        return _back(form, back, f"Still refused: {exc}")
+        log.info("console_reprocess_refused", quarantine_id=entry_id, reason=str(exc))
+        return _back(form, back, "still_refused")
     except EventNotFound:
         raise
     console.hooks.on_requeued()
     log.info("console_reprocess", quarantine_id=entry_id, event_id=stored.event_id, duplicate=stored.duplicate)
-    note = "Reprocessed: already stored (duplicate)." if stored.duplicate else "Reprocessed and stored."
-    return RedirectResponse(f"/events/{stored.event_id}?{urlencode({'note': note})}", status_code=303)
+    note = "reprocessed_duplicate" if stored.duplicate else "reprocessed"
+    return RedirectResponse(f"/events/{stored.event_id}?{note_query(note)}", status_code=303)

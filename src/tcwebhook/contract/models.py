@@ -48,6 +48,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tcwebhook.contract import enums
+from tcwebhook.contract.drift import OpenEnum
 from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 
 # -- scalar vocabulary (contract §0) -------------------------------------------------------------
@@ -114,15 +115,24 @@ def _open_enum(values: type[StrEnum]) -> WithJsonSchema:
     })
 
 
-ProcessStatusText = Annotated[str, _open_enum(enums.ProcessStatus)]
-LogisticsStatusText = Annotated[str, _open_enum(enums.LogisticsStatus)]
-InProgressStatusText = Annotated[str, _open_enum(enums.InProgressStatus)]
-ScheduledDeliveryStatusText = Annotated[str, _open_enum(enums.ScheduledDeliveryStatus)]
-RequestStatusText = Annotated[str, _open_enum(enums.RequestStatus)]
-LineTypeText = Annotated[str, _open_enum(enums.LineType)]
-OrderTypeText = Annotated[str, _open_enum(enums.OrderType)]
-ShipmentProcessStatusText = Annotated[str, _open_enum(enums.ShipmentProcessStatus)]
-LocationTypeText = Annotated[str, _open_enum(enums.LocationType)]
+def _known(values: type[StrEnum]) -> OpenEnum:
+    # Read by the drift report only; pydantic ignores metadata it does not know.
+    return OpenEnum(frozenset(v.value for v in values))
+
+
+ProcessStatusText = Annotated[str, _open_enum(enums.ProcessStatus), _known(enums.ProcessStatus)]
+LogisticsStatusText = Annotated[str, _open_enum(enums.LogisticsStatus), _known(enums.LogisticsStatus)]
+InProgressStatusText = Annotated[str, _open_enum(enums.InProgressStatus), _known(enums.InProgressStatus)]
+ScheduledDeliveryStatusText = Annotated[
+    str, _open_enum(enums.ScheduledDeliveryStatus), _known(enums.ScheduledDeliveryStatus)
+]
+RequestStatusText = Annotated[str, _open_enum(enums.RequestStatus), _known(enums.RequestStatus)]
+LineTypeText = Annotated[str, _open_enum(enums.LineType), _known(enums.LineType)]
+OrderTypeText = Annotated[str, _open_enum(enums.OrderType), _known(enums.OrderType)]
+ShipmentProcessStatusText = Annotated[
+    str, _open_enum(enums.ShipmentProcessStatus), _known(enums.ShipmentProcessStatus)
+]
+LocationTypeText = Annotated[str, _open_enum(enums.LocationType), _known(enums.LocationType)]
 
 # Event names are free text too, but never a number or empty.
 EventNameText = Annotated[

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from tcwebhook.contract.drift import Finding, find_drift
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.models import (
     ENVELOPES,
@@ -31,7 +32,9 @@ from tcwebhook.contract.models import (
 )
 from tcwebhook.contract.names import (
     BODY_KEY_KINDS,
+    ORDER_BODY_KEYS,
     ORDER_FETCH_EVENT,
+    SHIPMENT_BODY_KEYS,
     SHIPMENT_FETCH_EVENT,
     canonical_event_name,
     is_documented,
@@ -79,6 +82,8 @@ class ParsedWebhook:
     # The typed body (``OrderWebhook``, ``ShipmentWebhook`` or ``FetchNotification``); the facts
     # above are what identifies a webhook, so two parses of one body compare equal.
     envelope: Envelope = field(repr=False, compare=False)
+    # What the models did not know (new fields, enum values, event names, event keys).
+    drift: tuple[Finding, ...] = field(default=(), compare=False)
 
     @property
     def event(self) -> EventObject:
@@ -299,7 +304,11 @@ def _summarize(envelope: OrderWebhook | ShipmentWebhook, body: bytes) -> ParsedW
         dedupe_key=dedupe_key,
         routing_key=routing_key(kind, order_id=order_id, shipment_id=shipment_id),
         envelope=envelope,
+        drift=find_drift(envelope, envelope.event_name, _EVENT_KEYS),
     )
+
+
+_EVENT_KEYS = ORDER_BODY_KEYS + SHIPMENT_BODY_KEYS
 
 
 def _shipment_po_number(shipment: Shipment) -> str | None:

@@ -121,6 +121,8 @@ class Dispatcher:
         stale = {EventKind.SHIPMENT: settings.stale_shipments, EventKind.ORDER: settings.stale_orders}
         self._stale_kinds = frozenset(kind for kind, on in stale.items() if on)
         self._park = settings.mode == "sync"
+        self._deadline = settings.sync_deadline
+        self._overdue: set[asyncio.Task[tuple[AttemptResult, bool]]] = set()  # sync attempts stopped at the deadline
         self._wake = asyncio.Event()
         self._inflight: dict[tuple[int, str], Claim] = {}
         self._tasks: set[asyncio.Task[object]] = set()
@@ -288,6 +290,32 @@ class Dispatcher:
 
     # -- one attempt ---------------------------------------------------------------------------
 
+    async def _attempts_within_deadline(
+        self, event_id: str, claims: Sequence[Claim]
+    ) -> list[tuple[AttemptResult, bool]] | None:
+        """The sync attempts, or None when ``sync_deadline`` passed first: those still running
+        are stopped and released for the background loop, since the sender has stopped waiting."""
+        tasks = [asyncio.create_task(self._attempt(c, sync=True)) for c in claims]
+        if not tasks:
+            return []
+        try:
+            _done, running = await asyncio.wait(tasks, timeout=self._deadline)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if not running:
+            return [t.result() for t in tasks]
+        log.warning("sync_deadline_passed", event_id=event_id, deadline=self._deadline, unfinished=len(running))
+        for task in running:
+            self._overdue.add(task)
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for task in running:
+            self._overdue.discard(task)
+        return None
+
     async def _attempt(self, claim: Claim, *, sync: bool) -> tuple[AttemptResult, bool]:
         """Run the sink for ``claim`` and record the outcome; (result, recorded)."""
         slot = (claim.event.seq, claim.sink)
@@ -296,13 +324,20 @@ class Dispatcher:
         try:
             result = await self._deliver(claim, started, sync=sync)
         except asyncio.CancelledError:
-            parked = sync and self._park
+            # Parked for the sender's resend, unless the sync deadline passed: then the sender may
+            # not resend soon (it saw a 503 only after a long wait), so the background loop delivers.
+            overdue = asyncio.current_task() in self._overdue
+            parked = sync and self._park and not overdue
             release = AttemptResult(
                 status=DeliveryStatus.PENDING,
                 outcome=AttemptOutcome.RELEASED,
                 started_at=started,
                 duration=time.time() - started,
-                error="released: the dispatcher stopped or the request ended",
+                error=(
+                    f"released: not finished within sync_deadline ({self._deadline:g} s)"
+                    if overdue
+                    else "released: the dispatcher stopped or the request ended"
+                ),
                 next_attempt_at=None if parked else time.time(),
             )
             self._inflight.pop(slot, None)
@@ -403,7 +438,9 @@ class Dispatcher:
         except StoreError as exc:
             log.warning("sync_claim_failed", event_id=event_id, error=str(exc))
             return SyncOutcome(SyncStatus.TRANSIENT, "event store unavailable")
-        outcomes = await asyncio.gather(*(self._attempt(c, sync=True) for c in found.claims))
+        outcomes = await self._attempts_within_deadline(event_id, found.claims)
+        if outcomes is None:
+            return SyncOutcome(SyncStatus.TRANSIENT, f"not delivered within sync_deadline ({self._deadline:g} s)")
         statuses = dict(found.statuses)
         retry: list[str] = list(found.waiting)
         errors: dict[str, str] = {}

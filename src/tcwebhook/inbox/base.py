@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tcwebhook.contract.drift import Finding
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.orderbook.store import BookStore
 
@@ -95,6 +96,7 @@ class NewEvent:
         from tcwebhook.orderbook.updates import write_of_body
 
         return write_of_body(self.kind, self.content_type, self.body)
+    drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
 
     @classmethod
     def from_parsed(
@@ -118,6 +120,7 @@ class NewEvent:
             last_updated_at=parsed.last_updated_at,
             headers=headers,
             book=write_of_envelope(parsed.kind, parsed.envelope),
+            drift=parsed.drift,
         )
 
 
@@ -194,8 +197,9 @@ class Claim:
 
     event: StoredEvent
     sink: str
-    attempt: int  # number of this attempt, 1-based
+    attempt: int  # number of this attempt since the delivery was stored or replayed, 1-based
     owner: str
+    replayed: bool = False  # re-queued by a replay (its latency says nothing about the pipeline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +314,9 @@ class Intake(Protocol):
     async def reprocess_quarantined(self, quarantine_id: str, event: NewEvent) -> StoreResult:
         """Store ``event`` (parsed again from the entry) and mark the entry reprocessed, atomically."""
 
+    async def delete_quarantined(self, quarantine_id: str) -> None:
+        """Delete a quarantine entry (a body that is junk); EventNotFound when there is none."""
+
 
 class DeliveryQueue(Protocol):
     """What a dispatcher needs: due deliveries under a lease, their outcome, retention."""
@@ -378,6 +385,26 @@ class DeliveryQueue(Protocol):
         Returns how many were deleted: call again while it returns ``limit``."""
 
 
+@dataclass(frozen=True, slots=True)
+class DriftRecord:
+    """One thing the models did not know, as the drift report shows it."""
+
+    what: str  # field, enum_value, event_name, event_key
+    detail: str
+    count: int  # events that carried it
+    first_event_id: str | None
+    last_event_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class DriftReport(Protocol):
+    """The contract-drift report's read side (``tcwebhook contract drift``)."""
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        """Everything last seen at or after ``since``, by kind, most recent first."""
+
+
 class Browser(Protocol):
     """The read side, for the CLI, the console and the metrics."""
 
@@ -391,6 +418,9 @@ class Browser(Protocol):
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
         """Ids of the matching events, oldest first (``flt.limit`` of them at most)."""
+
+    async def event_ids_starting(self, prefix: str, limit: int = 2) -> Sequence[str]:
+        """Ids of the events whose id starts with ``prefix``, in id order (``limit`` at most)."""
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]: ...
 
@@ -440,7 +470,7 @@ class Reconciling(Intake, Browser, ReconcileState, Protocol):
 
 
 @runtime_checkable
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, BookStore, Protocol):
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, BookStore, Protocol):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
@@ -21,6 +21,7 @@ from tcwebhook.inbox.base import (
     AttemptResult,
     Claim,
     Delivery,
+    DriftRecord,
     EventClaim,
     EventFilter,
     KeyUpdate,
@@ -32,13 +33,18 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import book, delivery, intake, reconcile, views
+from tcwebhook.inbox.rules import book, delivery, drift, intake, reconcile, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 from tcwebhook.orderbook.book import BookEntry, BookEvent
 from tcwebhook.orderbook.sql import BookSummary, BookWrite
 
 T = TypeVar("T")
+
+
+class _Writer(Protocol):
+    commits: int  # transactions committed by this process
+    operations: int  # operations committed in them
 
 
 def _at_run(fn: Callable[..., Any], **kwargs: Any) -> Rule[Any]:
@@ -60,6 +66,7 @@ class SqlInbox(ABC):
         self._settings = settings
         self._intake = intake.Intake(tuple(sinks), hold_new)
         self._schema_found = SCHEMA_VERSION
+        self._writer: _Writer | None = None
 
     # -- what an engine provides -----------------------------------------------------------------
 
@@ -103,6 +110,16 @@ class SqlInbox(ABC):
         """The sink names new events get a delivery for."""
         return self._intake.sinks
 
+    @property
+    def commits(self) -> int:
+        """Write transactions committed by this process (on SQLite, each is one fsync)."""
+        return self._writer.commits if self._writer else 0
+
+    @property
+    def writes(self) -> int:
+        """Write operations committed by this process."""
+        return self._writer.operations if self._writer else 0
+
     # -- intake ----------------------------------------------------------------------------------
 
     async def store(self, event: NewEvent) -> StoreResult:
@@ -136,6 +153,9 @@ class SqlInbox(ABC):
         rule = partial(self._intake.reprocess, quarantine_id=quarantine_id, event=event, now=time.time())
         return await self._write(rule, wakes=self._intake.wakes)
 
+    async def delete_quarantined(self, quarantine_id: str) -> None:
+        await self._write(partial(intake.delete_quarantined, quarantine_id=quarantine_id))
+
     # -- browsing --------------------------------------------------------------------------------
 
     async def get_event(self, event_id: str) -> StoredEvent:
@@ -146,6 +166,9 @@ class SqlInbox(ABC):
 
     async def list_event_ids(self, flt: EventFilter) -> Sequence[str]:
         return await self._read(partial(views.list_event_ids, flt=flt))
+
+    async def event_ids_starting(self, prefix: str, limit: int = 2) -> Sequence[str]:
+        return await self._read(partial(views.event_ids_starting, prefix=prefix, limit=limit))
 
     async def deliveries(self, event_id: str) -> Sequence[Delivery]:
         return await self._read(partial(views.deliveries, event_id=event_id))
@@ -256,6 +279,9 @@ class SqlInbox(ABC):
         if not keys:
             return []
         return await self._read(partial(reconcile.key_updates, keys=tuple(keys)))
+
+    async def contract_drift(self, since: datetime) -> Sequence[DriftRecord]:
+        return await self._read(partial(drift.list_drift, since=since.timestamp()))
 
     async def get_state(self, name: str) -> str | None:
         return await self._read(partial(reconcile.get_state, name=name))

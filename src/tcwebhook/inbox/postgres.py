@@ -137,15 +137,6 @@ class PostgresInbox(SqlInbox):
     def location(self) -> str:
         return self._where
 
-    @property
-    def commits(self) -> int:
-        """Write transactions committed by this process."""
-        return self._writer.commits if self._writer else 0
-
-    @property
-    def writes(self) -> int:
-        return self._writer.operations if self._writer else 0
-
     # -- connections ---------------------------------------------------------------------------
 
     async def _configure(self, conn: Conn) -> None:

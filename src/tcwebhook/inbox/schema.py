@@ -305,12 +305,33 @@ _V4: tuple[Step, ...] = (
     ),
 )
 
+# The contract-drift report: one row per thing the models did not know (a field path, an enum
+# value, an event name or key), counted, with the first and last event that carried it. Not a
+# child of events: the record outlives the events pruned since.
+_V5: tuple[Step, ...] = (
+    Table(
+        "contract_drift",
+        (
+            _text("what", null=False),
+            _text("detail", null=False),
+            Column("n", "bigint", null=False, default="0"),
+            _text("first_event_id"),
+            _text("last_event_id"),
+            _real("first_seen"),
+            _real("last_seen"),
+        ),
+        key=("what", "detail"),
+        counted=False,
+    ),
+)
+
 # The order book (``orderbook.sql``): per order or shipment the stamp of its newest header and
 # the stored event that holds it, per line the same; the data stays in the events' bodies (only
 # what was fetched while delivering is kept as data, in book_fetches). Nothing here belongs to an
-# event: the book outlives the events pruning deletes, and pruning keeps the ones it points to.
+# event: before pruning deletes an event the book reads, the book keeps that event's object in
+# book_fetches and points there (``rules.book.detach``).
 # The rows every event rewrites keep free room in their page on PostgreSQL (heap-only updates).
-_V5: tuple[Step, ...] = (
+_V6: tuple[Step, ...] = (
     Table(
         "book_entries",
         (
@@ -361,6 +382,7 @@ _V5: tuple[Step, ...] = (
             _text("event_id", null=False),
             _text("event_name", null=False),
             _text("last_updated_at"),
+            _text("source", null=False),  # fetch: fetched while delivering; event/documents: kept at prune
             _text("data", null=False),
         ),
         counted=False,
@@ -368,7 +390,7 @@ _V5: tuple[Step, ...] = (
     Index("book_fetches_key", "book_fetches", "key, seq"),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the

@@ -159,16 +159,6 @@ class SqliteInbox(SqlInbox):
     def location(self) -> str:
         return str(self.path)
 
-    @property
-    def commits(self) -> int:
-        """Write transactions committed by this process (each is one fsync)."""
-        return self._writer.commits if self._writer else 0
-
-    @property
-    def writes(self) -> int:
-        """Write operations committed by this process."""
-        return self._writer.operations if self._writer else 0
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:

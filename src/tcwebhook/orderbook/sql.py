@@ -74,9 +74,14 @@ _DOCUMENT = (
     "INSERT INTO book_documents (key, doc_key, seq, data) VALUES (?, ?, ?, ?) ON CONFLICT (key, doc_key) DO NOTHING"
 )
 _FETCH = (
-    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fetch_id) DO NOTHING"
+    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, source, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'fetch', ?) ON CONFLICT (fetch_id) DO NOTHING"
 )
+KEEP = (
+    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, source, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fetch_id) DO NOTHING"
+)
+"""An event's object kept by the book when the event itself is pruned (``kept/<event id>``)."""
 
 ENTRY = (
     "SELECT key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched_line_count"
@@ -86,7 +91,8 @@ LINES = "SELECT line_key, stamp, seq, fetch_id FROM book_lines WHERE key = ?"
 DOCUMENTS = "SELECT data FROM book_documents WHERE key = ? ORDER BY seq, doc_key"
 EVENTS = "SELECT event_id, event_name, last_updated_at, kind, seq FROM events WHERE key = ? ORDER BY seq"
 FETCHES = (
-    "SELECT fetch_id, event_id, event_name, last_updated_at, seq, data FROM book_fetches WHERE key = ? ORDER BY seq"
+    "SELECT fetch_id, event_id, event_name, last_updated_at, seq, data, source FROM book_fetches"
+    " WHERE key = ? ORDER BY seq"
 )
 
 
@@ -195,6 +201,7 @@ class EntryRows:
 
 
 _SOURCES = {"order_documents": "documents", "order_fetch": "fetch", "shipment_fetch": "fetch"}
+_KINDS = {"documents": "order_documents", "event": "", "fetch": ""}  # a kept row's source -> its kind
 
 
 def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]]]) -> BookEntry:
@@ -203,11 +210,11 @@ def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]
     ``objects``: seq -> (event kind, the order or shipment object of that event).
     """
     key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched = rows.row
-    fetched_objects = {f[0]: load(f[5]) for f in rows.fetches}
+    fetched_objects = {f[0]: (_KINDS.get(f[6], ""), load(f[5])) for f in rows.fetches}
 
     def source(seq: int | None, fetch_id: str | None) -> tuple[str, Mapping[str, Any]]:
         if fetch_id is not None:
-            return "fetch", fetched_objects.get(fetch_id, {})
+            return fetched_objects.get(fetch_id, ("", {}))
         return objects.get(seq, ("", {})) if seq is not None else ("", {})
 
     event_kind, obj = source(header_seq, header_fetch)
@@ -235,7 +242,12 @@ def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]
         BookEvent(eid, name, last, _SOURCES.get(ekind, "event"), seq)  # type: ignore[arg-type]
         for eid, name, last, ekind, seq in rows.events
     ]
-    events += [BookEvent(eid, name, last, "fetch", seq) for _fid, eid, name, last, seq, _d in rows.fetches]
+    seen = {e.event_id for e in events}
+    events += [
+        BookEvent(eid, name, last, src, seq)
+        for _fid, eid, name, last, seq, _d, src in rows.fetches
+        if not (src != "fetch" and eid in seen)  # a pruned event kept by the book is listed once
+    ]
     events.sort(key=lambda e: (e.seq, e.source == "fetch"))
     return BookEntry(
         key=key,

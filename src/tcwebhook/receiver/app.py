@@ -308,6 +308,8 @@ class Receiver:
             "duplicate": result.duplicate,
         }
         self.metrics.count_event(parsed.kind.value, "duplicate" if result.duplicate else "stored")
+        if parsed.drift and not result.duplicate:
+            self.metrics.count_drift(parsed.drift)
         return await self._acknowledge(result, send, state)
 
     async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tcwebhook.contract.drift import WHATS, Finding
 
 
 class ReceiverMetrics:
@@ -33,6 +36,13 @@ class ReceiverMetrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        self.contract_unknown = Counter(
+            "tcwebhook_contract_unknown_total",
+            "Things the contract models did not know, per stored event (field, enum_value, event_name, event_key)",
+            ["what"],
+            registry=self.registry,
+        )
+        self._unknown_children = {what: self.contract_unknown.labels(what) for what in WHATS}
         self.auth_failures = Counter(
             "tcwebhook_auth_failures_total", "Requests refused with 401", registry=self.registry
         )
@@ -50,6 +60,11 @@ class ReceiverMetrics:
             self._request_children[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_drift(self, findings: Sequence[Finding]) -> None:
+        """Count what a newly stored event carried that the models did not know."""
+        for finding in findings:
+            self._unknown_children[finding.what].inc()
 
     def count_event(self, kind: str, outcome: str) -> None:
         """Count one webhook event by kind and outcome."""

@@ -15,8 +15,9 @@ A pattern is text with fields in braces, as in ``"tradecloud.{kind}.{eventName}"
 ``{receivedAt}``   the arrival time, UTC, as ``20260527T101502.123456Z``
 =================  ==============================================================================
 
-Every value is reduced to ``[A-Za-z0-9.-]`` (see ``files.safe_part``), so no field can add a
-path separator to a file name or a word separator other than ``.`` to a routing key.
+Every value keeps ``[A-Za-z0-9.-]`` and has any other character percent-encoded (see
+``files.safe_part``: ``PO 1/2`` is ``PO%201%2F2``), so no field can add a path separator to a file
+name or a word separator other than ``.`` to a routing key, and two numbers never share a name.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from tcwebhook.config import DEFAULT_PYTHON_SINK_TIMEOUT
 from tcwebhook.errors import PermanentError, StartupError, TransientError
 from tcwebhook.formats import Output
 from tcwebhook.inbox.base import StoredEvent
@@ -98,7 +99,8 @@ class PythonSink:
     ``PermanentError`` and ``TransientError`` raised by the handler pass through unchanged; any
     other exception becomes a ``TransientError`` (retried). Sync handlers run in the sink's own
     thread pool so a blocking ERP call does not stall the event loop; ``timeout`` (seconds,
-    optional) bounds each call, though a sync handler's thread cannot be stopped and runs on.
+    60 unless set; ``None`` for none) bounds each call, though a sync handler's thread cannot be
+    stopped and runs on.
     """
 
     def __init__(
@@ -107,7 +109,7 @@ class PythonSink:
         handler: str | Handler,
         *,
         events: Iterable[str] = (),
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_PYTHON_SINK_TIMEOUT,
         max_threads: int = 16,
         output: Output | None = None,
     ) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,6 +33,7 @@ from tcwebhook.tradecloud_api.auth.tokens import TokenManager
 from tcwebhook.tradecloud_api.documents import DocumentMetadata, DownloadedFile
 from tcwebhook.tradecloud_api.downloads import DownloadInfo, stream_to_file
 from tcwebhook.tradecloud_api.polling import PollPage
+from tcwebhook.tradecloud_api.rate import RequestRate
 from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
@@ -60,16 +63,23 @@ def _where(url: str | httpx.URL) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds, when it is a plain number."""
+def retry_after_seconds(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+    """The ``Retry-After`` header in seconds: a number of seconds or an HTTP date (a date already
+    past is 0); ``None`` when absent or unreadable."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: rare from this API, and our own back-off is fine
-    return seconds if seconds >= 0 else None
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None  # not an HTTP date (those are always GMT)
+        return max(0.0, when.timestamp() - now())
+    return seconds if seconds >= 0 and math.isfinite(seconds) else None
 
 
 class TradecloudClient:
@@ -82,6 +92,7 @@ class TradecloudClient:
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        rate: RequestRate | None = None,
     ) -> None:
         if settings.username is None or settings.password is None:
             raise StartupError(
@@ -91,6 +102,8 @@ class TradecloudClient:
         self._settings = settings
         self._backoff = dataclasses.replace(backoff, max_attempts=settings.max_retries + 1)
         self._max_bytes = max_document_bytes
+        # One budget for every request of this client (``[tradecloud] max_requests_per_second``).
+        self._rate = rate or RequestRate(settings.max_requests_per_second)
         verify = self._verify = client_context(settings.ca_bundle, setting="[tradecloud] ca_bundle")
         timeout = httpx.Timeout(settings.timeout)
         base = settings.api_base.rstrip("/")
@@ -120,6 +133,11 @@ class TradecloudClient:
     def verify(self) -> ssl.SSLContext:
         """The TLS verification of this client (``[tradecloud] ca_bundle``), for related downloads."""
         return self._verify
+
+    @property
+    def rate(self) -> RequestRate:
+        """The request budget every call of this client waits on."""
+        return self._rate
 
     @property
     def tokens(self) -> TokenManager:
@@ -311,7 +329,7 @@ class TradecloudClient:
         """Like ``_send``, but a 200 body goes into ``dest`` (its size appended to ``written``);
         the returned response then carries no content."""
         request = client.build_request(method, url, headers=dict(headers))
-        response = await client.send(request, stream=True)
+        response = await self._send_request(client, request)
         try:
             if response.status_code == 200:
                 size = await stream_to_file(response, dest, limit, f"document from {_where(request.url)}")
@@ -387,9 +405,12 @@ class TradecloudClient:
                     return response
                 problem = f"HTTP {response.status_code}"
                 retry_after = retry_after_seconds(response)
+            delay = backoff.delay(number, at_least=retry_after)  # Retry-After, within the back-off's cap
+            if problem == "HTTP 429":
+                # Throttled: every caller of this client holds back, not only this one.
+                self._rate.pause(delay)
             if backoff.give_up(number) is not None:
                 raise TradecloudApiError(f"Tradecloud {what}: {problem} after {number} attempts")
-            delay = backoff.delay(number, at_least=retry_after)
             log.info("tradecloud_retry", call=what, problem=problem, attempt=number, delay=delay)
             await asyncio.sleep(delay)
 
@@ -403,7 +424,7 @@ class TradecloudClient:
     ) -> httpx.Response:
         """Send and read the whole body (bounded), so a retry never sees a half-read stream."""
         request = client.build_request(method, url, headers=dict(headers), content=content)
-        response = await client.send(request, stream=True)
+        response = await self._send_request(client, request)
         try:
             chunks: list[bytes] = []
             total = 0
@@ -422,6 +443,14 @@ class TradecloudClient:
             content=b"".join(chunks),
             request=request,
         )
+
+
+    async def _send_request(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        """``client.send`` streaming; a request to the API waits for its place in the budget."""
+        if client is not self._api:  # pre-signed storage and partner URLs are not the API
+            return await client.send(request, stream=True)
+        async with self._rate.turn():
+            return await client.send(request, stream=True)
 
 
 def _kept(response: httpx.Response) -> list[tuple[str, str]]:

@@ -85,13 +85,16 @@ class Closable(Protocol):
 class Admission:
     """One admitted connection's place in the counts; released once, whoever notices the end first."""
 
-    __slots__ = ("_gate", "client", "evicted", "released")
+    __slots__ = ("_gate", "client", "evicted", "health_only", "released")
 
     def __init__(self, gate: Gate, client: tuple[str, int]) -> None:
         self._gate = gate
         self.client = client
         self.released = False
         self.evicted = False
+        # A connection whose sender the allow-list could not check (PROXY LOCAL/UNKNOWN): only
+        # the balancer's health check may use it.
+        self.health_only = False
 
     def release(self) -> None:
         if not self.released:
@@ -125,6 +128,11 @@ class Gate:
         self._evicting = 0  # idle connections closed to make room, not yet gone
         self.total = 0
         metrics.open.set_function(lambda: self.total)
+
+    @property
+    def restricted(self) -> bool:
+        """An allow-list is set: who connects matters."""
+        return bool(self._allow)
 
     def trusted_proxy(self, host: str) -> bool:
         return contains(self._proxies, client_address(host))
@@ -282,11 +290,14 @@ class Listener:
         except asyncio.CancelledError:
             conn.close()
             raise
-        # LOCAL and UNKNOWN headers are the balancer's own connections (health checks).
+        # LOCAL, UNKNOWN and unspecified headers name no sender: the balancer's own connections
+        # (health checks). With an allow-list they may ask /healthz and nothing else, or any
+        # client could get past the allow-list through a balancer that sends them.
         admission = self.gate.admit(header.client or proxy, check_allow=header.client is not None)
         if admission is None:
             conn.close()
             return
+        admission.health_only = header.client is None and self.gate.restricted
         await self._handshake(conn, admission)
 
     async def _handshake(self, conn: socket.socket, admission: Admission) -> None:

@@ -50,6 +50,13 @@ class _Body:
 
 _BODY = "tcwebhook.body"
 _CLOSE = (b"connection", b"close")
+HEALTH_PATH = "/healthz"
+_HEALTH_ONLY_BODY = b'{"error":"forbidden","detail":"this connection names no sender: only /healthz is answered"}'
+_HEALTH_ONLY_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_HEALTH_ONLY_BODY)).encode()),
+    (b"connection", b"close"),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +161,10 @@ class LimitedProtocol(HttpToolsProtocol):
 
     async def _app(self, scope: Any, receive: Any, send: Any) -> None:
         body: _Body = scope["extensions"][_BODY]
+        if self.admission is not None and self.admission.health_only and scope["path"] != HEALTH_PATH:
+            await send({"type": "http.response.start", "status": 403, "headers": _HEALTH_ONLY_HEADERS})
+            await send({"type": "http.response.body", "body": _HEALTH_ONLY_BODY})
+            return
 
         async def send_closing(message: Any) -> None:
             # Answered before the whole body arrived (401, 413, ...): the rest of the body

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 
 from tcwebhook.inbox.tx import Tx
-from tcwebhook.orderbook.book import BookEntry, BookEvent
+from tcwebhook.orderbook.book import BookEntry, BookEvent, dump
 from tcwebhook.orderbook.sql import (
     BODIES,
     DOCUMENTS,
     ENTRY,
     EVENTS,
     FETCHES,
+    KEEP,
     LINES,
     BookSummary,
     BookWrite,
@@ -22,6 +23,7 @@ from tcwebhook.orderbook.sql import (
     summaries_query,
     summary_from_row,
 )
+from tcwebhook.orderbook.updates import object_of_body
 
 
 async def apply(tx: Tx, write: BookWrite, event: BookEvent, fetch_id: str | None = None) -> None:
@@ -33,6 +35,33 @@ async def apply(tx: Tx, write: BookWrite, event: BookEvent, fetch_id: str | None
             await tx.send(st.sql, st.many[0])
         else:
             await tx.many(st.sql, st.many)
+
+
+_HELD = (
+    "SELECT header_seq FROM book_entries WHERE header_seq IN INTS(?)"
+    " UNION SELECT seq FROM book_lines WHERE seq IN INTS(?)"
+)
+_HELD_EVENTS = (
+    "SELECT seq, kind, content_type, body, event_id, event_name, last_updated_at, key FROM events WHERE seq IN INTS(?)"
+)
+_SOURCES = {"order_documents": "documents", "order_fetch": "fetch", "shipment_fetch": "fetch"}
+
+
+async def detach(tx: Tx, seqs: list[int]) -> None:
+    """Before events are pruned: keep the data the book reads from them as its own rows."""
+    listed = tx.dialect.array(seqs)
+    held = sorted({row[0] for row in await tx.all(_HELD, (listed, listed)) if row[0] is not None})
+    if not held:
+        return
+    for seq, kind, content_type, body, event_id, name, last, key in await tx.all(
+        _HELD_EVENTS, (tx.dialect.array(held),)
+    ):
+        obj = object_of_body(kind, content_type, bytes(body)) or {}
+        kept = f"kept/{event_id}"
+        source = _SOURCES.get(kind, "event")
+        await tx.send(KEEP, (kept, key or "", seq, event_id, name, last, source, dump(obj).decode()))
+        await tx.send("UPDATE book_entries SET header_seq = NULL, header_fetch = ? WHERE header_seq = ?", (kept, seq))
+        await tx.send("UPDATE book_lines SET seq = NULL, fetch_id = ? WHERE seq = ?", (kept, seq))
 
 
 async def entry(tx: Tx, key: str) -> BookEntry | None:

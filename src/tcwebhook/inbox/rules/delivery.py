@@ -68,9 +68,15 @@ WHERE seq = ? AND key IS NOT NULL AND updated_us IS NOT NULL
 ON CONFLICT (sink, key, kind) DO UPDATE SET updated_us = excluded.updated_us, seq = excluded.seq
 WHERE excluded.updated_us > watermarks.updated_us
 """
+# An attempt's number counts on across replays (a replay starts the retry count of the delivery
+# afresh, not its history): one more than the last recorded for the delivery.
 _INSERT_ATTEMPT = (
-    "INSERT INTO attempts (seq, sink, number, started_at, duration, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO attempts (seq, sink, number, started_at, duration, outcome, error)"
+    " SELECT ?, ?, COALESCE(max(number), 0) + 1, ?, ?, ?, ? FROM attempts WHERE seq = ? AND sink = ?"
 )
+# Deliveries taken for their first attempt since they were stored or replayed, that have attempts
+# recorded already: replays (the latency metric leaves them out).
+_REPLAYED = "SELECT DISTINCT seq, sink FROM attempts WHERE seq IN INTS(?)"
 _CLAIM = (
     "UPDATE deliveries SET claim_owner = ?, claim_expires = ?, attempts = attempts + 1,"
     " updated_at = ? WHERE seq = ? AND sink = ?"
@@ -161,7 +167,7 @@ async def _supersede(tx: Tx, seq: int, sink: str, key: str | None, attempts: int
     when = to_datetime(mark / 1_000_000).isoformat()
     error = f"superseded: a state of this key updated at {when} was already delivered"
     await tx.send(_SUPERSEDE, (error, now, seq, sink))
-    await tx.send(_INSERT_ATTEMPT, (seq, sink, attempts + 1, now, 0.0, AttemptOutcome.SUPERSEDED.value, error))
+    await tx.send(_INSERT_ATTEMPT, (seq, sink, now, 0.0, AttemptOutcome.SUPERSEDED.value, error, seq, sink))
     await _settled(tx, seq, sink, key)
 
 
@@ -180,7 +186,7 @@ async def _take(
         # The claimant died or hung: keep a trace of the attempt it never finished.
         started = previous_expiry if previous_expiry is not None else now
         error = f"the lease of {previous_owner} ran out before it finished"
-        await tx.send(_INSERT_ATTEMPT, (seq, sink, attempts, started, 0.0, AttemptOutcome.ABANDONED.value, error))
+        await tx.send(_INSERT_ATTEMPT, (seq, sink, started, 0.0, AttemptOutcome.ABANDONED.value, error, seq, sink))
     await tx.send(_CLAIM, (owner, until, now, seq, sink))
 
 
@@ -189,6 +195,15 @@ async def _load_events(tx: Tx, seqs: Sequence[int]) -> dict[int, StoredEvent]:
         return {}
     sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN INTS(?)"  # noqa: S608
     return {row[0]: event_from_row(row) for row in await tx.all(sql, (tx.dialect.array(seqs),))}
+
+
+async def _replayed(tx: Tx, first: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these deliveries, claimed for the first time since stored or replayed, were replayed."""
+    if not first:
+        return set()
+    found = await tx.all(_REPLAYED, (tx.dialect.array(sorted({seq for seq, _ in first})),))
+    wanted = set(first)
+    return {(int(r[0]), str(r[1])) for r in found} & wanted
 
 
 async def claim_due(
@@ -225,7 +240,11 @@ async def claim_due(
         if not superseded or len(taken) >= limit:
             break
     events = await _load_events(tx, sorted({seq for seq, _, _ in taken}))
-    return [Claim(event=events[seq], sink=sink, attempt=n, owner=owner) for seq, sink, n in taken]
+    replayed = await _replayed(tx, [(seq, sink) for seq, sink, n in taken if n == 1])
+    return [
+        Claim(event=events[seq], sink=sink, attempt=n, owner=owner, replayed=(seq, sink) in replayed)
+        for seq, sink, n in taken
+    ]
 
 
 async def claim_event(
@@ -266,7 +285,10 @@ async def claim_event(
         await _take(tx, seq, sink, attempts, prev_owner, prev_expiry, owner, now + lease, now)
         taken.append((sink, attempts + 1))
     event = (await _load_events(tx, [seq]))[seq]
-    claims = tuple(Claim(event=event, sink=s, attempt=n, owner=owner) for s, n in taken)
+    replayed = await _replayed(tx, [(seq, s) for s, n in taken if n == 1])
+    claims = tuple(
+        Claim(event=event, sink=s, attempt=n, owner=owner, replayed=(seq, s) in replayed) for s, n in taken
+    )
     return EventClaim(event=event, claims=claims, waiting=tuple(waiting), statuses=statuses)
 
 
@@ -283,7 +305,7 @@ async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> boo
     async with tx.batch():
         if result.outcome is not None:
             attempt = (result.started_at, result.duration, result.outcome.value, result.error)
-            await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, claim.attempt, *attempt))
+            await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, *attempt, seq, claim.sink))
         if held != 1:
             return False
         if result.status is DeliveryStatus.DELIVERED:

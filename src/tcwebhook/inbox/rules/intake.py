@@ -21,6 +21,7 @@ from tcwebhook.errors import EventNotFound, StoreUnavailable
 from tcwebhook.inbox.base import NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id, updated_micros
 from tcwebhook.inbox.rules import book
+from tcwebhook.inbox.rules.drift import record_drift
 from tcwebhook.inbox.schema import children
 from tcwebhook.inbox.tx import Bulk, Row, Tx
 from tcwebhook.orderbook.book import BookEvent
@@ -49,15 +50,12 @@ _INSERT_QUARANTINE = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Settled long enough ago: delivered or superseded, and no delivery touched since ``before``;
-# never an event the order book reads its current header or a line from; rows another pruner
-# holds are skipped.
+# rows another pruner holds are skipped.
 _PRUNABLE = """
 SELECT e.seq FROM events AS e
 WHERE e.received_at < ? AND e.status IN ('delivered', 'superseded')
   AND NOT EXISTS (SELECT 1 FROM deliveries AS d
                   WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead') OR d.updated_at >= ?))
-  AND e.seq NOT IN (SELECT b.header_seq FROM book_entries AS b WHERE b.header_seq IS NOT NULL)
-  AND e.seq NOT IN (SELECT l.seq FROM book_lines AS l WHERE l.seq IS NOT NULL)
 ORDER BY e.received_at LIMIT ?
 /*pg FOR UPDATE OF e SKIP LOCKED */
 """
@@ -83,7 +81,7 @@ async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
 # What else a new event writes, in its store's transaction (after the event and its deliveries;
 # not for a duplicate). Each takes the transaction, the new ``seq`` and the event; send with
 # ``tx.send`` where no result is read, so PostgreSQL's pipeline of stores stays one round trip.
-ON_STORED: tuple[OnStored, ...] = (mark_reconciled, keep_book)
+ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift, keep_book)
 
 
 def headers_json(headers: Mapping[str, str]) -> bytes:
@@ -167,10 +165,16 @@ async def quarantine(
     return qid
 
 
+async def delete_quarantined(tx: Tx, quarantine_id: str) -> None:
+    if not await tx.run("DELETE FROM quarantine WHERE id = ?", (quarantine_id,)):
+        raise EventNotFound(f"no quarantine entry {quarantine_id}")
+
+
 async def prune(tx: Tx, before: float, limit: int) -> int:
     """Delete up to ``limit`` settled events with every row that belongs to them."""
     seqs = [row[0] for row in await tx.all(_PRUNABLE, (before, before, limit))]
     if seqs:
+        await book.detach(tx, seqs)  # what the order book still reads from them is kept first
         listed = tx.dialect.array(seqs)
         for table, column in children("events"):
             await tx.send(f"DELETE FROM {table} WHERE {column} IN INTS(?)", (listed,))  # noqa: S608

@@ -59,6 +59,15 @@ async def list_event_ids(tx: Tx, flt: EventFilter) -> list[str]:
     return [r[0] for r in await tx.all(sql, (*args, flt.limit))]
 
 
+async def event_ids_starting(tx: Tx, prefix: str, limit: int) -> list[str]:
+    # A range on the unique index of event_id (a LIKE would not use it on PostgreSQL).
+    if not prefix:
+        return []
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    sql = "SELECT event_id FROM events WHERE event_id >= ? AND event_id < ? ORDER BY event_id LIMIT ?"
+    return [r[0] for r in await tx.all(sql, (prefix, upper, limit))]
+
+
 async def deliveries(tx: Tx, event_id: str) -> list[Delivery]:
     sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries{_OF_EVENT} ORDER BY sink"  # noqa: S608
     return [delivery_from_row(r) for r in await tx.all(sql, (event_id,))]

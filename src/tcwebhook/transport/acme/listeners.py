@@ -44,6 +44,8 @@ async def http01_listener(
         try:
             async with asyncio.timeout(HTTP01_TIMEOUT):
                 await _answer(reader, writer, table)
+                writer.close()
+                await writer.wait_closed()  # the answer flushed, within the same few seconds
         except (TimeoutError, h11.RemoteProtocolError, ConnectionError):
             writer.transport.abort()  # a client that neither asks nor reads keeps no slot
         finally:

@@ -173,6 +173,7 @@ class RabbitNode:
 
     root: Path
     port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)  # amqps, with a certificate of the test CA
     dist_port: int = field(default_factory=free_port)
     epmd_port: int = field(default_factory=free_port)
     node: str = field(default_factory=lambda: f"tcwebhook-{uuid.uuid4().hex[:8]}@localhost")
@@ -184,6 +185,14 @@ class RabbitNode:
 
     def url(self, password: str = RABBIT_PASSWORD) -> str:
         return f"amqp://{RABBIT_USER}:{password}@127.0.0.1:{self.port}/"
+
+    def tls_url(self) -> str:
+        return f"amqps://{RABBIT_USER}:{RABBIT_PASSWORD}@localhost:{self.tls_port}/"
+
+    @property
+    def ca(self) -> Path:
+        """The CA that signed the amqps listener's certificate (for the sink's ``ca_bundle``)."""
+        return self.root / "ca.pem"
 
     def env(self) -> dict[str, str]:
         r = self.root
@@ -208,9 +217,20 @@ class RabbitNode:
         }
 
     def init(self) -> None:
+        import trustme
+
         self.root.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        leaf = ca.issue_cert("localhost", "127.0.0.1")
+        ca.cert_pem.write_to_path(str(self.ca))
+        leaf.cert_chain_pems[0].write_to_path(str(self.root / "cert.pem"))
+        leaf.private_key_pem.write_to_path(str(self.root / "key.pem"))
         (self.root / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+            f"ssl_options.cacertfile = {self.ca}\nssl_options.certfile = {self.root / 'cert.pem'}\n"
+            f"ssl_options.keyfile = {self.root / 'key.pem'}\nssl_options.verify = verify_none\n"
+            "ssl_options.fail_if_no_peer_cert = false\n"
             f"default_user = {RABBIT_USER}\ndefault_pass = {RABBIT_PASSWORD}\n"
             "loopback_users = none\ndisk_free_limit.absolute = 10MB\n"
             "log.console = true\nlog.console.level = warning\nlog.file = false\n"
@@ -231,6 +251,7 @@ class RabbitNode:
                 stdout=out, stderr=out, env=self.env(), cwd=self.root,
             )
         wait_listening(self.port, self.proc, self.log, 180)  # a cold node takes 20 s or more
+        wait_listening(self.tls_port, self.proc, self.log, 60)
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         done = subprocess.run(
@@ -250,6 +271,7 @@ class RabbitNode:
         self.ctl("start_app")
         assert self.proc is not None
         wait_listening(self.port, self.proc, self.log, 120)
+        wait_listening(self.tls_port, self.proc, self.log, 60)
 
     def destroy(self) -> None:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
