@@ -291,7 +291,8 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a comparable form."""
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
              "quarantine": "id", "reconciled": "seq", "service_state": "name", "book_entries": "key",
-             "book_lines": "key, line_key", "book_documents": "key, doc_key", "book_fetches": "fetch_id"}
+             "book_lines": "key, line_key", "book_documents": "key, doc_key", "book_fetches": "fetch_id",
+             "contract_drift": "what, detail"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:

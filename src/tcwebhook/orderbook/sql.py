@@ -315,15 +315,3 @@ def summaries_query(*, status: str | None, number: str | None, limit: int) -> tu
 def summary_from_row(row: Sequence[Any]) -> BookSummary:
     key, kind, object_id, number, status, last, lines, fetched, events = row
     return BookSummary(key, kind, object_id, number, status, last, int(lines), fetched, int(events))
-
-
-def objects_of(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[str, Mapping[str, Any]]]:
-    """seq -> (kind, the typed order or shipment object) for rows of ``BODIES``."""
-    from tcwebhook.orderbook.updates import object_of_body
-
-    out: dict[int, tuple[str, Mapping[str, Any]]] = {}
-    for seq, kind, content_type, body in rows:
-        obj = object_of_body(kind, content_type, bytes(body))
-        if obj is not None:
-            out[int(seq)] = (kind, obj)
-    return out
