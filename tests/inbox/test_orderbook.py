@@ -232,3 +232,35 @@ class TestRetention:
         assert {e.event_name for e in after.events} <= {b["eventName"] for b in SEQUENCE}
         assert {e.event_name for e in after.events} >= {"OrderLinesRejectedBySupplier",
                                                           "OrderLinesDeliveryScheduleLogisticsUpdatedBySupplier"}
+
+
+class TestOrderPayload:
+    """``payload = "order"`` delivers the book's order after the event, through the real wrapper."""
+
+    async def test_files_sink_gets_the_whole_order(self, inbox: Inbox, tmp_path: Any) -> None:
+        from decimal import Decimal
+
+        from tcwebhook.formats import Output
+        from tcwebhook.sinks.files import FilesSink
+        from tcwebhook.sinks.tradecloud import TradecloudSink
+
+        sink = TradecloudSink(
+            FilesSink("erp", tmp_path, output=Output(sink="erp", payload="order", format="json")),
+            book=book(inbox),
+            needs_book=True,
+        )
+        delivered = []
+        for body in SEQUENCE:
+            stored = await inbox.get_event((await inbox.store(new_event(body))).event_id)
+            await sink.deliver(stored)
+            delivered.append(stored)
+        last = json.loads(sink.inner.path_for(delivered[-1]).read_text(), parse_float=Decimal)  # type: ignore[attr-defined]
+        assert (last["eventName"], last["eventId"]) == (SEQUENCE[-1]["eventName"], delivered[-1].event_id)
+        assert last["order"]["version"] == 4 and last["book"]["lineCount"] == 2
+        l1, l2 = last["order"]["lines"]
+        assert [(d["date"], d["quantity"]) for d in l1["deliverySchedule"]] == [("2026-06-09", 50), ("2026-07-08", 50)]
+        assert l2["status"]["processStatus"] == "Rejected"
+        assert l2["prices"]["netPrice"]["priceInTransactionCurrency"]["value"] == Decimal("1234.5678")
+        assert [e["eventId"] for e in last["book"]["events"]] == [e.event_id for e in delivered]
+        first = json.loads(sink.inner.path_for(delivered[1]).read_text())  # type: ignore[attr-defined]
+        assert len(first["order"]["lines"]) == 2  # the confirmation touched one line; the order has both
