@@ -21,8 +21,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# Everything but the tests marked slow (the reliability, deployment, ACME and browser suites, and
-# single long tests): the tier to run while working.
+# Everything but the tests marked slow (the reliability, deployment, ACME, browser and end-to-end
+# delivery suites, and single long tests): the tier to run while working.
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 

@@ -47,6 +47,7 @@ SLOW_PATHS = (
     "tests/deploy/",
     "tests/transport/test_acme.py",
     "tests/console/test_browser.py",
+    "tests/dispatch/test_end_to_end.py",
 )
 
 

@@ -15,7 +15,7 @@ import httpx
 import trustme
 from cryptography import x509
 from tests.support.polling import eventually
-from tests.support.servers import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory
+from tests.support.servers import BASIC_PASSWORD, BASIC_USER, RunningServer, ServerFactory, free_port, wait_ready
 
 from tcwebhook.config import AuthSettings, Settings
 from tcwebhook.receiver.app import Receiver
@@ -184,3 +184,73 @@ class TestAcmeReload:
         assert tls.targets == [(acme_dir / "cert.pem", acme_dir / "key.pem")]
         assert receiver.tokens == [(NEW,)]
         assert reloader.settings.tls.certfile == acme_dir / "cert.pem"
+
+
+class _SlowFront:
+    """A TCP relay to PostgreSQL whose first connection waits ``delay`` s: start-up is then mid-way."""
+
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target, self.delay = target, delay
+        self.first = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.sockets: list[socket.socket] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.done.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self.first.is_set():
+                self.first.set()
+                time.sleep(self.delay)
+            upstream = socket.create_connection(self.target, timeout=10)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(None)
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+class TestHangupDuringStartup:
+    """A SIGHUP while `serve` is still starting (opening the store) is applied once it serves, never fatal."""
+
+    def test_queued(self, server_factory: ServerFactory, pg_url: str) -> None:
+        parts = pg_url.rpartition("@")[2].partition("/")[0].rpartition(":")
+        front = _SlowFront((parts[0], int(parts[2])), delay=3)
+        try:
+            slow_url = pg_url.replace(f":{parts[2]}/", f":{front.port}/")
+            # A fixed port: with port 0 the factory would wait for the "listening" line itself.
+            server = server_factory.start("hup", env={"TCWEBHOOK_STORE__URL": slow_url}, wait=False, port=free_port())
+            assert '"listening"' not in server.logs()
+            assert front.first.wait(30), server.logs()  # the store is being opened: start-up is under way
+            time.sleep(0.5)
+            assert '"listening"' not in server.logs()
+            server.proc.send_signal(signal.SIGHUP)
+            wait_ready(server)
+            deadline = time.monotonic() + 15
+            while '"config_reloaded"' not in server.logs():
+                assert server.proc.poll() is None, server.logs()
+                assert time.monotonic() < deadline, server.logs()
+                time.sleep(0.05)
+            server.stop()
+        finally:
+            front.close()

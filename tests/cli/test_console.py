@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
+from tests.support.polling import eventually
 from tests.support.servers import CLI, RunningServer, ServerFactory, logged_port
 
 from tcwebhook.console.app import SESSION_COOKIE
@@ -77,14 +77,16 @@ class TestConsoleAlone:
             proc = subprocess.Popen([*CLI, "console", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
         try:
             url = f"https://localhost:{logged_port(log, 'console_listening', proc)}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and proc.poll() is None:
+            def answers() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text())
                 try:
                     httpx.get(url + "/login", verify=str(directory / "ca.pem"), timeout=2)
-                    break
                 except httpx.HTTPError:
-                    time.sleep(0.1)
-            assert proc.poll() is None, log.read_text()
+                    return False
+                return True
+
+            eventually(answers, 30, interval=0.1, what="the console's login page")
             client = console_login(url, directory / "ca.pem", "op", "op-password-1")
             page = client.get("/")
             client.close()

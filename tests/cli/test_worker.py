@@ -6,13 +6,13 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import typer
 from tests.cli.conftest import event, invoke
-from tests.conftest import logged_port
+from tests.support.polling import eventually
+from tests.support.servers import logged_port
 
 from tcwebhook.config import load_settings
 from tcwebhook.inbox import open_inbox
@@ -49,10 +49,8 @@ class TestWorkerMetrics:
                                     stderr=subprocess.STDOUT, cwd=elsewhere)
         try:
             port = logged_port(log_path, "metrics_listening", proc)
-            deadline = time.monotonic() + 30
-            while not list((tmp_path / "outbox").glob("*")) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert list((tmp_path / "outbox").glob("*")), log_path.read_text()
+            eventually(lambda: list((tmp_path / "outbox").glob("*")), 30, interval=0.1,
+                       what=f"a delivered file (log: {log_path})")
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 metrics = client.get("/metrics")
                 assert metrics.status_code == 200

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from structlog.testing import capture_logs
 
+from tcwebhook.contract.drift import Finding
 from tcwebhook.inbox.base import EventFilter
 
-from .conftest import OPERATOR, VIEWER, ClientFactory, Seeded, csrf_of, login
+from .conftest import OPERATOR, VIEWER, ClientFactory, Seeded, csrf_of, login, order_event
 
 pytestmark = pytest.mark.anyio
 
@@ -132,6 +135,18 @@ class TestPages:
         assert seeded.quarantine_id in r.text and "no eventName" in r.text
         r = await client.get(f"/quarantine/{seeded.quarantine_id}")
         assert "&#34;nope&#34;: 1" in r.text
+
+    async def test_contract_drift(self, client_factory: ClientFactory, seeded: Seeded) -> None:
+        """What the models did not know, with its events linked; sender-chosen text escaped."""
+        client, _ = await client_factory.logged_in(VIEWER)
+        assert "Nothing unknown was seen." in (await client.get("/drift")).text
+        event = replace(order_event(90, "PO-900"), drift=(Finding("field", "orderEvent.<b>x</b>"),))
+        stored = await seeded.inbox.store(event)
+        r = await client.get("/drift", params={"days": "1"})
+        assert r.status_code == 200
+        assert "unknown field" in r.text and "orderEvent.&lt;b&gt;x&lt;/b&gt;" in r.text
+        assert f'href="/events/{stored.event_id}"' in r.text
+        assert (await client.get("/drift", params={"days": "x"})).status_code == 200
 
 
 class TestActions:

@@ -8,12 +8,14 @@ import signal
 import threading
 
 import httpx
+import pytest
 from tests.support.bodies import order_body
 from tests.support.inbox import inbox_events
 from tests.support.polling import eventually
 from tests.support.servers import ServerFactory, wait_ready
 
 
+@pytest.mark.slow  # a receiver under 16 senders, killed and restarted
 class TestKillDuringLoad:
     """kill -9 while many requests are in flight loses nothing that was acknowledged."""
 

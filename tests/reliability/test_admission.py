@@ -25,6 +25,7 @@ from tests.reliability.clients import (
     tls_from,
 )
 from tests.reliability.conftest import wait_until
+from tests.support.polling import eventually
 from tests.support.servers import RunningServer, ServerFactory
 
 from tcwebhook.config import load_settings
@@ -56,9 +57,9 @@ def _refused(text: str, reason: str) -> float:
 
 
 def _wait_ready(server: RunningServer, source: str, proxy_header: bytes = b"") -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert server.proc.poll() is None, server.logs()
+    def healthy() -> bool:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"exited:\n{server.logs()}")
         try:
             answer = request_from(
                 server.port,
@@ -68,12 +69,11 @@ def _wait_ready(server: RunningServer, source: str, proxy_header: bytes = b"") -
                 proxy_header=proxy_header,
                 timeout=2,
             )
-            if answer.status == 200:
-                return
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"not ready:\n{server.logs()}")
+            return False
+        return answer.status == 200
+
+    eventually(healthy, 30, interval=0.1, what=f"/healthz from {source} (log: {server.log_path})")
 
 
 def _request_peers(server: RunningServer) -> list[str]:

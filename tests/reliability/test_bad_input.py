@@ -107,6 +107,16 @@ POISON_XML = XML_HEAD + (
     b"</orderEvent></R>"
 )
 
+ATTRIBUTES_XML = XML_HEAD + (
+    b"<R><eventName>OrderIssuedByBuyer</eventName><orderEvent><orderId %s>attributes-1</orderId>"
+    b"<buyerOrder><purchaseOrderNumber>PO-1</purchaseOrderNumber></buyerOrder>%s</orderEvent>"
+    b"<meta><messageId>7d3c1a52-0000-4000-8000-0000000000a1</messageId></meta></R>"
+)
+# 1,700 lines of 60 attributes each: 102,000 in all, none over the per-element cap.
+ATTRIBUTE_LINES = (
+    b"<line " + b" ".join(b'%c%c=""' % (97 + i // 26, 97 + i % 26) for i in range(60)) + b"><id>1</id></line>"
+) * 1_700
+
 
 @dataclass(frozen=True)
 class Case:
@@ -180,6 +190,10 @@ CORPUS: tuple[Case, ...] = (
     case("xml-number-invalid-operation", 400,
          xml(POISON_XML % b"12345678901234567.1e-99999999999999999999")),
     case("xml-number-huge-exponent", 400, xml(POISON_XML % b"1e400000000")),
+    # A valid tXML event but for its (ignored) attributes: too many are refused like too many elements.
+    case("xml-many-attributes-on-one-element", 400,
+         xml(ATTRIBUTES_XML % (b" ".join(b'a%d=""' % i for i in range(50_000)), b""))),
+    case("xml-many-attributes-in-all", 400, xml(ATTRIBUTES_XML % (b"", ATTRIBUTE_LINES))),
     case("json-invalid-utf8", 400, request(body=b'{"eventName":"\xff\xfe\xfd","orderEvent":{"orderId":"x"}}')),
     case("json-utf16", 400, request(body=VALID.decode().encode("utf-16"))),
     case("json-lone-surrogate", 400, request(body=b'{"eventName":"\\ud800","orderEvent":{"orderId":1}}')),

@@ -216,6 +216,10 @@ class RabbitNode:
             "RABBITMQ_PID_FILE": str(r / "rabbit.pid"),
         }
 
+    def _home(self) -> list[str]:
+        # runuser sets HOME to the rabbitmq user's; the node's Erlang cookie is in ours.
+        return ["env", f"HOME={self.root}"]
+
     def init(self) -> None:
         import trustme
 
@@ -247,7 +251,7 @@ class RabbitNode:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*_as("rabbitmq"), "/usr/lib/rabbitmq/bin/rabbitmq-server"],
+                [*_as("rabbitmq"), *self._home(), "/usr/lib/rabbitmq/bin/rabbitmq-server"],
                 stdout=out, stderr=out, env=self.env(), cwd=self.root,
             )
         wait_listening(self.port, self.proc, self.log, 180)  # a cold node takes 20 s or more
@@ -255,7 +259,7 @@ class RabbitNode:
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         done = subprocess.run(
-            [*_as("rabbitmq"), "/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args],
+            [*_as("rabbitmq"), *self._home(), "/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args],
             capture_output=True, text=True, env=self.env(), cwd=self.root, timeout=timeout, check=False,
         )
         if done.returncode != 0:

@@ -310,6 +310,7 @@ def replay(
     if ids and (dead_only or since is not None):
         raise typer.BadParameter("give either event ids or --dead/--since, not both")
     since_at = parse_time(since)
+    reasons: dict[str, str] = {}  # why a given id or prefix names no single event
 
     async def action(settings: Settings, inbox: Inbox) -> dict[str, Any]:
         names = [s.name for s in settings.sinks]
@@ -323,7 +324,8 @@ def replay(
             try:
                 chosen.append(await resolve_event_id(inbox, given))
             except EventNotFound as exc:
-                unresolved.append(str(exc))
+                unresolved.append(given)
+                reasons[given] = str(exc)
         if not ids:
             # With --sink, --dead means that sink's dead deliveries (the filter's status is then the sink's).
             dead: str | None = (DeliveryStatus.DEAD.value if sink else EventStatus.DEAD) if dead_only else None
@@ -383,7 +385,7 @@ def replay(
             markup=False,
         )
     for event_id in summary["missing"]:
-        err.print(f"[red]not found:[/red] {markup_safe(event_id)}")
+        err.print(f"[red]not found:[/red] {markup_safe(reasons.get(event_id, event_id))}")
     if summary["missing"]:
         raise typer.Exit(1)
 

@@ -228,6 +228,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/dead", _page(views.dead, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
+        Route("/drift", _page(views.drift, console), methods=["GET"]),
         Route("/quarantine/{entry_id}", _page(views.quarantine_entry, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/body", _page(views.quarantine_body, console), methods=["GET"]),
         Route("/quarantine/{entry_id}/reprocess", _action(views.reprocess, console), methods=["POST"]),

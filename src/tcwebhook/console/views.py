@@ -443,6 +443,24 @@ async def quarantine(console: Console, request: Request) -> Response:
     return console.page(request, "quarantine.html", entries=entries)
 
 
+_DRIFT_LABELS = {
+    "field": "unknown field",
+    "enum_value": "unknown enum value",
+    "event_name": "unknown event name",
+    "event_key": "unknown event object",
+}
+
+
+async def drift(console: Console, request: Request) -> Response:
+    """The contract-drift report (``tcwebhook contract drift`` in a browser), ``?days=`` back."""
+    try:
+        days = min(max(int(request.query_params.get("days", "7")), 1), 3650)
+    except ValueError:
+        days = 7
+    records = await console.inbox.contract_drift(datetime.now(UTC) - timedelta(days=days))
+    return console.page(request, "drift.html", records=records, days=days, labels=_DRIFT_LABELS)
+
+
 async def quarantine_entry(console: Console, request: Request) -> Response:
     entry = await console.inbox.get_quarantined(request.path_params["entry_id"])
     shown = await render.pretty_body_off_loop(entry.body, entry.content_type)

@@ -39,8 +39,8 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    models: tuple[tuple[str, str], ...]  # (attribute, wire name) holding a model or a list of them
-    enums: tuple[tuple[str, str, frozenset[str]], ...]  # (attribute, wire name, known values)
+    models: dict[str, str]  # attribute -> wire name, for attributes holding a model or a list of them
+    enums: dict[str, tuple[str, frozenset[str]]]  # attribute -> (wire name, known values)
 
 
 def _inner(annotation: Any) -> list[Any]:
@@ -57,8 +57,8 @@ def _inner(annotation: Any) -> list[Any]:
 
 @cache
 def _plan(cls: type[BaseModel]) -> _Plan:
-    models: list[tuple[str, str]] = []
-    enums: list[tuple[str, str, frozenset[str]]] = []
+    models: dict[str, str] = {}
+    enums: dict[str, tuple[str, frozenset[str]]] = {}
     for name, info in cls.model_fields.items():
         wire = info.serialization_alias or info.alias or name
         for t in _inner(info.annotation):
@@ -66,15 +66,15 @@ def _plan(cls: type[BaseModel]) -> _Plan:
                 base, *meta = get_args(t)
                 marks = [m for m in meta if isinstance(m, OpenEnum)]
                 if marks:
-                    enums.append((name, wire, marks[0].values))
+                    enums[name] = (wire, marks[0].values)
                     break
                 t = base
                 if get_origin(t) is list:
                     t = next(iter(_inner(t)), None)
             if isinstance(t, type) and issubclass(t, BaseModel):
-                models.append((name, wire))
+                models[name] = wire
                 break
-    return _Plan(tuple(models), tuple(enums))
+    return _Plan(models, enums)
 
 
 # A body full of invented names must not make the report (a table row each) grow without end.
@@ -105,22 +105,28 @@ def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> 
 
 
 def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool = False) -> None:
-    if not top and model.model_extra:
-        for key in model.model_extra:
+    extra = model.model_extra
+    if extra and not top:
+        for key in extra:
             found[Finding("field", f"{path}.{key}")] = None
     plan = _plan(type(model))
-    for name, wire, known in plan.enums:
-        value = getattr(model, name)
-        if value is not None and value not in known:
-            found[Finding("enum_value", f"{path}.{wire}={value}" if path else f"{wire}={value}")] = None
-    for name, wire in plan.models:
-        value = getattr(model, name)
-        if value is None:
+    # Only the fields the body set: most of a model's declared fields are absent from any one body.
+    for name in model.model_fields_set:
+        wire = plan.models.get(name)
+        if wire is not None:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            where = f"{path}.{wire}" if path else wire
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, BaseModel):
+                        _walk(item, where + "[]", found)
+            elif isinstance(value, BaseModel):
+                _walk(value, where, found)
             continue
-        where = f"{path}.{wire}" if path else wire
-        if isinstance(value, list):
-            for item in value:
-                if isinstance(item, BaseModel):
-                    _walk(item, where + "[]", found)
-        elif isinstance(value, BaseModel):
-            _walk(value, where, found)
+        enum = plan.enums.get(name)
+        if enum is not None:
+            value = getattr(model, name)
+            if value is not None and value not in enum[1]:
+                found[Finding("enum_value", f"{path}.{enum[0]}={value}" if path else f"{enum[0]}={value}")] = None

@@ -47,6 +47,9 @@ from tcwebhook.errors import InvalidBody
 
 MAX_DEPTH = 64
 MAX_ELEMENTS = 250_000
+# Attributes are ignored, but expat and the handler still build them: bounded like elements.
+MAX_ELEMENT_ATTRIBUTES = 64
+MAX_ATTRIBUTES = 100_000  # a tXML document needs next to none (xsi:nil)
 
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _NS_SEP = "}"
@@ -202,11 +205,18 @@ class _Builder:
         self.stack: list[_Node] = []
         self.root: _Node | None = None
         self.count = 0
+        self.attributes = 0
 
     def start(self, name: str, attributes: list[str]) -> None:
         self.count += 1
         if self.count > self.max_elements:
             raise _Refused(f"more than {self.max_elements} elements")
+        held = len(attributes) // 2
+        self.attributes += held
+        if held > MAX_ELEMENT_ATTRIBUTES:
+            raise _Refused(f"an element with more than {MAX_ELEMENT_ATTRIBUTES} attributes")
+        if self.attributes > MAX_ATTRIBUTES:
+            raise _Refused(f"more than {MAX_ATTRIBUTES} attributes")
         if len(self.stack) >= self.max_depth:
             raise _Refused(f"elements nested deeper than {self.max_depth} levels")
         nil = False

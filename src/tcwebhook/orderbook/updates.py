@@ -6,7 +6,7 @@ receiver has just validated are read: ids, stamps, a status, a number. Nothing i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -126,6 +126,16 @@ def fetched_write(kind: EventKind, obj: Mapping[str, Any]) -> BookWrite | None:
     data = fetched_envelope(kind, obj)
     found = None if data is None else update_of(kind, data)
     return None if found is None else BookWrite.of(found, keep_data=True)
+
+
+def objects_of(rows: Iterable[Sequence[Any]]) -> dict[int, tuple[str, Mapping[str, Any]]]:
+    """seq -> (kind, the typed order or shipment object) for rows of ``sql.bodies_query``."""
+    out: dict[int, tuple[str, Mapping[str, Any]]] = {}
+    for seq, kind, content_type, body in rows:
+        obj = object_of_body(kind, content_type, bytes(body))
+        if obj is not None:
+            out[int(seq)] = (kind, obj)
+    return out
 
 
 def object_of_body(kind: str, content_type: str, body: bytes) -> dict[str, Any] | None:

@@ -4,8 +4,6 @@ console and ``payload = "order"`` (the SQL and its rules: ``orderbook.sql``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from tcwebhook.inbox.tx import Tx
 from tcwebhook.orderbook.book import BookEntry, BookEvent, dump
@@ -24,17 +22,7 @@ from tcwebhook.orderbook.sql import (
     summaries_query,
     summary_from_row,
 )
-from tcwebhook.orderbook.updates import object_of_body
-
-
-def objects_of(rows: list[Any]) -> dict[int, tuple[str, Mapping[str, Any]]]:
-    """seq -> (kind, the typed order or shipment object) for rows of ``BODIES``."""
-    out: dict[int, tuple[str, Mapping[str, Any]]] = {}
-    for seq, kind, content_type, body in rows:
-        obj = object_of_body(kind, content_type, bytes(body))
-        if obj is not None:
-            out[int(seq)] = (kind, obj)
-    return out
+from tcwebhook.orderbook.updates import object_of_body, objects_of
 
 
 async def apply(tx: Tx, write: BookWrite, event: BookEvent, fetch_id: str | None = None) -> None:
