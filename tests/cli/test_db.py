@@ -292,7 +292,7 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
              "quarantine": "id", "reconciled": "seq", "service_state": "name", "book_entries": "key",
              "book_lines": "key, line_key", "book_documents": "key, doc_key", "book_fetches": "fetch_id",
-             "contract_drift": "what, detail"}
+             "contract_drift": "what, detail", "traces": "seq", "audit": "seq", "console_sessions": "token_hash"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:

@@ -187,7 +187,7 @@ class TestSqlite:
         finally:
             await box.close()
 
-    async def test_a_version_4_file_migrates_to_the_schema_of_a_new_file(self, tmp_path: Path) -> None:
+    async def test_a_version_4_file_migrated_has_the_schema_of_a_new_file(self, tmp_path: Path) -> None:
         old, new = tmp_path / "old.db", tmp_path / "new.db"
         legacy_sqlite(old, 4)
         for path in (old, new):
