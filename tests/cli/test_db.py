@@ -301,8 +301,9 @@ def copied(url: str) -> dict[str, list[tuple[Any, ...]]]:
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a comparable form."""
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
-             "quarantine": "id", "reconciled": "seq", "service_state": "name", "contract_drift": "what, detail",
-             "traces": "seq", "audit": "seq", "console_sessions": "token_hash"}
+             "quarantine": "id", "reconciled": "seq", "service_state": "name", "book_entries": "key",
+             "book_lines": "key, line_key", "book_documents": "key, doc_key", "book_fetches": "fetch_id",
+             "contract_drift": "what, detail", "traces": "seq", "audit": "seq", "console_sessions": "token_hash"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:

@@ -32,9 +32,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from tcwebhook.audit import AuditStore
 from tcwebhook.contract.drift import Finding
 from tcwebhook.contract.kinds import EventKind
+from tcwebhook.orderbook.store import BookStore
 
 if TYPE_CHECKING:
     from tcwebhook.contract.parse import ParsedWebhook
+    from tcwebhook.orderbook.sql import BookWrite
+
+BOOK_FROM_BODY = "from body"
+"""``NewEvent.book`` default: the store reads the order-book write from the body itself."""
 
 
 class EventStatus(StrEnum):
@@ -82,6 +87,16 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
+    # What the event writes to the order book (from the receiver's parse); None: nothing.
+    book: BookWrite | str | None = field(default=BOOK_FROM_BODY, compare=False, repr=False)
+
+    def book_write(self) -> BookWrite | None:
+        """The order-book write stored with this event (read from the body unless given)."""
+        if not isinstance(self.book, str):
+            return self.book
+        from tcwebhook.orderbook.updates import write_of_body
+
+        return write_of_body(self.kind, self.content_type, self.body)
     trace_context: str | None = None  # W3C traceparent of the request that stored it (tracing on)
     drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
 
@@ -90,6 +105,8 @@ class NewEvent:
         cls, parsed: ParsedWebhook, *, content_type: str, body: bytes, headers: Mapping[str, str]
     ) -> NewEvent:
         """The event to store for a body the contract parser accepted."""
+        from tcwebhook.orderbook.updates import write_of_envelope
+
         return cls(
             kind=parsed.kind,
             event_name=parsed.event_name,
@@ -104,6 +121,7 @@ class NewEvent:
             message_id=parsed.message_id,
             last_updated_at=parsed.last_updated_at,
             headers=headers,
+            book=write_of_envelope(parsed.kind, parsed.envelope),
             drift=parsed.drift,
         )
 
@@ -473,7 +491,9 @@ class ConsoleSessions(Protocol):
         """Delete the sessions not used since ``idle_before``; how many."""
 
 
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, AuditStore, ConsoleSessions, Protocol):
+class Inbox(
+    Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, AuditStore, ConsoleSessions, BookStore, Protocol
+):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

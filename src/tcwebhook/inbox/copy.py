@@ -27,6 +27,8 @@ from tcwebhook.config import StoreSettings
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox.schema import COLUMNS
 
+BOOK_TABLES = ("book_entries", "book_lines", "book_documents", "book_fetches")
+
 
 @dataclass(frozen=True, slots=True)
 class CopyCheck:
@@ -198,6 +200,10 @@ def copy_store(
         with dst.transaction():
             dst.insert("audit", src.rows(_select("audit", "", " ORDER BY seq")))
             dst.insert("console_sessions", src.rows(_select("console_sessions")))
+        # The order book belongs to no event (it outlives pruned ones): copied whole.
+        for table in BOOK_TABLES:
+            with dst.transaction():
+                dst.insert(table, src.rows(_select(table)))
         marks = src.rows(_select("watermarks"))
         with dst.transaction():
             dst.insert(

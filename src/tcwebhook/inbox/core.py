@@ -34,9 +34,11 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import audit, delivery, drift, intake, reconcile, sessions, views
+from tcwebhook.inbox.rules import audit, book, delivery, drift, intake, reconcile, sessions, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
+from tcwebhook.orderbook.book import BookEntry, BookEvent
+from tcwebhook.orderbook.sql import BookSummary, BookWrite
 
 T = TypeVar("T")
 
@@ -292,6 +294,21 @@ class SqlInbox(ABC):
                 sink=sink,
             )
         )
+
+    # -- the order book ----------------------------------------------------------------------------
+
+    async def book_entry(self, key: str) -> BookEntry | None:
+        return await self._read(partial(book.entry, key=key))
+
+    async def book_summaries(
+        self, *, status: str | None = None, number: str | None = None, limit: int = 100
+    ) -> Sequence[BookSummary]:
+        return await self._read(partial(book.summaries, status=status, number=number, limit=limit))
+
+    async def apply_to_book(self, write: BookWrite, event: BookEvent) -> None:
+        # The same fetched state for the same event is kept once, however often it is retried.
+        fetch_id = f"{event.event_id}/{write.header_stamp}"
+        await self._write(partial(book.apply, write=write, event=event, fetch_id=fetch_id))
 
     # -- reconciliation state --------------------------------------------------------------------
 

@@ -369,7 +369,72 @@ _V8: tuple[Step, ...] = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# The order book (``orderbook.sql``): per order or shipment the stamp of its newest header and
+# the stored event that holds it, per line the same; the data stays in the events' bodies (only
+# what was fetched while delivering is kept as data, in book_fetches). Nothing here belongs to an
+# event: before pruning deletes an event the book reads, the book keeps that event's object in
+# book_fetches and points there (``rules.book.detach``).
+# The rows every event rewrites keep free room in their page on PostgreSQL (heap-only updates).
+_V9: tuple[Step, ...] = (
+    Table(
+        "book_entries",
+        (
+            Column("key", "text", primary=True),
+            _text("kind", null=False),
+            _text("object_id", null=False),
+            _text("number"),
+            _text("status"),
+            _text("last_updated_at"),
+            _text("header_stamp", null=False),
+            Column("header_seq", "bigint"),
+            _text("header_fetch"),
+            Column("fetched_line_count", "integer"),
+            _real("updated_at", null=False),
+        ),
+        pg_with="fillfactor = 70",
+        counted=False,
+    ),
+    # Only the number, which never changes once set: an index on what every event rewrites
+    # (stamps, references, updated_at) would cost each stored event a rewrite of it.
+    Index("book_entries_number", "book_entries", "number"),
+    Table(
+        "book_lines",
+        (
+            _text("key", null=False),
+            _text("line_key", null=False),
+            _text("stamp", null=False),
+            Column("seq", "bigint"),
+            _text("fetch_id"),
+        ),
+        key=("key", "line_key"),
+        pg_with="fillfactor = 70",
+        counted=False,
+    ),
+    Table(
+        "book_documents",
+        (_text("key", null=False), _text("doc_key", null=False), Column("seq", "bigint", null=False),
+         _text("data", null=False)),
+        key=("key", "doc_key"),
+        counted=False,
+    ),
+    Table(
+        "book_fetches",
+        (
+            Column("fetch_id", "text", primary=True),
+            _text("key", null=False),
+            Column("seq", "bigint", null=False),
+            _text("event_id", null=False),
+            _text("event_name", null=False),
+            _text("last_updated_at"),
+            _text("source", null=False),  # fetch: fetched while delivering; event/documents: kept at prune
+            _text("data", null=False),
+        ),
+        counted=False,
+    ),
+    Index("book_fetches_key", "book_fetches", "key, seq"),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the

@@ -20,7 +20,8 @@ a write needs no read first and applying it twice changes nothing:
 A full order fetched while delivering (enrichment, a resolved GET trigger) is no stored event:
 its data is kept in ``book_fetches`` and referenced from there.
 
-The SQL is written once with ``?`` placeholders (SQLite); PostgreSQL gets ``%s`` (``for_postgres``).
+The SQL is in the neutral form of ``inbox.dialect``; the tables are ``inbox.schema`` version 5,
+the rules running these statements ``inbox.rules.book``.
 """
 
 from __future__ import annotations
@@ -42,69 +43,6 @@ from tcwebhook.orderbook.book import (
     load,
     order_header,
 )
-
-TABLES: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS book_entries (
-        key TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        object_id TEXT NOT NULL,
-        number TEXT,
-        status TEXT,
-        last_updated_at TEXT,
-        header_stamp TEXT NOT NULL,
-        header_seq BIGINT,
-        header_fetch TEXT,
-        fetched_line_count INTEGER,
-        updated_at DOUBLE PRECISION NOT NULL
-    )
-    """,
-    # Only the number, which never changes once set: an index on what every event updates (the
-    # stamps, the references, updated_at) would cost each stored event a rewrite of it.
-    "CREATE INDEX IF NOT EXISTS book_entries_number ON book_entries(number)",
-    """
-    CREATE TABLE IF NOT EXISTS book_lines (
-        key TEXT NOT NULL,
-        line_key TEXT NOT NULL,
-        stamp TEXT NOT NULL,
-        seq BIGINT,
-        fetch_id TEXT,
-        PRIMARY KEY (key, line_key)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS book_documents (
-        key TEXT NOT NULL,
-        doc_key TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (key, doc_key)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS book_fetches (
-        fetch_id TEXT PRIMARY KEY,
-        key TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        event_id TEXT NOT NULL,
-        event_name TEXT NOT NULL,
-        last_updated_at TEXT,
-        data TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS book_fetches_key ON book_fetches(key, seq)",
-)
-"""The book's tables; every statement is valid on both engines and may run again."""
-
-POSTGRES_TABLES: tuple[str, ...] = tuple(
-    # Rows rewritten by every event keep free room in their page: the update stays on the page and
-    # leaves the indexes alone (a heap-only tuple), the usual PostgreSQL answer to hot rows.
-    t.replace("\n    )\n", "\n    ) WITH (fillfactor = 70)\n") if "book_entries (" in t or "book_lines (" in t else t
-    for t in TABLES
-)
-"""``TABLES`` as PostgreSQL creates them."""
-
-TABLE_NAMES = ("book_entries", "book_lines", "book_documents", "book_fetches")
 
 _HEADER = (
     "INSERT INTO book_entries (key, kind, object_id, number, status, last_updated_at, header_stamp,"
@@ -136,9 +74,14 @@ _DOCUMENT = (
     "INSERT INTO book_documents (key, doc_key, seq, data) VALUES (?, ?, ?, ?) ON CONFLICT (key, doc_key) DO NOTHING"
 )
 _FETCH = (
-    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fetch_id) DO NOTHING"
+    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, source, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'fetch', ?) ON CONFLICT (fetch_id) DO NOTHING"
 )
+KEEP = (
+    "INSERT INTO book_fetches (fetch_id, key, seq, event_id, event_name, last_updated_at, source, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fetch_id) DO NOTHING"
+)
+"""An event's object kept by the book when the event itself is pruned (``kept/<event id>``)."""
 
 ENTRY = (
     "SELECT key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched_line_count"
@@ -148,14 +91,12 @@ LINES = "SELECT line_key, stamp, seq, fetch_id FROM book_lines WHERE key = ?"
 DOCUMENTS = "SELECT data FROM book_documents WHERE key = ? ORDER BY seq, doc_key"
 EVENTS = "SELECT event_id, event_name, last_updated_at, kind, seq FROM events WHERE key = ? ORDER BY seq"
 FETCHES = (
-    "SELECT fetch_id, event_id, event_name, last_updated_at, seq, data FROM book_fetches WHERE key = ? ORDER BY seq"
+    "SELECT fetch_id, event_id, event_name, last_updated_at, seq, data, source FROM book_fetches"
+    " WHERE key = ? ORDER BY seq"
 )
 
 
-def bodies_query(count: int) -> str:
-    """The stored events a read needs (``count`` seqs)."""
-    marks = ", ".join("?" * count)
-    return f"SELECT seq, kind, content_type, body FROM events WHERE seq IN ({marks})"  # noqa: S608
+BODIES = "SELECT seq, kind, content_type, body FROM events WHERE seq IN INTS(?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,31 +179,6 @@ class BookWrite:
         return out
 
 
-def for_postgres(sql: str) -> str:
-    return sql.replace("?", "%s")
-
-
-# PostgreSQL: an event's header and its lines in ONE statement (a data-modifying CTE), which
-# saves the server a second statement per stored event.
-_PG_EVENT = (
-    "WITH header AS (" + for_postgres(_HEADER) + " RETURNING 1)"  # noqa: S608 - fixed texts only
-    " INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id)"
-    " SELECT %s, t.k, t.s, %s, NULL FROM unnest(%s::text[], %s::text[]) AS t(k, s)"
-    " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq,"
-    " fetch_id = excluded.fetch_id WHERE excluded.stamp >= book_lines.stamp"
-)
-
-
-def postgres_statements(write: BookWrite, event: BookEvent, now: float, fetch_id: str | None = None) -> list[Statement]:
-    """``write.statements`` for PostgreSQL: a plain event's write is one statement."""
-    if fetch_id is not None or write.source != "event" or write.documents:
-        return [Statement(for_postgres(st.sql), st.params, st.many) for st in write.statements(event, now, fetch_id)]
-    header = (write.key, write.kind, write.object_id, write.number, write.status, write.last_updated_at,
-              write.header_stamp, event.seq, None, now)
-    lines = (write.key, event.seq, [k for k, _ in write.lines], [st for _, st in write.lines])
-    return [Statement(_PG_EVENT, (*header, *lines))]
-
-
 # -- reading an entry back -----------------------------------------------------------------------
 
 Ref = tuple[str, Any]  # ("e", seq) or ("f", fetch id)
@@ -285,6 +201,7 @@ class EntryRows:
 
 
 _SOURCES = {"order_documents": "documents", "order_fetch": "fetch", "shipment_fetch": "fetch"}
+_KINDS = {"documents": "order_documents", "event": "", "fetch": ""}  # a kept row's source -> its kind
 
 
 def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]]]) -> BookEntry:
@@ -293,11 +210,11 @@ def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]
     ``objects``: seq -> (event kind, the order or shipment object of that event).
     """
     key, kind, object_id, number, status, header_stamp, header_seq, header_fetch, fetched = rows.row
-    fetched_objects = {f[0]: load(f[5]) for f in rows.fetches}
+    fetched_objects = {f[0]: (_KINDS.get(f[6], ""), load(f[5])) for f in rows.fetches}
 
     def source(seq: int | None, fetch_id: str | None) -> tuple[str, Mapping[str, Any]]:
         if fetch_id is not None:
-            return "fetch", fetched_objects.get(fetch_id, {})
+            return fetched_objects.get(fetch_id, ("", {}))
         return objects.get(seq, ("", {})) if seq is not None else ("", {})
 
     event_kind, obj = source(header_seq, header_fetch)
@@ -325,7 +242,12 @@ def assemble(rows: EntryRows, objects: Mapping[int, tuple[str, Mapping[str, Any]
         BookEvent(eid, name, last, _SOURCES.get(ekind, "event"), seq)  # type: ignore[arg-type]
         for eid, name, last, ekind, seq in rows.events
     ]
-    events += [BookEvent(eid, name, last, "fetch", seq) for _fid, eid, name, last, seq, _d in rows.fetches]
+    seen = {e.event_id for e in events}
+    events += [
+        BookEvent(eid, name, last, src, seq)
+        for _fid, eid, name, last, seq, _d, src in rows.fetches
+        if not (src != "fetch" and eid in seen)  # a pruned event kept by the book is listed once
+    ]
     events.sort(key=lambda e: (e.seq, e.source == "fetch"))
     return BookEntry(
         key=key,

@@ -20,9 +20,11 @@ import orjson
 from tcwebhook.errors import EventNotFound, StoreUnavailable
 from tcwebhook.inbox.base import NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id, updated_micros
+from tcwebhook.inbox.rules import book
 from tcwebhook.inbox.rules.drift import record_drift
 from tcwebhook.inbox.schema import children
 from tcwebhook.inbox.tx import Bulk, Row, Tx
+from tcwebhook.orderbook.book import BookEvent
 
 INSERT_EVENT = (
     "INSERT INTO events (event_id, dedupe_key, received_at, kind, event_name, status, key,"
@@ -62,6 +64,14 @@ ORDER BY e.received_at LIMIT ?
 OnStored = Callable[[Tx, int, NewEvent], Awaitable[None]]
 
 
+async def keep_book(tx: Tx, seq: int, event: NewEvent) -> None:
+    """The order book follows every stored event (``rules.book``)."""
+    write = event.book_write()
+    if write is not None:
+        # The stored event is the reference: its id and name are the events table's.
+        await book.apply(tx, write, BookEvent("", event.event_name, write.last_updated_at, write.source, seq))
+
+
 async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
     """Events stored by reconciliation are marked beside the event (``EventFilter.reconciled``)."""
     if event.reconciled:
@@ -82,7 +92,7 @@ async def trace_context(tx: Tx, seq: int) -> str | None:
 # What else a new event writes, in its store's transaction (after the event and its deliveries;
 # not for a duplicate). Each takes the transaction, the new ``seq`` and the event; send with
 # ``tx.send`` where no result is read, so PostgreSQL's pipeline of stores stays one round trip.
-ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift, record_trace)
+ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift, record_trace, keep_book)
 
 
 def headers_json(headers: Mapping[str, str]) -> bytes:
@@ -175,6 +185,7 @@ async def prune(tx: Tx, before: float, limit: int) -> int:
     """Delete up to ``limit`` settled events with every row that belongs to them."""
     seqs = [row[0] for row in await tx.all(_PRUNABLE, (before, before, limit))]
     if seqs:
+        await book.detach(tx, seqs)  # what the order book still reads from them is kept first
         listed = tx.dialect.array(seqs)
         for table, column in children("events"):
             await tx.send(f"DELETE FROM {table} WHERE {column} IN INTS(?)", (listed,))  # noqa: S608
