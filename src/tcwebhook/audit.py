@@ -155,23 +155,6 @@ class AuditLog:
             log.error("audit_not_recorded", action=entry.action, actor=entry.actor, error=str(exc))
 
 
-async def record_in_store(settings: Any, entry: AuditEntry) -> None:
-    """Record ``entry`` in the store ``settings`` name, opened just for it (commands without one open)."""
-    from tcwebhook.inbox.factory import open_inbox
-    from tcwebhook.logs import secret_values
-
-    try:
-        inbox = open_inbox(settings, hold_new=False)
-        await inbox.open()
-    except Exception as exc:
-        log.error("audit_not_recorded", action=entry.action, actor=entry.actor, error=str(exc))
-        return
-    try:
-        await AuditLog(inbox, secret_values(settings)).record(entry)
-    finally:
-        await inbox.close()
-
-
 def cli_actor() -> tuple[str, str]:
     """(actor, source) of a CLI command: the OS user and this host."""
     try:

@@ -178,7 +178,8 @@ class TestMigrateStatus:
         assert status.exit_code == 0, status.output
         data = json.loads(status.stdout)
         assert data["schema_version"] == version
-        assert data["rows"] == {"events": 3, "deliveries": 3, "attempts": 1, "watermarks": 0, "quarantine": 0, "audit": 0}
+        rows = {"events": 3, "deliveries": 3, "attempts": 1, "watermarks": 0, "quarantine": 0, "audit": 0}
+        assert data["rows"] == rows
         assert data["events"] == {"delivered": 1, "pending": 2}
         assert "pg-secret" not in status.stdout
         table = invoke(app, "status", "--config", str(config))

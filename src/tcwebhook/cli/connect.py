@@ -22,8 +22,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from tcwebhook.audit import cli_entry, record_in_store
-from tcwebhook.cli.inbox import command_settings
+from tcwebhook.audit import cli_entry
+from tcwebhook.cli.inbox import command_settings, record_in_store
 from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import ENV_PREFIX, Settings, load_settings
 from tcwebhook.errors import StartupError

@@ -87,6 +87,20 @@ async def record(inbox: Inbox, settings: Settings, entry: AuditEntry) -> None:
     await AuditLog(inbox, secret_values(settings)).record(entry)
 
 
+async def record_in_store(settings: Settings, entry: AuditEntry) -> None:
+    """Record ``entry`` in the store ``settings`` name, opened just for it (commands without one open)."""
+    try:
+        inbox = open_inbox(settings, hold_new=False)
+        await inbox.open()
+    except Exception as exc:  # the action is done: say its record is missing, do not fail it
+        err.print(f"warning: the audit log could not be written ({markup_safe(exc)}).")
+        return
+    try:
+        await record(inbox, settings, entry)
+    finally:
+        await inbox.close()
+
+
 def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitable[T]]) -> T:
     settings = command_settings(config)
     require_store(settings, config)
