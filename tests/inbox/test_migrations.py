@@ -187,12 +187,13 @@ class TestSqlite:
         finally:
             await box.close()
 
-    async def test_a_new_file_has_the_schema_version_4_made(self, tmp_path: Path) -> None:
+    async def test_a_version_4_file_migrated_has_the_schema_of_a_new_file(self, tmp_path: Path) -> None:
         old, new = tmp_path / "old.db", tmp_path / "new.db"
         legacy_sqlite(old, 4)
-        box = SqliteInbox(new, StoreSettings())
-        await box.open()
-        await box.close()
+        for path in (old, new):
+            box = SqliteInbox(path, StoreSettings())
+            await box.open()
+            await box.close()
         assert sqlite_shape(old) == sqlite_shape(new)
 
 

@@ -18,13 +18,14 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from tcwebhook.audit import AuditEntry, AuditLog
 from tcwebhook.cli.options import startup_guard
 from tcwebhook.cli.output import err
 from tcwebhook.config import LoggingSettings, Settings, config_source, load_settings
 from tcwebhook.errors import EventNotFound, StoreError
 from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
-from tcwebhook.logs import configure_logging
+from tcwebhook.logs import configure_logging, secret_values
 from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
@@ -79,6 +80,11 @@ def require_store(settings: Settings, config: Path | None) -> None:
     if missing is not None:
         print(f"tcwebhook: {missing}.", file=sys.stderr)
         raise typer.Exit(1)
+
+
+async def record(inbox: Inbox, settings: Settings, entry: AuditEntry) -> None:
+    """Append a CLI action to the store's audit log (its secrets scrubbed from the detail)."""
+    await AuditLog(inbox, secret_values(settings)).record(entry)
 
 
 def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitable[T]]) -> T:
