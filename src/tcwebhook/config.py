@@ -551,6 +551,7 @@ class ConsoleUser(_Section):
     password_hash: SecretStr | None = None  # argon2, from `tcwebhook console hash-password`
     password: SecretStr | None = None
     role: Literal["viewer", "operator"] = "viewer"
+    disabled: bool = False  # kept for break-glass, refused at login until enabled again
 
     @model_validator(mode="after")
     def _one_password(self) -> ConsoleUser:
@@ -564,6 +565,47 @@ class ConsoleUser(_Section):
         if self.password is not None and not self.password.get_secret_value():
             raise ValueError(f"console user {self.username!r}: the password cannot be empty")
         return self
+
+
+class ConsoleOidcSettings(_Section):
+    """Console sign-in with an OpenID Connect provider (authorization code flow with PKCE)."""
+
+    issuer: str | None = None  # e.g. https://accounts.example.com
+    tenant_id: str | None = None  # Microsoft Entra ID: the issuer is derived from the tenant
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    redirect_url: str  # https://<console host>/oidc/callback, as registered at the provider
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    role_claim: str = "roles"  # "roles" (app roles) or "groups"
+    operator_values: tuple[str, ...] = ()
+    viewer_values: tuple[str, ...] = ()
+    username_claim: str = "preferred_username"
+    display_name: str = "single sign-on"  # the sign-in button's text names it
+    ca_bundle: Path | None = None  # a provider with a private CA
+    leeway: float = Field(default=60.0, ge=0, le=300)
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ConsoleOidcSettings:
+        if (self.issuer is None) == (self.tenant_id is None):
+            raise ValueError("[console.oidc] needs exactly one of issuer or tenant_id")
+        if self.issuer is not None and not self.issuer.startswith("https://"):
+            raise ValueError("[console.oidc] issuer must be an https:// URL")
+        if not self.redirect_url.startswith("https://") or not self.redirect_url.endswith("/oidc/callback"):
+            raise ValueError("[console.oidc] redirect_url must be https://<console host>/oidc/callback")
+        if not (self.operator_values or self.viewer_values):
+            raise ValueError(
+                "[console.oidc] maps no role: set operator_values and/or viewer_values (values of role_claim)"
+            )
+        if "openid" not in self.scopes:
+            raise ValueError("[console.oidc] scopes must include openid")
+        return self
+
+    @property
+    def issuer_url(self) -> str:
+        if self.issuer is not None:
+            return self.issuer.rstrip("/")
+        return f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
 
 
 class ConsoleSettings(_Section):
@@ -581,6 +623,7 @@ class ConsoleSettings(_Section):
     login_window: float = Field(default=300.0, gt=0)
     # Reverse proxies in front of the console: their X-Forwarded-For names the operator's address.
     trusted_proxies: tuple[str, ...] = ()
+    oidc: ConsoleOidcSettings | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> ConsoleSettings:
@@ -639,6 +682,21 @@ class ConnectSettings(_Section):
     shipments: bool = True  # also set the shipment webhook
 
 
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces over OTLP/HTTP; keys left unset fall back to the ``OTEL_*`` variables."""
+
+    enabled: bool = False
+    # The traces URL, e.g. https://collector:4318/v1/traces (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+    endpoint: str | None = None
+    headers: dict[str, SecretStr] = {}  # e.g. an API key of a hosted back-end
+    timeout: float = Field(default=10.0, gt=0)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # A delivery continues the request's trace within this many seconds of it, later it is linked.
+    resume_within: float = Field(default=3600.0, gt=0)
+    export_delay_ms: int = Field(default=2000, ge=10)
+    resource_attributes: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     """Everything tcwebhook reads from its configuration; immutable once built."""
 
@@ -666,6 +724,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     connect: ConnectSettings = ConnectSettings()
     worker: WorkerSettings = WorkerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -188,6 +188,17 @@ def add_secrets(settings: Settings) -> None:
         scrubber.add(secret_values(settings))
 
 
+def add_trace_ids(_logger: object, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``trace_id`` and ``span_id`` of the current span, when there is one."""
+    from tcwebhook.telemetry.tracing import current_ids
+
+    ids = current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     level = getattr(logging, settings.logging.level.upper())
     scrubber = SecretScrubber(secret_values(settings))
@@ -197,6 +208,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if settings.telemetry.enabled:
+        shared.append(add_trace_ids)  # log lines and traces join on these ids
     renderer: Any
     if settings.logging.format == "json":
         renderer = JsonLineRenderer(scrubber)  # scrubs secrets itself, on the finished line

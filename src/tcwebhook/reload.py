@@ -9,14 +9,16 @@ and a reload that changes them says so.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import structlog
 
+from tcwebhook.audit import AuditEntry, AuditLog, AuditStore, cli_actor
 from tcwebhook.auth.oauth import OAuthValidator
 from tcwebhook.config import Settings
 from tcwebhook.errors import StartupError
-from tcwebhook.logs import add_secrets
+from tcwebhook.logs import add_secrets, secret_values
 from tcwebhook.receiver.app import Receiver
 from tcwebhook.transport.acme import CertificateManager
 from tcwebhook.transport.systemd import Notifier
@@ -37,12 +39,15 @@ class Reloader:
         receiver: Receiver,
         tls: ReloadingServerContext | None,
         notifier: Notifier | None = None,
+        audit: AuditStore | None = None,
     ) -> None:
         self.settings = settings
         self._load = load
         self._receiver = receiver
         self._tls = tls
         self._notifier = notifier or Notifier()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._audit_store = audit
 
     def reload(self) -> bool:
         """Read the configuration again and apply ``[auth]`` and ``[tls]``; False when refused."""
@@ -70,11 +75,13 @@ class Reloader:
                 )
         except Exception as exc:  # whatever is wrong with the new file, the server keeps running
             log.error("config_reload_refused", error=str(exc), action="keeping the running configuration")
+            self._audit("refused", error=str(exc))
             self._notifier.reloaded("configuration reload refused; the running configuration is kept")
             return False
         add_secrets(new)  # before the switch: a new token is scrubbed from its first request on
         self._receiver.use_auth(new.auth, oauth)
         stale = _restart_needed(self.settings, new)
+        changed = _changed(self.settings, new)
         if stale:
             log.warning("config_reload_partial", sections=stale, action="restart to apply these sections")
         self.settings = new
@@ -85,8 +92,28 @@ class Reloader:
             oauth=new.auth.oauth is not None,
             certfile=str(new.tls.certfile) if new.tls.certfile else None,
         )
+        self._audit("ok", changed_sections=changed, applied=list(RELOADED_SECTIONS), restart_needed=stale)
         self._notifier.reloaded("configuration reloaded")
         return True
+
+    def _audit(self, outcome: str, **detail: object) -> None:
+        """Record the reload in the audit log (what changed, never a value), off the signal handler."""
+        if self._audit_store is None:
+            return
+        actor, source = cli_actor()
+        entry = AuditEntry(actor=actor, source=f"sighup@{source.partition('@')[2]}", action="config.reload",
+                           target="[auth] [tls]", outcome=outcome, detail=detail)
+        task = asyncio.get_running_loop().create_task(
+            AuditLog(self._audit_store, secret_values(self.settings)).record(entry)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+def _changed(old: Settings, new: Settings) -> list[str]:
+    """The sections whose values differ (names only: values may be secrets)."""
+    before, after = old.model_dump(), new.model_dump()
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
 
 
 def _restart_needed(old: Settings, new: Settings) -> list[str]:

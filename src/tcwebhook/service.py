@@ -53,6 +53,7 @@ from tcwebhook.reload import Reloader
 from tcwebhook.sinks.base import EventSink, Probed, Sink
 from tcwebhook.sinks.factory import build_sinks
 from tcwebhook.sinks.tradecloud import check_api_options, wrap_sinks
+from tcwebhook.telemetry import Tracing, start_tracing
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.fetch import FetchResolver
 from tcwebhook.transport.acme import CertificateManager, keep_renewed, managed_certificate
@@ -71,8 +72,10 @@ log = structlog.get_logger(__name__)
 class Service:
     """The store, the sinks, the Tradecloud client and the dispatcher of one process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, role: str = "serve") -> None:
         self.settings = settings
+        self.role = role  # what this process is, on its traces
+        self.tracing = Tracing.off()
         self._inbox: Inbox | None = None
         self._dispatcher: Dispatcher | None = None
         self.tradecloud: TradecloudClient | None = None
@@ -128,6 +131,8 @@ class Service:
         """Build and start everything; raises StartupError (and releases what was built) if impossible."""
         s = self.settings
         try:
+            self.tracing = start_tracing(s.telemetry, self.role)
+            self._resources.callback(self.tracing.shutdown)
             check_api_options(s)
             if s.tradecloud.configured:
                 self.tradecloud = TradecloudClient(s.tradecloud)
@@ -141,7 +146,9 @@ class Service:
             self._inbox = inbox
             self._resources.push_async_callback(inbox.close)
             self.metrics = ServiceMetrics(self.registry, inbox, [sink.name for sink in sinks])
-            dispatcher = Dispatcher(inbox, sinks, s.delivery, on_delivered=self.metrics.delivered)
+            dispatcher = Dispatcher(
+                inbox, sinks, s.delivery, on_delivered=self.metrics.delivered, tracing=self.tracing
+            )
             await dispatcher.start()
             self._dispatcher = dispatcher
             self._resources.push_async_callback(dispatcher.stop, s.delivery.shutdown_timeout)
@@ -218,6 +225,7 @@ class Service:
             oauth=OAuthValidator(s.auth.oauth) if s.auth.oauth is not None else None,
             metrics=ReceiverMetrics(self.registry),
             before_metrics=self.metrics.refresh,
+            tracing=self.tracing,
         )
 
 
@@ -319,7 +327,9 @@ def serve(
                 failures = Counter("tcwebhook_acme_renewal_failures_total", "Failed ACME renewal attempts.",
                                    registry=service.registry)
                 stack.enter_context(_background(keep_renewed(acme, server.tls.maybe_reload, failures.inc)))
-            reloader = Reloader(effective, reload, receiver, server.tls, notifier) if reload else None
+            reloader = (
+                Reloader(effective, reload, receiver, server.tls, notifier, audit=service.inbox) if reload else None
+            )
             with _on_signal(signal.SIGHUP, reloader.reload if reloader else None):
                 if reloader is not None and early_hangup.is_set():
                     # A SIGHUP during start-up was kept for now: the file may have changed since it was read.
@@ -363,7 +373,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     notifier = Notifier()
     with _stop_on_signals(stop):
-        async with Service(settings) as service, contextlib.AsyncExitStack() as stack:
+        async with Service(settings, role="worker") as service, contextlib.AsyncExitStack() as stack:
             if settings.worker.metrics_port is not None:
                 from tcwebhook.metrics_listener import metrics_listener
 

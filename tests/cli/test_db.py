@@ -290,7 +290,7 @@ class TestRetention:
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a comparable form."""
     order = {"events": "seq", "deliveries": "seq, sink", "attempts": "id", "watermarks": "sink, key, kind",
-             "quarantine": "id", "reconciled": "seq", "service_state": "name"}
+             "quarantine": "id", "reconciled": "seq", "service_state": "name", "contract_drift": "what, detail"}
     tables: dict[str, list[tuple[Any, ...]]] = {}
     if url.startswith("postgresql://"):
         with psycopg.connect(url) as conn:

@@ -127,6 +127,17 @@ class TestPages:
         assert body.content == stored.body and "attachment" in body.headers["content-disposition"]
         assert (await client.get("/events/no-such-id")).status_code == 404
 
+    async def test_event_by_prefix_and_styled_404(self, client_factory: ClientFactory, seeded: Seeded) -> None:
+        client, _ = await client_factory.logged_in(VIEWER)
+        ids = [seeded.delivered_id, seeded.dead_id, seeded.pending_id]
+        dead = seeded.dead_id
+        prefix = next(dead[:n] for n in range(8, 37) if sum(i.startswith(dead[:n]) for i in ids) == 1)
+        r = await client.get(f"/events/{prefix}")
+        assert r.status_code == 303 and r.headers["location"] == f"/events/{seeded.dead_id}"
+        assert (await client.get(f"/events/{seeded.dead_id.upper()}")).headers["location"].endswith(seeded.dead_id)
+        missing = await client.get("/no/such/page")
+        assert missing.status_code == 404 and 'class="problem"' in missing.text and "<nav>" in missing.text
+
     async def test_dead_letters_and_quarantine(self, client_factory: ClientFactory, seeded: Seeded) -> None:
         client, _ = await client_factory.logged_in(VIEWER)
         r = await client.get("/dead", params={"sink": "erp"})

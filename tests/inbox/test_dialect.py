@@ -41,7 +41,9 @@ def test_one_description_gives_both_engines_the_same_tables() -> None:
     assert "WITHOUT ROWID" in "\n".join(schema.statements(SQLITE, 0))
     assert "WITHOUT ROWID" not in "\n".join(schema.statements(POSTGRES, 0))
     assert "event_counts" not in "\n".join(schema.statements(POSTGRES, 0))  # see schema._V3
-    assert schema.children("events") == (("deliveries", "seq"), ("attempts", "seq"), ("reconciled", "seq"))
+    assert schema.children("events") == (
+        ("deliveries", "seq"), ("attempts", "seq"), ("reconciled", "seq"), ("traces", "seq")
+    )
     assert schema.statements(SQLITE, schema.SCHEMA_VERSION) == []
 
 

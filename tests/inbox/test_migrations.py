@@ -162,7 +162,9 @@ class TestSqlite:
         finally:
             await box.close()
 
-    @pytest.mark.parametrize("version", [1, 2, 3])
+    # Version 4 too: a file made by it, migrated, matches a new one only if this description
+    # still says what versions 1 to 4 made.
+    @pytest.mark.parametrize("version", [1, 2, 3, 4])
     async def test_older_versions_migrate_to_the_schema_of_a_new_file(self, tmp_path: Path, version: int) -> None:
         old, new = tmp_path / "old.db", tmp_path / "new.db"
         legacy_sqlite(old, version)
@@ -186,14 +188,6 @@ class TestSqlite:
             assert (await box.count_by_status())["stored"] == 1  # counted from the events it found
         finally:
             await box.close()
-
-    async def test_a_new_file_has_the_schema_version_4_made(self, tmp_path: Path) -> None:
-        old, new = tmp_path / "old.db", tmp_path / "new.db"
-        legacy_sqlite(old, 4)
-        box = SqliteInbox(new, StoreSettings())
-        await box.open()
-        await box.close()
-        assert sqlite_shape(old) == sqlite_shape(new)
 
 
 class TestPostgres:

@@ -22,6 +22,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from tcwebhook.audit import cli_entry, record_in_store
 from tcwebhook.cli.inbox import command_settings
 from tcwebhook.cli.options import ConfigOption, startup_guard
 from tcwebhook.config import ENV_PREFIX, Settings, load_settings
@@ -75,6 +76,7 @@ def connect(
         return
     _preflight(settings, ca_bundle, None)
     applied = startup_guard(lambda: asyncio.run(_apply(settings, wanted, current)))
+    asyncio.run(record_in_store(settings, cli_entry("connect.apply", ", ".join(applied), changes=lines)))
     if json_output:
         _print({"changes": lines, "applied": applied}, True)
     else:
@@ -231,6 +233,8 @@ def _rotate(
     startup_guard(lambda: _write_config(config, _with_tokens(config.read_text(encoding="utf-8"), [new, *kept])))
     _reload(pid)
     result = {"rotated": True, "applied": applied, "retired": len(retired), "config": str(config)}
+    asyncio.run(record_in_store(rotated, cli_entry("connect.rotate", ", ".join(applied), retired=len(retired),
+                                                   config=str(config))))
     if json_output:
         _print(result, True)
     else:

@@ -22,9 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tcwebhook.audit import AuditEntry, AuditLog, cli_entry
 from tcwebhook.cli.inbox import require_store
 from tcwebhook.cli.options import ConfigOption, startup_guard
-from tcwebhook.config import LoggingSettings, Settings, load_settings, parse_duration
+from tcwebhook.config import LoggingSettings, Settings, StoreSettings, load_settings, parse_duration
 from tcwebhook.errors import StartupError, StoreError
 from tcwebhook.inbox.base import Inbox, StoreInfo
 from tcwebhook.inbox.factory import open_inbox
@@ -160,8 +161,20 @@ def copy(
     if not check.ok:
         err.print("[red]count check failed:[/red] the destination has fewer rows than the source")
         raise typer.Exit(1)
+    asyncio.run(_record_copy(destination, cli_entry("db.copy", redact_url(destination), source=redact_url(source),
+                                                    events=check.source.get("events", 0))))
     note = "" if check.exact else " (the destination also holds rows of its own)"
     out.print(f"copied in {time.monotonic() - started:.1f} s; counts match{note}")
+
+
+async def _record_copy(url: str, entry: AuditEntry) -> None:
+    """The copy, in the audit log of the store it filled (the chain there goes on from its own)."""
+    inbox = open_inbox(Settings(store=StoreSettings(url=url)), hold_new=False)
+    await inbox.open()
+    try:
+        await AuditLog(inbox).record(entry)
+    finally:
+        await inbox.close()
 
 
 def _checked_url(option: str, url: str) -> None:
@@ -193,6 +206,9 @@ def prune(
             count = await inbox.prune(before, batch)
             total += count
             if count < batch:
+                await AuditLog(inbox).record(
+                    cli_entry("db.prune", "delivered events", deleted=total, older_than=delivered_older_than)
+                )
                 return total
 
     deleted = _with_inbox(config, action)

@@ -12,7 +12,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, resolve_event_id, with_inbox
+from tcwebhook.audit import cli_entry
+from tcwebhook.cli.inbox import JsonOption, LimitOption, parse_time, record, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import (
     body_json,
@@ -30,6 +31,7 @@ from tcwebhook.config import Settings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import EventNotFound
 from tcwebhook.inbox.base import Attempt, Delivery, DeliveryStatus, EventFilter, EventStatus, Inbox, StoredEvent
+from tcwebhook.inbox.ids import resolve_event_id
 from tcwebhook.terminal import cell, markup_safe
 
 events_app = typer.Typer(
@@ -360,6 +362,10 @@ def replay(
                 missing.extend(result.missing)
                 progress.advance(task, len(batch))
         totals = plan.totals()
+        await record(inbox, settings, cli_entry(
+            "events.replay", ", ".join(chosen[:20]) + (f" and {len(chosen) - 20} more" if len(chosen) > 20 else ""),
+            events=events, requeued=requeued, sink=sink, only_dead=dead_only, force=force,
+        ))
         return {
             "selected": len(chosen),
             "events": events,

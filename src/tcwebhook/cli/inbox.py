@@ -18,13 +18,14 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from tcwebhook.audit import AuditEntry, AuditLog
 from tcwebhook.cli.options import startup_guard
 from tcwebhook.cli.output import err
 from tcwebhook.config import LoggingSettings, Settings, config_source, load_settings
 from tcwebhook.errors import EventNotFound, StoreError
-from tcwebhook.inbox.base import Browser, Inbox
+from tcwebhook.inbox.base import Inbox
 from tcwebhook.inbox.factory import open_inbox
-from tcwebhook.logs import configure_logging
+from tcwebhook.logs import configure_logging, secret_values
 from tcwebhook.terminal import markup_safe
 
 T = TypeVar("T")
@@ -81,6 +82,11 @@ def require_store(settings: Settings, config: Path | None) -> None:
         raise typer.Exit(1)
 
 
+async def record(inbox: Inbox, settings: Settings, entry: AuditEntry) -> None:
+    """Append a CLI action to the store's audit log (its secrets scrubbed from the detail)."""
+    await AuditLog(inbox, secret_values(settings)).record(entry)
+
+
 def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitable[T]]) -> T:
     settings = command_settings(config)
     require_store(settings, config)
@@ -102,25 +108,6 @@ def with_inbox(config: Path | None, action: Callable[[Settings, Inbox], Awaitabl
     except StoreError as exc:
         err.print(f"[red]store error:[/red] {markup_safe(exc)}")
         raise typer.Exit(1) from None
-
-
-MIN_PREFIX = 8  # shorter prefixes of a time-ordered id match every event of the same minutes
-_FULL_ID = 36
-
-
-async def resolve_event_id(inbox: Browser, given: str) -> str:
-    """The event id that ``given`` is, or is the unique prefix (8 characters or more) of."""
-    wanted = given.strip().lower()
-    if len(wanted) >= _FULL_ID:
-        return wanted
-    if len(wanted) < MIN_PREFIX:
-        raise EventNotFound(f"no event {given} (give the whole id, or at least {MIN_PREFIX} characters of it)")
-    found = await inbox.event_ids_starting(wanted, limit=2)
-    if not found:
-        raise EventNotFound(f"no event id starts with {given}")
-    if len(found) > 1:
-        raise EventNotFound(f"{given} starts several event ids ({found[0]}, {found[1]}, …): give more of it")
-    return found[0]
 
 
 def parse_time(value: str | None) -> datetime | None:

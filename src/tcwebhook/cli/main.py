@@ -13,6 +13,7 @@ import typer
 
 from tcwebhook import __version__
 from tcwebhook.cli import (
+    audit,
     certificate,
     checktls,
     connect,
@@ -62,6 +63,7 @@ def _common(
 
 
 _GROUPS = (
+    audit,
     server, events, orders, quarantine, worker, send, checktls, console, db, certificate, reconcile, connect, health,
     contract,
 )

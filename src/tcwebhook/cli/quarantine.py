@@ -8,7 +8,8 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from tcwebhook.cli.inbox import JsonOption, LimitOption, with_inbox
+from tcwebhook.audit import cli_entry
+from tcwebhook.cli.inbox import JsonOption, LimitOption, record, with_inbox
 from tcwebhook.cli.options import ConfigOption
 from tcwebhook.cli.output import body_json, emit, err, iso, pretty, progress_bar, stdout_console, when
 from tcwebhook.config import Settings
@@ -114,6 +115,8 @@ def quarantine_reprocess(
                     row.update(event_id=stored.event_id, duplicate=stored.duplicate)
                 except (ContractError, EventNotFound) as exc:
                     row["error"] = str(exc)
+                outcome = "ok" if row["error"] is None else "refused"
+                await record(inbox, settings, cli_entry("quarantine.reprocess", qid, outcome, event_id=row["event_id"]))
                 results.append(row)
                 progress.advance(task)
         return results
@@ -141,7 +144,7 @@ def quarantine_delete(
 ) -> None:
     """Delete rejected bodies that are junk (asks first; the bodies cannot be reprocessed afterwards)."""
 
-    async def action(_settings: Settings, inbox: Inbox) -> list[str]:
+    async def action(settings: Settings, inbox: Inbox) -> list[str]:
         entries = [await inbox.get_quarantined(qid) for qid in quarantine_ids]  # all found, or exit 1
         if not yes:
             for entry in entries:
@@ -155,6 +158,8 @@ def quarantine_delete(
                 raise typer.Exit(1)
         for entry in entries:
             await inbox.delete_quarantined(entry.id)
+            await record(inbox, settings, cli_entry("quarantine.delete", entry.id, reason=entry.reason[:200],
+                                                    size=len(entry.body)))
         return [entry.id for entry in entries]
 
     deleted = with_inbox(config, action)

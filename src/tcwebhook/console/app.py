@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tcwebhook.config import Settings
-from tcwebhook.console import views
+from tcwebhook.console import signin, views
 from tcwebhook.console.sessions import Session
 from tcwebhook.console.state import SESSION_COOKIE, Console, ConsoleHooks, Forbidden
 from tcwebhook.errors import EventNotFound, StoreUnavailable
@@ -92,7 +92,7 @@ def _page(handler: Handler, console: Console) -> Callable[[Request], Awaitable[R
 
     async def endpoint(request: Request) -> Response:
         request.scope["console_started"] = time.perf_counter()
-        session = console.session_of(request)
+        session = await console.session_of(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
         request.scope["console_session"] = session
@@ -110,7 +110,7 @@ def _action(handler: Handler, console: Console, *, operator: bool = True) -> Cal
         request.scope["console_started"] = time.perf_counter()
         try:
             console.check_origin(request)
-            session = console.session_of(request)
+            session = await console.session_of(request)
             if session is None:
                 raise Forbidden("no session")
             request.scope["console_session"] = session
@@ -146,7 +146,8 @@ async def _guard(console: Console, request: Request, handler: Handler) -> Respon
 
 async def login_form(console: Console, request: Request, *, error: str = "", status: int = 200) -> Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = console.page(request, "login.html", status, login_token=token, error=error)
+    oidc_name = console.settings.console.oidc.display_name if console.settings.console.oidc else ""
+    response = console.page(request, "login.html", status, login_token=token, error=error, oidc_name=oidc_name)
     _cookie(response, LOGIN_COOKIE, token, max_age=3600)
     return response
 
@@ -177,9 +178,11 @@ async def login(console: Console, request: Request) -> Response:
     if user is None:
         console.throttle.failed(peer, username)
         log.warning("console_login_failed", username=username, peer=peer)
+        await console.audit(request, "console.login", outcome="failed", actor=username, method="password")
         return await login_form(console, request, error="Wrong username or password.", status=401)
-    token, _session = console.sessions.create(user)
+    token, _session = await console.sessions.create(user)
     log.info("console_login", username=user.username, role=user.role, peer=peer)
+    await console.audit(request, "console.login", actor=user.username, method="password", role=user.role)
     response = RedirectResponse("/", status_code=303)
     _cookie(response, SESSION_COOKIE, token)
     response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
@@ -187,9 +190,10 @@ async def login(console: Console, request: Request) -> Response:
 
 
 async def logout(console: Console, request: Request) -> Response:
-    console.sessions.end(request.cookies.get(SESSION_COOKIE))
+    await console.sessions.end(request.cookies.get(SESSION_COOKIE))
     session: Session = request.scope["console_session"]
     log.info("console_logout", username=session.user.username)
+    await console.audit(request, "console.logout")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -201,12 +205,18 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     console.users.warn_clear_passwords()
 
     async def get_login(request: Request) -> Response:
-        if console.session_of(request) is not None:
+        if await console.session_of(request) is not None:
             return RedirectResponse("/", status_code=303)
         return await login_form(console, request)
 
     async def post_login(request: Request) -> Response:
         return await login(console, request)
+
+    async def oidc_start(request: Request) -> Response:
+        return await signin.start(console, request)
+
+    async def oidc_callback(request: Request) -> Response:
+        return await signin.callback(console, request)
 
     async def stylesheet(_request: Request) -> Response:
         return Response(console._css, media_type="text/css", headers={"cache-control": "max-age=3600"})
@@ -226,6 +236,7 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
         Route("/orders/{order_id}", _page(views.order, console), methods=["GET"]),
         Route("/shipments/{shipment_id}", _page(views.shipment, console), methods=["GET"]),
         Route("/dead", _page(views.dead, console), methods=["GET"]),
+        Route("/audit", _page(views.audit, console), methods=["GET"]),
         Route("/dead/replay", _action(views.replay_dead, console), methods=["POST"]),
         Route("/quarantine", _page(views.quarantine, console), methods=["GET"]),
         Route("/drift", _page(views.drift, console), methods=["GET"]),
@@ -236,12 +247,17 @@ def build_app(settings: Settings, inbox: Inbox, hooks: ConsoleHooks) -> ASGIApp:
     async def not_found(request: Request, _exc: Exception) -> Response:
         # A mistyped or stale link gets the console's page (with its navigation when logged in).
         request.scope["console_started"] = time.perf_counter()
-        session = console.session_of(request)
+        session = await console.session_of(request)
         if session is not None:
             request.scope["console_session"] = session
         message = "There is no such page in the console." if session else "There is no such page: log in first."
         return console.page(request, "error.html", 404, title="Not found", message=message)
 
+    if console.oidc is not None:
+        routes += [
+            Route("/login/oidc", oidc_start, methods=["GET"]),
+            Route("/oidc/callback", oidc_callback, methods=["GET"]),
+        ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.console = console
     return SecurityHeaders(app)

@@ -1,8 +1,10 @@
-"""Console sessions kept in memory, with idle expiry, and the throttle on failed logins.
+"""Console sessions kept in the store, with idle expiry, and the throttle on failed logins.
 
-A session is a random token in a cookie; the server keeps only its SHA-256, so a memory dump or
-a log line never holds a usable cookie. Sessions end at logout, after ``idle_timeout`` seconds
-without a request, and when the process restarts (operators log in again).
+A session is a random token in a cookie; the store keeps only its SHA-256, so a database dump or
+a log line never holds a usable cookie. Because the store holds them, every `serve` or `console`
+process on it knows every session: behind a balancer a sign-in made on one works on the others,
+a restart signs no one out, and a sign-out or an idle expiry holds everywhere at once. Sessions end
+at sign-out and after ``idle_timeout`` seconds without a request.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tcwebhook.console.users import User
+from tcwebhook.console.users import Role, User
+from tcwebhook.inbox.base import ConsoleSessions
 
 Clock = Callable[[], float]
+# A request refreshes its session's last use at most this often: one write per half minute of
+# browsing, not one per page (idle timeouts are minutes long).
+TOUCH_EVERY = 30.0
 
 
 def _digest(token: str) -> str:
@@ -32,50 +38,42 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, idle_timeout: float, clock: Clock = time.monotonic, max_sessions: int = 10_000) -> None:
+    def __init__(self, idle_timeout: float, backend: ConsoleSessions, clock: Clock = time.time) -> None:
         self._idle = idle_timeout
+        self._backend = backend
         self._clock = clock
-        self._max = max_sessions
-        self._sessions: dict[str, Session] = {}
 
-    def create(self, user: User) -> tuple[str, Session]:
+    async def create(self, user: User) -> tuple[str, Session]:
         """A new session for ``user``: (cookie token, session)."""
-        self._sweep()
+        now = self._clock()
+        await self._backend.sweep_sessions(now - self._idle)
         token = secrets.token_urlsafe(32)
-        session = Session(user=user, csrf_token=secrets.token_urlsafe(32), last_seen=self._clock())
-        self._sessions[_digest(token)] = session
+        session = Session(user=user, csrf_token=secrets.token_urlsafe(32), last_seen=now, created=now)
+        await self._backend.put_session(_digest(token), user.username, user.role, session.csrf_token, now)
         return token, session
 
-    def get(self, token: str | None) -> Session | None:
+    async def get(self, token: str | None) -> Session | None:
         """The live session of a cookie token (and it counts as activity), or None."""
-        if not token:
+        if not token or len(token) > 256:
             return None
         key = _digest(token)
-        session = self._sessions.get(key)
-        if session is None:
+        found = await self._backend.get_session(key)
+        if found is None:
             return None
+        username, role, csrf, created, last_seen = found
         now = self._clock()
-        if now - session.last_seen > self._idle:
-            del self._sessions[key]
+        if now - last_seen > self._idle or role not in ("viewer", "operator"):
+            await self._backend.end_session(key)
             return None
-        session.last_seen = now
-        return session
+        if now - last_seen > TOUCH_EVERY:
+            await self._backend.touch_session(key, now)
+            last_seen = now
+        checked: Role = "operator" if role == "operator" else "viewer"
+        return Session(User(username, checked), csrf, last_seen, created)
 
-    def end(self, token: str | None) -> None:
+    async def end(self, token: str | None) -> None:
         if token:
-            self._sessions.pop(_digest(token), None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _sweep(self) -> None:
-        now = self._clock()
-        for key in [k for k, s in self._sessions.items() if now - s.last_seen > self._idle]:
-            del self._sessions[key]
-        # A flood of logins must not grow memory without bound: the oldest sessions go first.
-        while len(self._sessions) >= self._max:
-            oldest = min(self._sessions, key=lambda k: self._sessions[k].last_seen)
-            del self._sessions[oldest]
+            await self._backend.end_session(_digest(token))
 
 
 class LoginThrottle:

@@ -23,13 +23,16 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from tcwebhook.audit import AuditEntry, AuditLog
 from tcwebhook.config import Settings
 from tcwebhook.console import render
 from tcwebhook.console.notes import note_of
+from tcwebhook.console.oidc import OidcSignIn
 from tcwebhook.console.sessions import LoginThrottle, Session, SessionStore
 from tcwebhook.console.users import User, UserBook
 from tcwebhook.formats import Output
 from tcwebhook.inbox.base import Inbox, StoredEvent
+from tcwebhook.logs import secret_values
 from tcwebhook.transport.addresses import Network, client_address, contains, parse_networks
 
 SESSION_COOKIE = "tcwebhook_session"
@@ -74,11 +77,13 @@ class Console:
         self.hooks = hooks
         cfg = settings.console
         self.users = UserBook(cfg.users)
-        self.sessions = SessionStore(cfg.session_idle_timeout)
+        self.sessions = SessionStore(cfg.session_idle_timeout, inbox)
         self.throttle = LoginThrottle(cfg.login_attempts, cfg.login_window, cfg.login_attempts_per_address)
         self._proxies = parse_networks(cfg.trusted_proxies, "[console] trusted_proxies", presets=False)
         self.sink_names = tuple(s.name for s in settings.sinks)
         self.outputs = {s.name: Output.from_settings(s) for s in settings.sinks}
+        self.oidc = OidcSignIn(cfg.oidc) if cfg.oidc is not None else None
+        self.audit_log = AuditLog(inbox, secret_values(settings))
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("tcwebhook.console", "templates"),
             autoescape=True,
@@ -95,6 +100,18 @@ class Console:
         return await loop.run_in_executor(_VERIFIER, self.users.verify, username, password)
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    async def audit(
+        self, request: Request, action: str, target: str = "", outcome: str = "ok", *, actor: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Record an operator's action in the audit log (actor: the signed-in user by default)."""
+        session: Session | None = request.scope.get("console_session")
+        who = actor if actor is not None else (session.user.username if session else "anonymous")
+        await self.audit_log.record(
+            AuditEntry(actor=who, source=self.peer_of(request), action=action, target=target, outcome=outcome,
+                       detail=detail)
+        )
 
     def peer_of(self, request: Request) -> str:
         """The operator's address: behind a trusted proxy, the last X-Forwarded-For hop it did not add."""
@@ -122,8 +139,8 @@ class Console:
         )
         return HTMLResponse(html, status_code=status)
 
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+    async def session_of(self, request: Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(SESSION_COOKIE))
 
     async def form(self, request: Request) -> dict[str, list[str]]:
         length = request.headers.get("content-length")

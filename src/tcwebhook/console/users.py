@@ -56,8 +56,8 @@ class UserBook:
 
     def verify(self, username: str, password: str) -> User | None:
         entry = self._users.get(username)
-        if entry is None:
-            _check_hash(_DUMMY_HASH, password)
+        if entry is None or entry.disabled:
+            _check_hash(_DUMMY_HASH, password)  # a disabled login costs as long as any other
             return None
         if entry.password is not None:
             ok = hmac.compare_digest(entry.password.get_secret_value().encode(), password.encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from tcwebhook.audit import verify
 from tcwebhook.console import render
 from tcwebhook.console.notes import note_query
 from tcwebhook.console.state import Console
@@ -30,11 +32,13 @@ from tcwebhook.inbox.base import (
     EventStatus,
     StoredEvent,
 )
+from tcwebhook.inbox.ids import resolve_event_id
 from tcwebhook.orderbook.book import BookEntry
 from tcwebhook.orderbook.sql import BookSummary
 from tcwebhook.orderbook.store import BookStore
 from tcwebhook.receiver.reparse import reparsed
 
+AUDIT_PAGE = 200
 log = structlog.get_logger(__name__)
 
 PAGE_SIZE = 50
@@ -219,7 +223,14 @@ def _timeline(attempts: list[Attempt], sink: str) -> list[Attempt]:
 
 async def event(console: Console, request: Request) -> Response:
     event_id = request.path_params["event_id"]
-    stored = await console.inbox.get_event(event_id)
+    try:
+        stored = await console.inbox.get_event(event_id)
+    except EventNotFound:
+        # A pasted prefix (8 characters or more) of one event's id leads to that event's page.
+        full = await resolve_event_id(console.inbox, event_id)
+        if full == event_id:
+            raise
+        return RedirectResponse(f"/events/{quote(full)}", status_code=303)
     deliveries = await console.inbox.deliveries(event_id)
     attempts = list(await console.inbox.attempts(event_id))
     shown = await render.pretty_body_off_loop(stored.body, stored.content_type)
@@ -476,6 +487,12 @@ async def quarantine_body(console: Console, request: Request) -> Response:
 # -- actions (operator) ------------------------------------------------------------------------
 
 
+def _targets(ids: Sequence[str]) -> str:
+    """Event ids for an audit entry's target (the count is in its detail)."""
+    shown = ", ".join(ids[:20])
+    return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+
+
 def _back(form: dict[str, list[str]], default: str, note: str, **numbers: int) -> Response:
     target = (form.get("back") or [default])[0]
     if not target.startswith("/") or target.startswith("//"):
@@ -492,6 +509,8 @@ async def replay(console: Console, request: Request) -> Response:
     result = await console.inbox.replay(ids, force="force" in form)
     console.hooks.on_requeued()
     log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
+    await console.audit(request, "events.replay", _targets(ids), events=len(ids), requeued=result.requeued,
+                        force="force" in form)
     if result.missing:
         return _back(form, "/events", "replayed_missing", requeued=result.requeued, events=result.events,
                      missing=len(result.missing))
@@ -512,6 +531,8 @@ async def replay_dead(console: Console, request: Request) -> Response:
     console.hooks.on_requeued()
     log.info("console_replay_dead", sink=sink, events=len(ids), requeued=requeued,
              seconds=round(time.perf_counter() - started, 3))
+    await console.audit(request, "events.replay", f"dead deliveries of {sink}", sink=sink, events=len(ids),
+                        requeued=requeued, only_dead=True)
     return _back(form, f"/dead?{urlencode({'sink': sink})}", "replayed_dead", requeued=requeued)
 
 
@@ -525,11 +546,26 @@ async def reprocess(console: Console, request: Request) -> Response:
             entry_id, reparsed(entry, console.settings.server.max_body_bytes)
         )
     except ContractError as exc:
+        await console.audit(request, "quarantine.reprocess", entry_id, "refused")
         log.info("console_reprocess_refused", quarantine_id=entry_id, reason=str(exc))
         return _back(form, back, "still_refused")
     except EventNotFound:
         raise
     console.hooks.on_requeued()
     log.info("console_reprocess", quarantine_id=entry_id, event_id=stored.event_id, duplicate=stored.duplicate)
+    await console.audit(request, "quarantine.reprocess", entry_id, event_id=stored.event_id,
+                        duplicate=stored.duplicate)
     note = "reprocessed_duplicate" if stored.duplicate else "reprocessed"
     return RedirectResponse(f"/events/{stored.event_id}?{note_query(note)}", status_code=303)
+
+
+async def audit(console: Console, request: Request) -> Response:
+    """The newest audit entries and whether the whole chain holds (operators only)."""
+    session = request.scope["console_session"]
+    if not session.user.operator:
+        return console.page(request, "error.html", 403, title="Forbidden", message="The audit log is for operators.")
+    report = await verify(console.inbox)
+    after = report.last_seq - AUDIT_PAGE if report.broken is None else report.broken.seq - 1
+    newest = await console.inbox.audit_entries(after=max(0, after), limit=AUDIT_PAGE)
+    return console.page(request, "audit.html", records=list(reversed(newest)), checked=report.checked,
+                        broken=report.broken, at=lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"))

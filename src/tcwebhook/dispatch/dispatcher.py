@@ -20,6 +20,7 @@ one answers "delivered" without a second delivery, a dead one "permanent".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
+from opentelemetry.trace import Span, SpanKind
 
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import DeliverySettings
@@ -43,6 +45,7 @@ from tcwebhook.inbox.base import (
     DeliveryStatus,
 )
 from tcwebhook.sinks.base import Sink
+from tcwebhook.telemetry.tracing import Tracing, record_attempt
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +109,7 @@ class Dispatcher:
         owner: str | None = None,
         rng: random.Random | None = None,
         on_delivered: Callable[[Claim], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -118,6 +122,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self.owner = owner or default_owner()
         self._on_delivered = on_delivered  # metrics: commit-to-delivery latency
+        self._tracing = tracing or Tracing.off()
         stale = {EventKind.SHIPMENT: settings.stale_shipments, EventKind.ORDER: settings.stale_orders}
         self._stale_kinds = frozenset(kind for kind, on in stale.items() if on)
         self._park = settings.mode == "sync"
@@ -355,28 +360,59 @@ class Dispatcher:
         bound = structlog.contextvars.bound_contextvars(
             event_id=event.event_id, sink=claim.sink, attempt=claim.attempt
         )
-        with bound:
-            if claim.attempt > self._settings.max_attempts:
-                # Earlier attempts were started and never finished (crashes): do not try forever.
-                error = f"gave up after {claim.attempt - 1} attempts that never finished"
-                log.error("delivery_dead", reason=error)
-                return AttemptResult(DeliveryStatus.DEAD, None, started, error=error)
-            clock = time.perf_counter()
+        if self._tracing.enabled:
             try:
-                if not sink.accepts(event):
-                    return AttemptResult(DeliveryStatus.SKIPPED, None, started)
+                traceparent = await self._inbox.trace_context(event.seq)
+            except StoreError:
+                traceparent = None  # the attempt is traced all the same, in a trace of its own
+            with bound, self._traced_attempt(claim, traceparent) as span:
+                result = await self._run_sink(claim, sink, started, sync=sync)
+                record_attempt(span, result)
+                return result
+        with bound:
+            return await self._run_sink(claim, sink, started, sync=sync)
+
+    def _traced_attempt(
+        self, claim: Claim, traceparent: str | None
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        event = claim.event
+        attributes = {
+            "tcwebhook.event_id": event.event_id,
+            "tcwebhook.sink": claim.sink,
+            "tcwebhook.attempt": claim.attempt,
+            "tcwebhook.kind": event.kind.value,
+            "tcwebhook.event_name": event.event_name,
+            "tcwebhook.order_id": event.order_id,
+            "tcwebhook.shipment_id": event.shipment_id,
+        }
+        return self._tracing.continued(
+            f"deliver {claim.sink}", traceparent, event.received_at.timestamp(), attributes
+        )
+
+    async def _run_sink(self, claim: Claim, sink: Sink, started: float, *, sync: bool) -> AttemptResult:
+        event = claim.event
+        if claim.attempt > self._settings.max_attempts:
+            # Earlier attempts were started and never finished (crashes): do not try forever.
+            error = f"gave up after {claim.attempt - 1} attempts that never finished"
+            log.error("delivery_dead", reason=error)
+            return AttemptResult(DeliveryStatus.DEAD, None, started, error=error)
+        clock = time.perf_counter()
+        try:
+            if not sink.accepts(event):
+                return AttemptResult(DeliveryStatus.SKIPPED, None, started)
+            with self._tracing.span(f"sink {claim.sink}", kind=SpanKind.CLIENT):
                 await sink.deliver(event)
-            except PermanentError as exc:
-                error = _describe(exc)
-                log.warning("delivery_refused", error=error)
-                return AttemptResult(
-                    DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, started, time.perf_counter() - clock, error
-                )
-            except Exception as exc:
-                return self._transient(claim, started, time.perf_counter() - clock, _describe(exc), sync=sync)
-            duration = time.perf_counter() - clock
-            log.info("delivered", duration_ms=round(duration * 1000, 3))
-            return AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, started, duration)
+        except PermanentError as exc:
+            error = _describe(exc)
+            log.warning("delivery_refused", error=error)
+            return AttemptResult(
+                DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, started, time.perf_counter() - clock, error
+            )
+        except Exception as exc:
+            return self._transient(claim, started, time.perf_counter() - clock, _describe(exc), sync=sync)
+        duration = time.perf_counter() - clock
+        log.info("delivered", duration_ms=round(duration * 1000, 3))
+        return AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, started, duration)
 
     def _transient(
         self, claim: Claim, started: float, duration: float, error: str, *, sync: bool

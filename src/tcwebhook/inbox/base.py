@@ -29,6 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tcwebhook.audit import AuditStore
 from tcwebhook.contract.drift import Finding
 from tcwebhook.contract.kinds import EventKind
 
@@ -81,6 +82,7 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
+    trace_context: str | None = None  # W3C traceparent of the request that stored it (tracing on)
     drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
 
     @classmethod
@@ -341,6 +343,9 @@ class DeliveryQueue(Protocol):
 
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
 
+    async def trace_context(self, seq: int) -> str | None:
+        """The W3C ``traceparent`` of the request that stored event ``seq``, if it was traced."""
+
     async def replay(
         self,
         event_ids: Sequence[str],
@@ -452,7 +457,23 @@ class Reconciling(Intake, Browser, ReconcileState, Protocol):
 
 
 @runtime_checkable
-class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, Protocol):
+class ConsoleSessions(Protocol):
+    """The operator console's sessions, shared by every process on the store; keys are token digests."""
+
+    async def put_session(self, digest: str, username: str, role: str, csrf: str, now: float) -> None: ...
+
+    async def get_session(self, digest: str) -> tuple[str, str, str, float, float] | None:
+        """(username, role, csrf token, created, last seen), or None."""
+
+    async def touch_session(self, digest: str, now: float) -> None: ...
+
+    async def end_session(self, digest: str) -> None: ...
+
+    async def sweep_sessions(self, idle_before: float) -> int:
+        """Delete the sessions not used since ``idle_before``; how many."""
+
+
+class Inbox(Intake, DeliveryQueue, Browser, ReconcileState, DriftReport, AuditStore, ConsoleSessions, Protocol):
     """A whole store: every role, and its life cycle."""
 
     async def open(self) -> None:

@@ -190,6 +190,7 @@ def copy_store(
             after = rows[-1][0]
         with dst.transaction():
             dst.insert("service_state", src.rows(_select("service_state")))
+            dst.insert("contract_drift", src.rows(_select("contract_drift")))
         marks = src.rows(_select("watermarks"))
         with dst.transaction():
             dst.insert(

@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from tcwebhook.audit import AuditEntry, AuditRecord
 from tcwebhook.config import StoreSettings
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox.base import (
@@ -33,7 +34,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
-from tcwebhook.inbox.rules import delivery, drift, intake, reconcile, views
+from tcwebhook.inbox.rules import audit, delivery, drift, intake, reconcile, sessions, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
 
@@ -62,7 +63,7 @@ class SqlInbox(ABC):
 
     def __init__(self, settings: StoreSettings, *, sinks: Sequence[str], hold_new: bool) -> None:
         self._settings = settings
-        self._intake = intake.Intake(tuple(sinks), hold_new)
+        self._intake = intake.EventIntake(tuple(sinks), hold_new)
         self._schema_found = SCHEMA_VERSION
         self._writer: _Writer | None = None
 
@@ -231,6 +232,42 @@ class SqlInbox(ABC):
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
+
+    # -- audit log -------------------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry, detail: str) -> int:
+        return await self._write(partial(audit.append, entry=entry, detail=detail))
+
+    async def audit_entries(
+        self, *, after: int = 0, limit: int = 1000, since: float | None = None, actor: str | None = None
+    ) -> Sequence[AuditRecord]:
+        return await self._read(partial(audit.entries, after=after, limit=limit, since=since, actor=actor))
+
+    async def audit_anchor(self) -> tuple[int, str]:
+        return await self._read(audit.anchor)
+
+    async def expire_audit(self, before: float) -> int:
+        return await self._write(partial(audit.expire, before=before))
+
+    # -- console sessions ------------------------------------------------------------------------
+
+    async def put_session(self, digest: str, username: str, role: str, csrf: str, now: float) -> None:
+        await self._write(partial(sessions.put, digest=digest, username=username, role=role, csrf=csrf, now=now))
+
+    async def get_session(self, digest: str) -> tuple[str, str, str, float, float] | None:
+        return await self._read(partial(sessions.get, digest=digest))
+
+    async def touch_session(self, digest: str, now: float) -> None:
+        await self._write(partial(sessions.touch, digest=digest, now=now))
+
+    async def end_session(self, digest: str) -> None:
+        await self._write(partial(sessions.end, digest=digest))
+
+    async def sweep_sessions(self, idle_before: float) -> int:
+        return await self._write(partial(sessions.sweep, idle_before=idle_before))
+
+    async def trace_context(self, seq: int) -> str | None:
+        return await self._read(partial(intake.trace_context, seq=seq))
 
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None:
         held = tuple(claims)

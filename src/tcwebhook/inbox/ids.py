@@ -6,6 +6,12 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from tcwebhook.errors import EventNotFound
+
+if TYPE_CHECKING:
+    from tcwebhook.inbox.base import Browser
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RAND_B = (1 << 62) - 1
@@ -38,3 +44,22 @@ def updated_micros(value: str | None) -> int | None:
 
 def to_datetime(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+MIN_PREFIX = 8  # shorter prefixes of a time-ordered id match every event of the same minutes
+_FULL_ID = 36
+
+
+async def resolve_event_id(inbox: Browser, given: str) -> str:
+    """The event id that ``given`` is, or is the unique prefix (8 characters or more) of."""
+    wanted = given.strip().lower()
+    if len(wanted) >= _FULL_ID:
+        return wanted
+    if len(wanted) < MIN_PREFIX:
+        raise EventNotFound(f"no event {given} (give the whole id, or at least {MIN_PREFIX} characters of it)")
+    found = await inbox.event_ids_starting(wanted, limit=2)
+    if not found:
+        raise EventNotFound(f"no event id starts with {given}")
+    if len(found) > 1:
+        raise EventNotFound(f"{given} starts several event ids ({found[0]}, {found[1]}, …): give more of it")
+    return found[0]

@@ -325,7 +325,51 @@ _V5: tuple[Step, ...] = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# The W3C trace context of the request that stored an event ([telemetry] enabled), so that its
+# deliveries, also by another process, join the request's trace. Beside the event, not in it:
+# written and read only while tracing is on.
+_V6: tuple[Step, ...] = (
+    Table(
+        "traces",
+        (Column("seq", "bigint", primary=True, references="events(seq)"), _text("traceparent")),
+        sqlite_without_rowid=True,
+        counted=False,
+    ),
+)
+
+# The operators' audit log: appended only, each row's hash covers the previous row's (see
+# ``tcwebhook.audit``). Prune never touches it; its own retention keeps the last deleted hash.
+_V7: tuple[Step, ...] = (
+    Table(
+        "audit",
+        (
+            Column("seq", "serial"),
+            _real("at", null=False),
+            *(_text(n, null=False) for n in ("actor", "source", "action", "target", "outcome")),
+            _text("detail"),
+            _text("prev_hash", null=False),
+            _text("hash", null=False),
+        ),
+    ),
+    Index("audit_at", "audit", "at"),
+)
+
+# Console sessions, shared by every process on the store (only the token's SHA-256 is kept).
+_V8: tuple[Step, ...] = (
+    Table(
+        "console_sessions",
+        (
+            Column("token_hash", "text", primary=True),
+            *(_text(n, null=False) for n in ("username", "role", "csrf")),
+            _real("created", null=False),
+            _real("last_seen", null=False),
+        ),
+        sqlite_without_rowid=True,
+        counted=False,
+    ),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the

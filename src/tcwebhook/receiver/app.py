@@ -8,6 +8,7 @@ anything transient *or unforeseen* — a 500 would make Tradecloud drop the even
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 import uuid
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 import structlog
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tcwebhook.auth import Authenticator, AuthResult, FailureLimit, FailureLog, JwksUnavailable, redact_headers
@@ -32,6 +34,7 @@ from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
+from tcwebhook.telemetry.tracing import Tracing, record_status
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -90,8 +93,10 @@ class Receiver:
         on_stored: Callable[[StoreResult], None] | None = None,
         oauth: OAuthValidator | None = None,
         before_metrics: Callable[[], Awaitable[None]] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing.off()
         self.inbox = inbox
         self.sync_delivery = sync_delivery if settings.delivery.mode == "sync" else None
         self.metrics = metrics or ReceiverMetrics()
@@ -171,10 +176,39 @@ class Receiver:
 
         if route is None:
             return await self._aux(path, method, scope, send, state), "other"
+        if self.tracing.enabled:
+            return await self._traced(route, path_id, scope, receive, send, state), route
+        return await self._webhook(route, path_id, scope, receive, send, state), route
 
+    async def _traced(
+        self, route: Route, path_id: str | None, scope: Scope, receive: Receive, send: Send, state: Exchange
+    ) -> int:
+        # Only the trace headers: a span never carries credentials or the body.
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+                   if k in (b"traceparent", b"tracestate")}
+        method = scope["method"]
+        with self.tracing.server_span(f"{method} {route}", carrier, {"http.request.method": method}) as span:
+            status = await self._webhook(route, path_id, scope, receive, send, state)
+            assert span is not None
+            span.set_attribute("tcwebhook.route", route)
+            record_status(span, status)
+            for key, value in state.log.items():
+                if isinstance(value, (str, bool, int, float)):
+                    span.set_attribute(f"tcwebhook.{key}", value)
+            # The access line is written after the span ends: it carries the ids itself.
+            context = span.get_span_context()
+            state.log["trace_id"] = format(context.trace_id, "032x")
+            state.log["span_id"] = format(context.span_id, "016x")
+            return status
+
+    async def _webhook(
+        self, route: Route, path_id: str | None, scope: Scope, receive: Receive, send: Send, state: Exchange
+    ) -> int:
+        method: str = scope["method"]
         try:
             _refuse_encoded_slash(scope, route)
-            await self._authenticate(scope)
+            with self.tracing.span("auth"):
+                await self._authenticate(scope)
             if path_id is None and method == "POST":
                 status = await self._post(route, scope, receive, send, state)
             elif method == "GET":  # not HEAD: a trigger stores an event, HEAD must not
@@ -186,7 +220,7 @@ class Receiver:
             state.responded = True
             await _json(send, reply.status, {"error": reply.error, "detail": reply.detail}, reply.headers)
             status = reply.status
-        return status, route
+        return status
 
     # -- auxiliary endpoints -------------------------------------------------------------------
 
@@ -289,7 +323,8 @@ class Receiver:
         received = body
         try:
             body = await decode_body_off_loop(body, headers.get("content-encoding"), self._max_body)
-            parsed = parse_webhook(route, body, content_type)
+            with self.tracing.span("parse"):
+                parsed = parse_webhook(route, body, content_type)
         except ContractError as exc:
             # Kept as received (its coding is in the stored headers): a refused body is never
             # stored inflated, so a small compressed body cannot take the limit's room on disk.
@@ -347,6 +382,8 @@ class Receiver:
         return 503
 
     async def _store(self, event: NewEvent) -> StoreResult:
+        if self.tracing.enabled:
+            return await self._store_traced(event)
         try:
             return await self.inbox.store(event)
         except StoreUnavailable as exc:
@@ -354,6 +391,25 @@ class Receiver:
             raise _Reply(
                 503, "unavailable", "event store temporarily unavailable, retry later", [(b"retry-after", RETRY_AFTER)]
             ) from None
+
+    async def _store_traced(self, event: NewEvent) -> StoreResult:
+        request = trace.get_current_span()
+        for name, value in (("order_id", event.order_id), ("shipment_id", event.shipment_id),
+                            ("message_id", event.message_id), ("kind", event.kind.value),
+                            ("event_name", event.event_name)):
+            if value:
+                request.set_attribute(f"tcwebhook.{name}", value)
+        with self.tracing.span("store"):
+            # The delivery spans, perhaps in another process hours later, join this trace.
+            event = dataclasses.replace(event, trace_context=self.tracing.traceparent())
+            try:
+                return await self.inbox.store(event)
+            except StoreUnavailable as exc:
+                log.warning("store_unavailable", error=str(exc))
+                raise _Reply(
+                    503, "unavailable", "event store temporarily unavailable, retry later",
+                    [(b"retry-after", RETRY_AFTER)],
+                ) from None
 
     async def _quarantine(
         self, route: Route, content_type: str | None, body: bytes, headers: dict[str, str], exc: ContractError

@@ -24,6 +24,7 @@ from tcwebhook.formats import Output
 from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.sinks.filters import SinkFilter
+from tcwebhook.telemetry.tracing import inject_trace
 from tcwebhook.transport.certs import client_context
 
 log = structlog.get_logger(__name__)
@@ -160,6 +161,7 @@ class HttpSink:
         }
         if event.key is not None:
             headers["X-Tcwebhook-Key"] = _header_value(event.key)
+        inject_trace(headers)  # the ERP's own traces can join the event's
         return headers
 
     async def deliver(self, event: StoredEvent | Event) -> None:

@@ -68,10 +68,21 @@ async def mark_reconciled(tx: Tx, seq: int, event: NewEvent) -> None:
         await tx.send("INSERT INTO reconciled (seq) VALUES (?)", (seq,))
 
 
+async def record_trace(tx: Tx, seq: int, event: NewEvent) -> None:
+    """The request's trace context, when tracing is on (see ``telemetry.tracing``)."""
+    if event.trace_context is not None:
+        await tx.send("INSERT INTO traces (seq, traceparent) VALUES (?, ?)", (seq, event.trace_context))
+
+
+async def trace_context(tx: Tx, seq: int) -> str | None:
+    row = await tx.one("SELECT traceparent FROM traces WHERE seq = ?", (seq,))
+    return str(row[0]) if row is not None and row[0] is not None else None
+
+
 # What else a new event writes, in its store's transaction (after the event and its deliveries;
 # not for a duplicate). Each takes the transaction, the new ``seq`` and the event; send with
 # ``tx.send`` where no result is read, so PostgreSQL's pipeline of stores stays one round trip.
-ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift)
+ON_STORED: tuple[OnStored, ...] = (mark_reconciled, record_drift, record_trace)
 
 
 def headers_json(headers: Mapping[str, str]) -> bytes:
@@ -81,7 +92,7 @@ def headers_json(headers: Mapping[str, str]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Intake:
+class EventIntake:
     """How new events enter: the sinks each gets a delivery for, and when they are due."""
 
     sinks: tuple[str, ...]

@@ -1,0 +1,3 @@
+from tests.telemetry.collector import collector
+
+__all__ = ["collector"]
