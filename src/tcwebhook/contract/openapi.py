@@ -83,9 +83,11 @@ def _model_schemas() -> dict[str, Any]:
 # What the models' lax validation takes besides the JSON type (pydantic's documented conversions):
 # a number where text is expected (``coerce_numbers_to_str``: identifiers keep no leading zeros to
 # lose), decimal text where a number is expected, and 0/1 or yes/no words where a boolean is.
+# Digits and exponent are bounded so that every text the pattern allows stays within the models'
+# ±MAX_NUMBER_EXPONENT (at most 500 digits either side of the point, a two-digit exponent).
 _DECIMAL_TEXT = {
     "type": "string",
-    "pattern": r"^\s*[+-]?(\d(_?\d)*(\.(\d(_?\d)*)?)?|\.\d(_?\d)*)([eE][+-]?\d(_?\d)*)?\s*$",
+    "pattern": r"^\s*[+-]?(\d(_?\d){0,499}(\.(\d(_?\d){0,499})?)?|\.\d(_?\d){0,499})([eE][+-]?\d{1,2})?\s*$",
 }
 _BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "t", "f", "y", "n", "1", "0")
 _BOOLEAN_TEXT = {
