@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -67,11 +69,12 @@ class TestLogin:
         other.cookies.set("tcwebhook_session", cookie, domain="console.test")
         assert (await other.get("/")).status_code == 303
 
-    async def test_idle_session_expires(self, client_factory: ClientFactory) -> None:
+    async def test_idle_session_expires(self, client_factory: ClientFactory, tmp_path: Path) -> None:
         client, _ = await client_factory.logged_in(VIEWER)
         console = client_factory.app.app.state.console  # type: ignore[attr-defined]
-        for session in console.sessions._sessions.values():
-            session.last_seen -= console.settings.console.session_idle_timeout + 1
+        idle = console.settings.console.session_idle_timeout + 1
+        with sqlite3.connect(tmp_path / "inbox.db") as conn:  # the session was last used long ago
+            assert conn.execute("UPDATE console_sessions SET last_seen = last_seen - ?", (idle,)).rowcount == 1
         assert (await client.get("/")).status_code == 303
 
 
