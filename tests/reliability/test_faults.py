@@ -177,11 +177,11 @@ class TestStoreFaults:
                 assert _post(server, client, data).status_code == 202
                 acked.append(data)
             filler = small_disk / "filler"
-            with filler.open("wb") as fh:
+            # Unbuffered: no half-written buffer is left for the close to fail on.
+            with filler.open("wb", buffering=0) as fh:
                 try:
                     while True:
                         fh.write(b"\0" * 65536)
-                        fh.flush()
                 except OSError:
                     pass  # ENOSPC: the disk is full now
             refused = self._refused_while(server, client, 5)
