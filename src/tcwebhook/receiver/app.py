@@ -207,6 +207,11 @@ class Receiver:
         method: str = scope["method"]
         try:
             _refuse_encoded_slash(scope, route)
+            if path_id is not None and "/" in path_id:
+                # An id is one path segment ("../.." neither): one holding '/' comes as a query.
+                names = "orderId or legacyOrderId" if route == "orders" else "shipmentId"
+                raise _Reply(400, "invalid_request",
+                             f"the id in the path spans several segments; give an id that holds '/' as {names}")
             with self.tracing.span("auth"):
                 await self._authenticate(scope)
             if path_id is None and method == "POST":
