@@ -7,21 +7,26 @@ walk names them, once per body, for the drift report (``tcwebhook contract drift
 so a new field counts once per body, not once per line.
 
 The walk visits each model of the typed body once and reads only what it already holds; the
-per-class plan (which fields are models, lists of models, open enums) is built once per class.
+per-class plan (which fields are models, lists of models, open enums, numbers) is built once per
+class. A number sent as JSON text (``"quantity": "10"``) is validated as before and marked where
+it is validated (``TextNumber``); the walk looks at the number fields only when a body had one.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from tcwebhook.contract.names import kind_of_name
 
-What = Literal["field", "enum_value", "event_name", "event_key"]
-WHATS: tuple[What, ...] = ("field", "enum_value", "event_name", "event_key")
+What = Literal["field", "enum_value", "event_name", "event_key", "number_as_text"]
+WHATS: tuple[What, ...] = ("field", "enum_value", "event_name", "event_key", "number_as_text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,39 @@ class OpenEnum:
     """Annotation marker of an open enumeration: the values the contract documents."""
 
     values: frozenset[str]
+
+
+class TextNumber(Decimal):
+    """A contract number that arrived as JSON text: equal to the number, marked for the report."""
+
+    __slots__ = ()
+
+
+# Set when a body being validated had a number as text: only then does the walk look at numbers.
+_TEXT_NUMBERS: ContextVar[bool] = ContextVar("tcwebhook_text_numbers", default=False)
+
+def _from_text(value: Decimal) -> Decimal:
+    _TEXT_NUMBERS.set(True)
+    return TextNumber(value)
+
+
+@dataclass(frozen=True, slots=True)
+class NumberText:
+    """Annotation marker of a contract number: JSON text is accepted as before, and marked.
+
+    The text member comes first so a JSON number never reaches Python code: for a number its
+    strict string check fails in pydantic-core, and the plain decimal member takes it. A value
+    neither takes is one error at the field itself ("Input should be a valid decimal").
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        number = handler(source)
+        text = core_schema.chain_schema([
+            core_schema.str_schema(strict=True),
+            number,
+            core_schema.no_info_plain_validator_function(_from_text),
+        ])
+        return core_schema.union_schema([text, number], mode="left_to_right", custom_error_type="decimal_parsing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +79,7 @@ class Finding:
 class _Plan:
     models: dict[str, str]  # attribute -> wire name, for attributes holding a model or a list of them
     enums: dict[str, tuple[str, frozenset[str]]]  # attribute -> (wire name, known values)
+    numbers: dict[str, str]  # attribute -> wire name, for contract numbers
 
 
 def _inner(annotation: Any) -> list[Any]:
@@ -59,6 +98,7 @@ def _inner(annotation: Any) -> list[Any]:
 def _plan(cls: type[BaseModel]) -> _Plan:
     models: dict[str, str] = {}
     enums: dict[str, tuple[str, frozenset[str]]] = {}
+    numbers: dict[str, str] = {}
     for name, info in cls.model_fields.items():
         wire = info.serialization_alias or info.alias or name
         for t in _inner(info.annotation):
@@ -68,13 +108,16 @@ def _plan(cls: type[BaseModel]) -> _Plan:
                 if marks:
                     enums[name] = (wire, marks[0].values)
                     break
+                if any(isinstance(m, NumberText) for m in meta):
+                    numbers[name] = wire
+                    break
                 t = base
                 if get_origin(t) is list:
                     t = next(iter(_inner(t)), None)
             if isinstance(t, type) and issubclass(t, BaseModel):
                 models[name] = wire
                 break
-    return _Plan(models, enums)
+    return _Plan(models, enums, numbers)
 
 
 # A body full of invented names must not make the report (a table row each) grow without end.
@@ -100,11 +143,14 @@ def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> 
         # An unknown top-level object beside eventName may be an event object added after us.
         what: What = "event_key" if isinstance(value, dict) and key not in event_keys else "field"
         found[Finding(what, key)] = None
-    _walk(envelope, "", found, top=True)
+    numbers = _TEXT_NUMBERS.get()
+    if numbers:
+        _TEXT_NUMBERS.set(False)
+    _walk(envelope, "", found, numbers, top=True)
     return tuple(found)
 
 
-def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool = False) -> None:
+def _walk(model: BaseModel, path: str, found: dict[Finding, None], numbers: bool, *, top: bool = False) -> None:
     extra = model.model_extra
     if extra and not top:
         for key in extra:
@@ -121,12 +167,17 @@ def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool 
             if isinstance(value, list):
                 for item in value:
                     if isinstance(item, BaseModel):
-                        _walk(item, where + "[]", found)
+                        _walk(item, where + "[]", found, numbers)
             elif isinstance(value, BaseModel):
-                _walk(value, where, found)
+                _walk(value, where, found, numbers)
             continue
         enum = plan.enums.get(name)
         if enum is not None:
             value = getattr(model, name)
             if value is not None and value not in enum[1]:
                 found[Finding("enum_value", f"{path}.{enum[0]}={value}" if path else f"{enum[0]}={value}")] = None
+            continue
+        if numbers:
+            number = plan.numbers.get(name)
+            if number is not None and type(getattr(model, name)) is TextNumber:
+                found[Finding("number_as_text", f"{path}.{number}" if path else number)] = None

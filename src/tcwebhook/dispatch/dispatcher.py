@@ -15,6 +15,10 @@ pending but parked (no next attempt time) and the request answers 503, so Tradec
 The resend has the same messageId — a duplicate for the store — and the receiver calls
 ``deliver_now`` for duplicates too: a parked delivery is claimed and attempted again, a delivered
 one answers "delivered" without a second delivery, a dead one "permanent".
+
+An event of kind ``unknown`` (an event object this version does not know) goes only to the
+sinks named in ``accept_unknown``, whatever their ``events`` filter; for every other sink the
+delivery is settled ``unrecognised`` without an attempt, and is held until a replay.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -110,6 +114,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         on_delivered: Callable[[Claim], None] | None = None,
         tracing: Tracing | None = None,
+        accept_unknown: Iterable[str] = (),
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -117,6 +122,7 @@ class Dispatcher:
         self._inbox = inbox
         self._sinks = {s.name: s for s in sinks}
         self._names = tuple(names)
+        self._accept_unknown = frozenset(accept_unknown)  # sink names with accept_unknown = true
         self._settings = settings
         self._backoff = delivery_backoff(settings)
         self._rng = rng or random.Random()
@@ -398,7 +404,10 @@ class Dispatcher:
             return AttemptResult(DeliveryStatus.DEAD, None, started, error=error)
         clock = time.perf_counter()
         try:
-            if not sink.accepts(event):
+            if event.kind is EventKind.UNKNOWN:
+                if claim.sink not in self._accept_unknown:
+                    return AttemptResult(DeliveryStatus.UNRECOGNISED, None, started)
+            elif not sink.accepts(event):
                 return AttemptResult(DeliveryStatus.SKIPPED, None, started)
             with self._tracing.span(f"sink {claim.sink}", kind=SpanKind.CLIENT):
                 await sink.deliver(event)

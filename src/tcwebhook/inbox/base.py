@@ -9,7 +9,9 @@ rules of ``inbox.core``, and ``inbox.factory`` picks one from the ``[store] url`
 Delivery state: storing an event creates, in the same transaction, one *delivery* per sink the
 inbox was opened with. A delivery is ``pending`` until a dispatcher settles it as ``delivered``,
 ``dead`` (permanent failure or give-up), ``superseded`` (a newer state of its key was already
-delivered) or ``skipped`` (the sink's filter does not select the event). A dispatcher *claims* a
+delivered), ``skipped`` (the sink's filter does not select the event) or ``unrecognised`` (an
+event of kind ``unknown``, held for a sink without ``accept_unknown`` until a replay by a version
+that knows its event object). A dispatcher *claims* a
 pending delivery with a lease; a lease that runs out (the claimant died) makes it claimable again,
 so an event is delivered at least once and never lost. An event's ``status`` sums up its
 deliveries; ``stored`` means there is nothing to deliver (no sink was configured, or none selects
@@ -50,6 +52,9 @@ class EventStatus(StrEnum):
     DEAD = "dead"  # some sink gave up (dead-letter); replay re-queues it
     SUPERSEDED = "superseded"  # a newer state of its key was delivered instead
     STORED = "stored"  # kept, with nothing to deliver (no sink configured or selecting it)
+    # Kind unknown, and some sink (or every sink) does not accept that: held, never pruned, until
+    # a replay reads the body again with a version that knows its event object.
+    UNRECOGNISED = "unrecognised"
 
 
 class DeliveryStatus(StrEnum):
@@ -58,6 +63,7 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
     SUPERSEDED = "superseded"
     SKIPPED = "skipped"  # the sink's events filter does not select this event
+    UNRECOGNISED = "unrecognised"  # kind unknown and the sink has no accept_unknown: held
 
 
 class AttemptOutcome(StrEnum):
@@ -231,6 +237,7 @@ class ReplayResult:
     requeued: int  # deliveries made pending again
     events: int  # events touched
     missing: tuple[str, ...] = ()  # ids not found
+    reclassified: int = 0  # events of kind unknown that this version's models now know
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,11 +378,14 @@ class DeliveryQueue(Protocol):
         only_dead: bool = False,
         force: bool = False,
         sink: str | None = None,
+        only_unrecognised: bool = False,
     ) -> ReplayResult:
         """Make deliveries pending again (and create them for sinks configured since).
 
-        ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once;
-        ``sink`` touches that sink's deliveries only (and creates none for other sinks).
+        ``only_dead`` re-queues dead deliveries only, ``only_unrecognised`` unrecognised ones only;
+        ``force`` also skips the stale check once; ``sink`` touches that sink's deliveries only (and
+        creates none for other sinks). An event of kind ``unknown`` is first read again with this
+        version's models: one they know now takes its kind, ids and key (``reclassified``).
         """
 
     async def pending_sinks(self) -> Sequence[str]:
@@ -394,7 +404,7 @@ class DeliveryQueue(Protocol):
 class DriftRecord:
     """One thing the models did not know, as the drift report shows it."""
 
-    what: str  # field, enum_value, event_name, event_key
+    what: str  # field, enum_value, event_name, event_key, number_as_text
     detail: str
     count: int  # events that carried it
     first_event_id: str | None

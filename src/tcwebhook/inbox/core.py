@@ -283,6 +283,7 @@ class SqlInbox(ABC):
         only_dead: bool = False,
         force: bool = False,
         sink: str | None = None,
+        only_unrecognised: bool = False,
     ) -> ReplayResult:
         return await self._write(
             _at_run(
@@ -292,6 +293,7 @@ class SqlInbox(ABC):
                 only_dead=only_dead,
                 force=force,
                 sink=sink,
+                only_unrecognised=only_unrecognised,
             )
         )
 

@@ -38,6 +38,7 @@ from tcwebhook.inbox.base import (
 )
 from tcwebhook.inbox.ids import to_datetime
 from tcwebhook.inbox.rows import EVENT_COLUMNS, event_from_row
+from tcwebhook.inbox.rules.unknown import reclassify
 from tcwebhook.inbox.tx import Tx
 
 _UNBLOCK_NEXT = """
@@ -51,6 +52,7 @@ UPDATE events SET status = (
     SELECT CASE
         WHEN sum(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
         WHEN sum(CASE WHEN d.status = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead'
+        WHEN sum(CASE WHEN d.status = 'unrecognised' THEN 1 ELSE 0 END) > 0 THEN 'unrecognised'
         WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) > 0 THEN 'delivered'
         WHEN sum(CASE WHEN d.status = 'superseded' THEN 1 ELSE 0 END) > 0 THEN 'superseded'
         ELSE 'stored' END
@@ -335,25 +337,35 @@ async def replay(
     force: bool,
     now: float,
     sink: str | None = None,
+    only_unrecognised: bool = False,
 ) -> ReplayResult:
     requeued = 0
     touched = 0
+    reclassified = 0
     missing: list[str] = []
     requeue = _REQUEUE + (" AND status = 'dead'" if only_dead else "")
+    requeue += " AND status = 'unrecognised'" if only_unrecognised else ""
     sink_args: tuple[str, ...] = ()
     if sink is not None:
         requeue += " AND sink = ?"
         sink_args = (sink,)
         sinks = [s for s in sinks if s == sink]
     for event_id in event_ids:
-        row = await tx.one("SELECT seq, key FROM events WHERE event_id = ? /*pg FOR NO KEY UPDATE */", (event_id,))
+        row = await tx.one(
+            "SELECT seq, key, kind FROM events WHERE event_id = ? /*pg FOR NO KEY UPDATE */", (event_id,)
+        )
         if row is None:
             missing.append(event_id)
             continue
-        seq, key = row
+        seq, key, kind = row
+        if kind == EventKind.UNKNOWN.value:
+            known = await reclassify(tx, seq)
+            if known is not None:
+                key = known.key
+                reclassified += 1
         # A delivery in flight is left alone: its claimant settles it.
         count = await tx.run(requeue, (now, int(force), now, seq, now, *sink_args))
-        if not only_dead:
+        if not only_dead and not only_unrecognised:
             # Sinks configured after the event arrived get it too.
             for name in sinks:
                 blocked = key is not None and bool(await tx.one(_EARLIER_PENDING, (name, key, seq)))
@@ -364,4 +376,4 @@ async def replay(
             await refresh_status(tx, seq)
     if requeued:
         await tx.notify()
-    return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing))
+    return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing), reclassified=reclassified)
