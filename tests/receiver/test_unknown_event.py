@@ -163,3 +163,22 @@ class TestUnknownEventObject:
         assert (found["count"], found["first_event_id"], found["last_event_id"]) == (2, ids[0], ids[1])
         assert 'tcwebhook_contract_unknown_total{what="number_as_text"} 2.0' in metrics
         eventually(lambda: len(files(erp)) == 3, 20, what="the three orders in the erp sink")
+
+
+def test_sync_mode_answers_stored(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """In mode = "sync" the accepting sink has the event before the answer, which is 202 "stored":
+    the other sink holds it, so it is not "delivered" to the ERP."""
+    raw, erp = tmp_path / "raw", tmp_path / "erp"
+    server = server_factory.start("unknown-sync", (
+        '[delivery]\nmode = "sync"\n'
+        f'[[sinks]]\nname = "raw"\ntype = "files"\ndirectory = "{raw}"\naccept_unknown = true\n'
+        f'[[sinks]]\nname = "erp"\ntype = "files"\ndirectory = "{erp}"\n'
+    ))
+    with server.client() as c:
+        r = c.post(server.url_orders, json=unknown_body(), headers=server.bearer())
+        assert (r.status_code, r.json()["status"]) == (202, "stored"), r.text
+        assert len(files(raw)) == 1 and files(erp) == []
+        known = c.post(server.url_orders, json=order_body(), headers=server.bearer())
+        assert (known.status_code, known.json()["status"]) == (200, "delivered")
+    shown = cli(server, "events", "show", r.json()["eventId"])
+    assert {d["sink"]: d["status"] for d in shown["deliveries"]} == {"raw": "delivered", "erp": "unrecognised"}
