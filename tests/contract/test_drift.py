@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from tcwebhook.contract import drift
 from tcwebhook.contract.drift import MAX_DETAIL, MAX_FINDINGS, Finding
 from tcwebhook.contract.parse import parse_webhook
 
@@ -58,3 +60,23 @@ class TestFindings:
                               "application/json").drift
         assert len(found) == MAX_FINDINGS
         assert all(len(f.detail) <= MAX_DETAIL for f in found)
+
+
+class TestLazy:
+    """The walk runs when the findings are first asked for, once: a duplicate never asks."""
+
+    def test_walked_once_on_first_use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        walks: list[str] = []
+        real = drift.find_drift
+
+        def counted(envelope: object, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
+            walks.append(event_name)
+            return real(envelope, event_name, event_keys)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(drift, "find_drift", counted)
+        body = {"eventName": "OrderLinesTeleportedByBuyer", "orderEvent": {"orderId": "o"}}
+        parsed = parse_webhook("orders", orjson.dumps(body), "application/json")
+        assert walks == []
+        assert parsed.drift == (Finding("event_name", "OrderLinesTeleportedByBuyer"),)
+        assert parsed.drift == parsed.drift
+        assert walks == ["OrderLinesTeleportedByBuyer"]

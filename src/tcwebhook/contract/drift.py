@@ -91,6 +91,29 @@ def find_drift(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]
     return found
 
 
+class LazyDrift:
+    """The findings of one typed body, found on first call and kept.
+
+    A duplicate's findings are never used (drift is counted for stored events only), so the
+    receiver hands this on and the inbox calls it in the transaction that stores the event.
+    Two threads calling at once both walk and get equal findings: harmless, so no lock.
+    """
+
+    __slots__ = ("_envelope", "_event_keys", "_event_name", "_found")
+
+    def __init__(self, envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> None:
+        self._envelope = envelope
+        self._event_name = event_name
+        self._event_keys = event_keys
+        self._found: tuple[Finding, ...] | None = None
+
+    def __call__(self) -> tuple[Finding, ...]:
+        found = self._found
+        if found is None:
+            found = self._found = find_drift(self._envelope, self._event_name, self._event_keys)
+        return found
+
+
 def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
     found: dict[Finding, None] = {}
     if kind_of_name(event_name) is None:
@@ -105,28 +128,32 @@ def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> 
 
 
 def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool = False) -> None:
-    extra = model.model_extra
+    # ``__pydantic_extra__`` and ``__pydantic_fields_set__`` are the documented attributes behind
+    # ``model_extra`` and ``model_fields_set``, read without those properties' call per model.
+    extra = model.__pydantic_extra__
     if extra and not top:
         for key in extra:
             found[Finding("field", f"{path}.{key}")] = None
     plan = _plan(type(model))
-    # Only the fields the body set: most of a model's declared fields are absent from any one body.
-    for name in model.model_fields_set:
-        wire = plan.models.get(name)
-        if wire is not None:
-            value = getattr(model, name)
-            if value is None:
-                continue
-            where = f"{path}.{wire}" if path else wire
-            if isinstance(value, list):
-                for item in value:
-                    if isinstance(item, BaseModel):
-                        _walk(item, where + "[]", found)
-            elif isinstance(value, BaseModel):
-                _walk(value, where, found)
+    # Only the few fields that can hold drift (models, open enums), and of those only the ones the
+    # body set: most of a model's fields are plain values, most of its declared fields absent.
+    fields_set = model.__pydantic_fields_set__
+    for name, wire in plan.models.items():
+        if name not in fields_set:
             continue
-        enum = plan.enums.get(name)
-        if enum is not None:
-            value = getattr(model, name)
-            if value is not None and value not in enum[1]:
-                found[Finding("enum_value", f"{path}.{enum[0]}={value}" if path else f"{enum[0]}={value}")] = None
+        value = getattr(model, name)
+        if value is None:
+            continue
+        where = f"{path}.{wire}" if path else wire
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _walk(item, where + "[]", found)
+        elif isinstance(value, BaseModel):
+            _walk(value, where, found)
+    for name, (wire, known) in plan.enums.items():
+        if name not in fields_set:
+            continue
+        value = getattr(model, name)
+        if value is not None and value not in known:
+            found[Finding("enum_value", f"{path}.{wire}={value}" if path else f"{wire}={value}")] = None
