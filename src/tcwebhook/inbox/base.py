@@ -371,6 +371,9 @@ class DeliveryQueue(Protocol):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Record the attempt and settle the delivery; False when the claim was no longer held."""
 
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        """``finish`` for each, all in one transaction (a dispatcher's batch); held, in order."""
+
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
 
     async def trace_context(self, seq: int) -> str | None:

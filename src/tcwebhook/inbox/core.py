@@ -235,6 +235,11 @@ class SqlInbox(ABC):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
 
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        if not settles:
+            return []
+        return await self._write(_at_run(delivery.finish_many, settles=tuple(settles)))
+
     # -- audit log -------------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry, detail: str) -> int:

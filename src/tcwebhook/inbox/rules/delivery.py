@@ -319,6 +319,13 @@ async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> boo
     return True
 
 
+async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], now: float) -> list[bool]:
+    """``finish`` for each of a dispatcher's batch, in one transaction: one commit (one fsync or
+    WAL flush) settles them all. A batch holds at most one delivery of each (sink, key), the
+    heads the claim took, so the order within it does not matter for per-key FIFO."""
+    return [await finish(tx, claim, result, now) for claim, result in settles]
+
+
 async def extend_leases(tx: Tx, claims: Sequence[Claim], lease: float, now: float) -> None:
     await tx.many(
         "UPDATE deliveries SET claim_expires = ? WHERE seq = ? AND sink = ? AND claim_owner = ?",
