@@ -8,6 +8,13 @@ killed) lets any dispatcher claim the delivery again: at-least-once, never lost.
 is retried after an exponential, jittered, capped delay until the give-up rule dead-letters it;
 every attempt is recorded.
 
+A sink that takes batches (``BatchSink``: the files sink) gets the deliveries of one claim
+together, and their outcomes are settled in one transaction once it has returned: a crash before
+that commit leaves them claimed, and their leases run out (at-least-once). A claim takes only the
+head of each (sink, key), so a batch never holds two events of one key. While the event loop is
+saturated the dispatcher pauses after each claim, in proportion to the loop time its own work
+took, so that requests keep at least three quarters of it (``LOOP_SHARE``).
+
 Synchronous delivery (``deliver_now``, ``[delivery] mode = "sync"``): the request that stored an
 event runs the sinks before it answers. New deliveries are held (``hold_new``) so the background
 loop leaves them to the request. A transient failure is not retried by us: the delivery stays

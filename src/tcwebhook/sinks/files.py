@@ -8,7 +8,8 @@ percent-encoded) so a name splits on ``_`` into exactly five parts::
     <received at, UTC>      <seq>     <event name>                 <order/shipment number>
 
 Writes are atomic: a hidden temp file (``.<name>.<random>.tmp``) in the same folder is
-written, fsync'd and renamed over the final name, then the folder is fsync'd. The importer
+written, fsync'd and renamed over the final name, then the folder is fsync'd (once for a whole
+batch from the dispatcher, ``deliver_batch``, before any of it counts as delivered). The importer
 therefore never sees a partial file, and should skip names starting with ``.``. The name
 depends only on the event, so a redelivery overwrites the same file instead of adding one.
 """
