@@ -173,7 +173,7 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
         self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
-        if self._inbox.retention() is not None:
+        if self._inbox.retention() is not None or self._inbox.audit_retention() is not None:
             self._retention_task = asyncio.create_task(self._retention(), name="tcwebhook-retention")
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
@@ -321,24 +321,37 @@ class Dispatcher:
                 log.warning("lease_renewal_failed", error=str(exc), count=len(claims))
 
     async def _retention(self) -> None:
-        """Delete events settled longer than ``[store] retention`` ago, in small batches."""
-        retention = self._inbox.retention()
-        assert retention is not None
-        interval = min(max(retention / 10.0, 1.0), RETENTION_INTERVAL)
+        """Delete events settled longer than ``[store] retention`` ago, in small batches, and audit
+        entries older than ``[store] audit_retention``."""
+        retention, audit_retention = self._inbox.retention(), self._inbox.audit_retention()
+        spans = [span for span in (retention, audit_retention) if span is not None]
+        interval = min(max(min(spans) / 10.0, 1.0), RETENTION_INTERVAL)
         while True:
-            pruned = 0
-            try:
-                while True:
-                    count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
-                    pruned += count
-                    if count < RETENTION_BATCH:
-                        break
-                    await asyncio.sleep(0)  # let receiving and delivery in between batches
-            except StoreError as exc:
-                log.warning("retention_failed", error=str(exc))
-            if pruned:
-                log.info("retention_pruned", events=pruned, older_than_seconds=retention)
+            if retention is not None:
+                await self._prune(retention)
+            if audit_retention is not None:
+                try:
+                    expired = await self._inbox.expire_audit(time.time() - audit_retention)
+                except StoreError as exc:
+                    log.warning("audit_retention_failed", error=str(exc))
+                else:
+                    if expired:
+                        log.info("audit_expired", entries=expired, older_than_seconds=audit_retention)
             await asyncio.sleep(interval)
+
+    async def _prune(self, retention: float) -> None:
+        pruned = 0
+        try:
+            while True:
+                count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
+                pruned += count
+                if count < RETENTION_BATCH:
+                    break
+                await asyncio.sleep(0)  # let receiving and delivery in between batches
+        except StoreError as exc:
+            log.warning("retention_failed", error=str(exc))
+        if pruned:
+            log.info("retention_pruned", events=pruned, older_than_seconds=retention)
 
     # -- one attempt ---------------------------------------------------------------------------
 

@@ -404,6 +404,12 @@ class DeliveryQueue(Protocol):
         seconds), with their deliveries and attempts; never a pending, dead or only stored one.
         Returns how many were deleted: call again while it returns ``limit``."""
 
+    def audit_retention(self) -> float | None:
+        """``[store] audit_retention`` in seconds: the dispatcher expires older audit entries."""
+
+    async def expire_audit(self, before: float) -> int:
+        """Delete audit entries older than ``before``, keeping the chain verifiable from its anchor."""
+
 
 @dataclass(frozen=True, slots=True)
 class DriftRecord:

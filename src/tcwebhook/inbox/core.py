@@ -106,6 +106,9 @@ class SqlInbox(ABC):
     def retention(self) -> float | None:
         return self._settings.retention
 
+    def audit_retention(self) -> float | None:
+        return self._settings.audit_retention
+
     @property
     def sinks(self) -> tuple[str, ...]:
         """The sink names new events get a delivery for."""
