@@ -221,8 +221,10 @@ class StoreSettings(_Section):
     statement_timeout: float = Field(default=10.0, gt=0)
     # Delivered events older than this are deleted by the dispatcher (``db prune``); None keeps all.
     retention: float | None = Field(default=None, gt=0)
+    # Audit entries older than this are expired by the dispatcher (the chain stays verifiable).
+    audit_retention: float | None = Field(default=None, gt=0)
 
-    @field_validator("retention", mode="before")
+    @field_validator("retention", "audit_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value

@@ -9,7 +9,8 @@ so a new field counts once per body, not once per line.
 The walk visits each model of the typed body once and reads only what it already holds; the
 per-class plan (which fields are models, lists of models, open enums, numbers) is built once per
 class. A number sent as JSON text (``"quantity": "10"``) is validated as before and marked where
-it is validated (``TextNumber``); the walk looks at the number fields only when a body had one.
+it is validated (``TextNumber``); the walk looks at the number fields only when a body had one
+(``LazyDrift`` takes that note at parse time: the walk itself may run later, in another task).
 """
 
 from __future__ import annotations
@@ -45,9 +46,18 @@ class TextNumber(Decimal):
 # Set when a body being validated had a number as text: only then does the walk look at numbers.
 _TEXT_NUMBERS: ContextVar[bool] = ContextVar("tcwebhook_text_numbers", default=False)
 
+
 def _from_text(value: Decimal) -> Decimal:
     _TEXT_NUMBERS.set(True)
     return TextNumber(value)
+
+
+def take_text_numbers() -> bool:
+    """Whether a number came as text since the last call (validation in this context sets it)."""
+    if not _TEXT_NUMBERS.get():
+        return False
+    _TEXT_NUMBERS.set(False)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +135,46 @@ MAX_FINDINGS = 50
 MAX_DETAIL = 200
 
 
-def find_drift(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
+def find_drift(
+    envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], *, numbers: bool | None = None
+) -> tuple[Finding, ...]:
     """Everything in ``envelope`` the models and name lists do not know, each finding once
-    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters)."""
-    found = _find(envelope, event_name, event_keys)
+    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters). ``numbers``: whether to
+    look for numbers sent as text (default: whether validating in this context met one)."""
+    found = _find(envelope, event_name, event_keys, take_text_numbers() if numbers is None else numbers)
     if len(found) > MAX_FINDINGS or any(len(f.detail) > MAX_DETAIL for f in found):
         found = tuple(Finding(f.what, f.detail[:MAX_DETAIL]) for f in found[:MAX_FINDINGS])
     return found
 
 
-def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
+class LazyDrift:
+    """The findings of one typed body, found on first call and kept.
+
+    A duplicate's findings are never used (drift is counted for stored events only), so the
+    receiver hands this on and the inbox calls it in the transaction that stores the event.
+    Two threads calling at once both walk and get equal findings: harmless, so no lock.
+    """
+
+    __slots__ = ("_envelope", "_event_keys", "_event_name", "_found", "_numbers")
+
+    def __init__(self, envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> None:
+        self._envelope = envelope
+        self._event_name = event_name
+        self._event_keys = event_keys
+        # Made right after validating the body, in its context: the note of numbers as text is taken now.
+        self._numbers = take_text_numbers()
+        self._found: tuple[Finding, ...] | None = None
+
+    def __call__(self) -> tuple[Finding, ...]:
+        found = self._found
+        if found is None:
+            found = self._found = find_drift(
+                self._envelope, self._event_name, self._event_keys, numbers=self._numbers
+            )
+        return found
+
+
+def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], numbers: bool) -> tuple[Finding, ...]:
     found: dict[Finding, None] = {}
     if kind_of_name(event_name) is None:
         found[Finding("event_name", event_name)] = None
@@ -143,41 +183,41 @@ def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> 
         # An unknown top-level object beside eventName may be an event object added after us.
         what: What = "event_key" if isinstance(value, dict) and key not in event_keys else "field"
         found[Finding(what, key)] = None
-    numbers = _TEXT_NUMBERS.get()
-    if numbers:
-        _TEXT_NUMBERS.set(False)
     _walk(envelope, "", found, numbers, top=True)
     return tuple(found)
 
 
 def _walk(model: BaseModel, path: str, found: dict[Finding, None], numbers: bool, *, top: bool = False) -> None:
-    extra = model.model_extra
+    # ``__pydantic_extra__`` and ``__pydantic_fields_set__`` are the documented attributes behind
+    # ``model_extra`` and ``model_fields_set``, read without those properties' call per model.
+    extra = model.__pydantic_extra__
     if extra and not top:
         for key in extra:
             found[Finding("field", f"{path}.{key}")] = None
     plan = _plan(type(model))
-    # Only the fields the body set: most of a model's declared fields are absent from any one body.
-    for name in model.model_fields_set:
-        wire = plan.models.get(name)
-        if wire is not None:
-            value = getattr(model, name)
-            if value is None:
-                continue
-            where = f"{path}.{wire}" if path else wire
-            if isinstance(value, list):
-                for item in value:
-                    if isinstance(item, BaseModel):
-                        _walk(item, where + "[]", found, numbers)
-            elif isinstance(value, BaseModel):
-                _walk(value, where, found, numbers)
+    # Only the few fields that can hold drift (models, open enums), and of those only the ones the
+    # body set: most of a model's fields are plain values, most of its declared fields absent.
+    fields_set = model.__pydantic_fields_set__
+    for name, wire in plan.models.items():
+        if name not in fields_set:
             continue
-        enum = plan.enums.get(name)
-        if enum is not None:
-            value = getattr(model, name)
-            if value is not None and value not in enum[1]:
-                found[Finding("enum_value", f"{path}.{enum[0]}={value}" if path else f"{enum[0]}={value}")] = None
+        value = getattr(model, name)
+        if value is None:
             continue
-        if numbers:
-            number = plan.numbers.get(name)
-            if number is not None and type(getattr(model, name)) is TextNumber:
-                found[Finding("number_as_text", f"{path}.{number}" if path else number)] = None
+        where = f"{path}.{wire}" if path else wire
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _walk(item, where + "[]", found, numbers)
+        elif isinstance(value, BaseModel):
+            _walk(value, where, found, numbers)
+    for name, (wire, known) in plan.enums.items():
+        if name not in fields_set:
+            continue
+        value = getattr(model, name)
+        if value is not None and value not in known:
+            found[Finding("enum_value", f"{path}.{wire}={value}" if path else f"{wire}={value}")] = None
+    if numbers:
+        for name, wire in plan.numbers.items():
+            if name in fields_set and type(getattr(model, name)) is TextNumber:
+                found[Finding("number_as_text", f"{path}.{wire}" if path else wire)] = None

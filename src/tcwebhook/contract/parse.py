@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tcwebhook.contract.drift import Finding, find_drift
+from tcwebhook.contract.drift import Finding, LazyDrift
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.models import (
     ENVELOPES,
@@ -91,8 +91,13 @@ class ParsedWebhook:
     # ``UnknownWebhook``); the facts
     # above are what identifies a webhook, so two parses of one body compare equal.
     envelope: Envelope = field(repr=False, compare=False)
-    # What the models did not know (new fields, enum values, event names, event keys, numbers as text).
-    drift: tuple[Finding, ...] = field(default=(), compare=False)
+    # What the models did not know (new fields, enum values, event names, event keys, numbers as
+    # text), found when first asked for: a duplicate never is.
+    findings: LazyDrift | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def drift(self) -> tuple[Finding, ...]:
+        return () if self.findings is None else self.findings()
 
     @property
     def event(self) -> EventObject:
@@ -374,7 +379,7 @@ def _summarize(envelope: OrderWebhook | ShipmentWebhook, body: bytes) -> ParsedW
         dedupe_key=dedupe_key,
         routing_key=routing_key(kind, order_id=order_id, shipment_id=shipment_id),
         envelope=envelope,
-        drift=find_drift(envelope, envelope.event_name, _EVENT_KEYS),
+        findings=LazyDrift(envelope, envelope.event_name, _EVENT_KEYS),
     )
 
 
@@ -397,7 +402,7 @@ def _summarize_unknown(envelope: UnknownWebhook, body: bytes) -> ParsedWebhook:
         dedupe_key=message_id or "sha256:" + hashlib.sha256(body).hexdigest(),
         routing_key=None,
         envelope=envelope,
-        drift=find_drift(envelope, envelope.event_name, _EVENT_KEYS),
+        findings=LazyDrift(envelope, envelope.event_name, _EVENT_KEYS),
     )
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache, partial
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tcwebhook.audit import AuditStore
@@ -93,18 +94,29 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
-    # What the event writes to the order book (from the receiver's parse); None: nothing.
-    book: BookWrite | str | None = field(default=BOOK_FROM_BODY, compare=False, repr=False)
+    # What the event writes to the order book (from the receiver's parse, worked out when the
+    # event is stored: a duplicate never needs it); None: nothing.
+    book: BookWrite | str | Callable[[], BookWrite | None] | None = field(
+        default=BOOK_FROM_BODY, compare=False, repr=False
+    )
 
     def book_write(self) -> BookWrite | None:
         """The order-book write stored with this event (read from the body unless given)."""
+        if callable(self.book):
+            return self.book()
         if not isinstance(self.book, str):
             return self.book
         from tcwebhook.orderbook.updates import write_of_body
 
         return write_of_body(self.kind, self.content_type, self.body)
     trace_context: str | None = None  # W3C traceparent of the request that stored it (tracing on)
-    drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
+    # What the models did not know, recorded with the event; a callable (the receiver's lazy
+    # walk) is called only when the event is stored, not for a duplicate.
+    drift: tuple[Finding, ...] | Callable[[], tuple[Finding, ...]] = field(default=(), compare=False)
+
+    def findings(self) -> tuple[Finding, ...]:
+        """What the models did not know about this event (``drift``, worked out if need be)."""
+        return self.drift if isinstance(self.drift, tuple) else self.drift()
 
     @classmethod
     def from_parsed(
@@ -127,8 +139,8 @@ class NewEvent:
             message_id=parsed.message_id,
             last_updated_at=parsed.last_updated_at,
             headers=headers,
-            book=write_of_envelope(parsed.kind, parsed.envelope),
-            drift=parsed.drift,
+            book=cache(partial(write_of_envelope, parsed.kind, parsed.envelope)),
+            drift=parsed.drift if parsed.findings is None else parsed.findings,
         )
 
 
@@ -366,6 +378,9 @@ class DeliveryQueue(Protocol):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Record the attempt and settle the delivery; False when the claim was no longer held."""
 
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        """``finish`` for each, all in one transaction (a dispatcher's batch); held, in order."""
+
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
 
     async def trace_context(self, seq: int) -> str | None:
@@ -398,6 +413,12 @@ class DeliveryQueue(Protocol):
         """Delete up to ``limit`` events delivered (or superseded) before ``before`` (epoch
         seconds), with their deliveries and attempts; never a pending, dead or only stored one.
         Returns how many were deleted: call again while it returns ``limit``."""
+
+    def audit_retention(self) -> float | None:
+        """``[store] audit_retention`` in seconds: the dispatcher expires older audit entries."""
+
+    async def expire_audit(self, before: float) -> int:
+        """Delete audit entries older than ``before``, keeping the chain verifiable from its anchor."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,9 @@ class SqlInbox(ABC):
     def retention(self) -> float | None:
         return self._settings.retention
 
+    def audit_retention(self) -> float | None:
+        return self._settings.audit_retention
+
     @property
     def sinks(self) -> tuple[str, ...]:
         """The sink names new events get a delivery for."""
@@ -234,6 +237,11 @@ class SqlInbox(ABC):
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
+
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        if not settles:
+            return []
+        return await self._write(_at_run(delivery.finish_many, settles=tuple(settles)))
 
     # -- audit log -------------------------------------------------------------------------------
 

@@ -350,8 +350,10 @@ class Receiver:
             "duplicate": result.duplicate,
         }
         self.metrics.count_event(kind, "duplicate" if result.duplicate else "stored")
-        if parsed.drift and not result.duplicate:
-            self.metrics.count_drift(parsed.drift)
+        if not result.duplicate:
+            drift = parsed.drift  # found while storing; a duplicate's is never worked out
+            if drift:
+                self.metrics.count_drift(drift)
         return await self._acknowledge(result, send, state, unknown=parsed.kind is EventKind.UNKNOWN)
 
     async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange, *, unknown: bool = False) -> int:
