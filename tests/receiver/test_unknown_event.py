@@ -52,6 +52,7 @@ def site(server_factory: ServerFactory, tmp_path: Path) -> tuple[RunningServer, 
 
 
 class TestUnknownEventObject:
+    @pytest.mark.slow  # about 35 s: a server, a replay and a dozen CLI runs
     def test_stored_held_and_delivered_where_accepted(self, site: tuple[RunningServer, Path, Path]) -> None:
         server, raw, erp = site
         body = unknown_body()
