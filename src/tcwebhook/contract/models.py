@@ -60,7 +60,7 @@ def _number_out(value: Decimal, info: SerializationInfo) -> int | Decimal | floa
         return int(value)  # 100, also for 100.0 and 1E+2: quantities are counted in whole units
     if info.mode_is_json():
         return float(value)
-    return Decimal(value) if type(value) is TextNumber else value  # the mark stays inside
+    return Decimal(value) if type(value) is TextNumber else value  # the mark is for the report only
 
 
 # Far beyond any quantity or price; int() of 1E+400000000 (a whole number, written back as an int)

@@ -88,8 +88,8 @@ class ParsedWebhook:
     dedupe_key: str  # message id, else "sha256:<hex of the raw body>"
     routing_key: str | None  # per-key FIFO key, see kinds.routing_key
     # The typed body (``OrderWebhook``, ``ShipmentWebhook``, ``FetchNotification`` or
-    # ``UnknownWebhook``); the facts
-    # above are what identifies a webhook, so two parses of one body compare equal.
+    # ``UnknownWebhook``); the facts above are what identifies a webhook, so two parses of one
+    # body compare equal.
     envelope: Envelope = field(repr=False, compare=False)
     # What the models did not know (new fields, enum values, event names, event keys, numbers as
     # text), found when first asked for: a duplicate never is.
