@@ -9,7 +9,12 @@ each on a fresh store; the median of the rounds is reported. The difference per 
 book's cost; it is compared with the stored-event cost of the same run and with the end-to-end
 stored-event cost of ``docs/performance.md`` (HTTPS in, store, 202 out).
 
-Run: ``.venv/bin/python bench/orderbook.py [--events 4000] [--rounds 3] [--no-postgres]``.
+The collector is tuned as ``tcwebhook serve`` tunes it (``transport.server.tune_gc``: the heap
+frozen, a large young threshold) once the events are built, unless ``--default-gc``: with
+CPython's defaults every full collection walks the benchmark's own thousands of parsed events,
+which a receiver never holds, and charges that walk to whichever variant allocates more.
+
+Run: ``.venv/bin/python bench/orderbook.py [--events 4000] [--rounds 3] [--no-postgres] [--default-gc]``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tcwebhook.config import StoreSettings
 from tcwebhook.contract.parse import ParsedWebhook, parse_webhook
 from tcwebhook.inbox import Inbox, NewEvent, SqliteInbox
 from tcwebhook.orderbook.updates import write_of_envelope
+from tcwebhook.transport.server import tune_gc
 
 CONCURRENCY = 64
 Make = Callable[[ParsedWebhook, bytes], NewEvent]
@@ -132,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
     args = parser.parse_args(argv)
     events = _bodies(args.events, args.orders)
+    if not args.default_gc:
+        tune_gc()
     lines = len(events[0][0].envelope.event.lines or ())  # type: ignore[union-attr]
     print(f"{args.events} events over {args.orders} orders, {lines} lines each, {len(events[0][1])} bytes",
           file=sys.stderr)

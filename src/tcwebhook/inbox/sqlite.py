@@ -136,6 +136,7 @@ class SqliteInbox(SqlInbox):
     """``Inbox`` on one SQLite file."""
 
     engine = "sqlite"
+    dialect = SQLITE
 
     def __init__(
         self,
