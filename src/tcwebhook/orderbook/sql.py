@@ -20,8 +20,12 @@ a write needs no read first and applying it twice changes nothing:
 A full order fetched while delivering (enrichment, a resolved GET trigger) is no stored event:
 its data is kept in ``book_fetches`` and referenced from there.
 
-The SQL is in the neutral form of ``inbox.dialect``; the tables are ``inbox.schema`` version 5,
-the rules running these statements ``inbox.rules.book``.
+On PostgreSQL a stored event's header and lines are written by the statement that inserts the
+event (``with_event``, one statement per event instead of three); SQLite, which has no writes
+inside ``WITH`` and runs in this process, runs the statements one by one.
+
+The SQL is in the neutral form of ``inbox.dialect``; the tables are ``inbox.schema`` version 9,
+the rules running these statements ``inbox.rules.book`` and ``inbox.rules.intake``.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ _HEADER_MERGE = (
     " header_fetch = excluded.header_fetch, updated_at = excluded.updated_at"
     " WHERE excluded.header_stamp >= book_entries.header_stamp"
 )
-_HEADER = f"{_ENTRY_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?){_HEADER_MERGE}"
+HEADER = f"{_ENTRY_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?){_HEADER_MERGE}"
 # Documents never carry a header of their own: they only create the entry when it is new.
 _DOCUMENTS_HEADER = (
     "INSERT INTO book_entries (key, kind, object_id, number, status, last_updated_at, header_stamp,"
@@ -74,7 +78,7 @@ _LINE_MERGE = (
     " ON CONFLICT (key, line_key) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq,"
     " fetch_id = excluded.fetch_id WHERE excluded.stamp >= book_lines.stamp"
 )
-_LINE = f"INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id) VALUES (?, ?, ?, ?, ?){_LINE_MERGE}"  # noqa: S608
+LINE = f"INSERT INTO book_lines (key, line_key, stamp, seq, fetch_id) VALUES (?, ?, ?, ?, ?){_LINE_MERGE}"  # noqa: S608
 
 
 def with_event(insert_event: str) -> str:
@@ -200,6 +204,11 @@ class BookWrite:
             now, self.key, orjson.dumps(stamps).decode(),
         )
 
+    def header_params(self, seq: int | None, fetch_id: str | None, now: float) -> tuple[Any, ...]:
+        """``HEADER``'s parameters: the header is held by stored event ``seq`` or fetch ``fetch_id``."""
+        return (self.key, self.kind, self.object_id, self.number, self.status, self.last_updated_at,
+                self.header_stamp, seq, fetch_id, now)
+
     def statements(self, event: BookEvent, now: float, fetch_id: str | None = None) -> list[Statement]:
         """The statements that apply this write for ``event`` (its ``seq`` set), in order.
 
@@ -214,13 +223,12 @@ class BookWrite:
             out.append(Statement(_DOCUMENTS_HEADER, (self.key, self.kind, self.object_id, self.number, LOWEST,
                                                      seq, now)))
         else:
-            out.append(Statement(_HEADER, (self.key, self.kind, self.object_id, self.number, self.status,
-                                           self.last_updated_at, self.header_stamp, seq, fetch_id, now)))
+            out.append(Statement(HEADER, self.header_params(seq, fetch_id, now)))
         if self.source == "fetch" and self.kind == "order":
             out.append(Statement(_CLEAR_LINES, (self.key, self.key, self.header_stamp)))
             out.append(Statement(_FETCHED_COUNT, (len(self.lines), self.key)))
         if self.lines:
-            out.append(Statement(_LINE, (), tuple((self.key, k, st, seq, fetch_id) for k, st in self.lines)))
+            out.append(Statement(LINE, (), tuple((self.key, k, st, seq, fetch_id) for k, st in self.lines)))
         if self.documents:
             out.append(Statement(_DOCUMENT, (), tuple((self.key, d, event.seq, d) for d in self.documents)))
         return out

@@ -68,7 +68,11 @@ OnStored = Callable[[Tx, int, NewEvent], Awaitable[None]]
 async def keep_book(tx: Tx, seq: int, event: NewEvent) -> None:
     """The order book follows every stored event (``rules.book``)."""
     write = event.book_write()
-    if write is not None:
+    if write is None:
+        return
+    if write.folds:
+        await book.apply_stored(tx, write, seq)
+    else:
         # The stored event is the reference: its id and name are the events table's.
         await book.apply(tx, write, BookEvent("", event.event_name, write.last_updated_at, write.source, seq))
 
