@@ -5,7 +5,8 @@ changing, inserting or deleting a row breaks the chain from that row on, and ``v
 the first entry that does not hold. Entries are appended in the store's own transaction (one
 writer at a time: SQLite's write lock, an advisory lock on PostgreSQL), so two processes never
 fork the chain. ``expire_audit`` deletes the oldest entries and keeps the hash of the last one
-deleted as the chain's new start; no setting calls it yet, so entries are kept for ever.
+deleted as the chain's new start; the dispatcher calls it for ``[store] audit_retention``
+(unset: entries are kept for ever).
 
 Secrets never enter an entry: callers pass names, ids and counts, and ``detail`` is scrubbed of
 the configured secrets before it is hashed.

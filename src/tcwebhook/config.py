@@ -221,8 +221,10 @@ class StoreSettings(_Section):
     statement_timeout: float = Field(default=10.0, gt=0)
     # Delivered events older than this are deleted by the dispatcher (``db prune``); None keeps all.
     retention: float | None = Field(default=None, gt=0)
+    # Audit entries older than this are expired by the dispatcher (the chain stays verifiable).
+    audit_retention: float | None = Field(default=None, gt=0)
 
-    @field_validator("retention", mode="before")
+    @field_validator("retention", "audit_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
@@ -295,6 +297,9 @@ class _SinkSection(_Section):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     events: tuple[str, ...] = ()  # event kinds or event-name globs; empty = all
+    # Events of kind "unknown" (an event object this version does not know) go to this sink too,
+    # whatever ``events`` says; without it they are held as "unrecognised" until a replay.
+    accept_unknown: bool = False
     # Tradecloud API extras (need [tradecloud] credentials)
     enrich: bool = False
     documents: bool = False
@@ -350,6 +355,11 @@ class _SinkSection(_Section):
         if self.csv_delimiter == self.csv_decimal:
             raise ValueError(
                 f"sink {self.name!r}: csv_delimiter and csv_decimal must differ (use csv_delimiter = \";\")"
+            )
+        if self.accept_unknown and self.payload == "order":
+            raise ValueError(
+                f"sink {self.name!r}: accept_unknown = true needs payload = \"event\" (an unknown event "
+                "belongs to no order or shipment in the order book)"
             )
         if self.csv_delimiter in ('"', "\r", "\n"):
             raise ValueError(f"sink {self.name!r}: csv_delimiter cannot be a quote or a line break")

@@ -147,7 +147,8 @@ class Service:
             self._resources.push_async_callback(inbox.close)
             self.metrics = ServiceMetrics(self.registry, inbox, [sink.name for sink in sinks])
             dispatcher = Dispatcher(
-                inbox, sinks, s.delivery, on_delivered=self.metrics.delivered, tracing=self.tracing
+                inbox, sinks, s.delivery, on_delivered=self.metrics.delivered, tracing=self.tracing,
+                accept_unknown=[c.name for c in s.sinks if c.accept_unknown],
             )
             await dispatcher.start()
             self._dispatcher = dispatcher

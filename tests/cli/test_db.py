@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import typer
 from tests.support.polling import eventually_async
 from typer.testing import CliRunner
 
-from tcwebhook.audit import AuditEntry, AuditLog
+from tcwebhook.audit import AuditEntry, AuditLog, verify
 from tcwebhook.cli import db
 from tcwebhook.config import StoreSettings, load_settings
 from tcwebhook.contract.kinds import EventKind
@@ -135,11 +135,12 @@ async def settle(inbox: Inbox, status: DeliveryStatus, *, limit: int = 100) -> l
     return [c.event.event_id for c in claims]
 
 
-def backdate(url: str, seconds: float) -> None:
-    """Make everything in the store ``seconds`` older, as if it had happened then."""
+def backdate(url: str, seconds: float, table: str | None = None, column: str | None = None) -> None:
+    """Make everything in the store (or one table's time column) ``seconds`` older, as if it had
+    happened then."""
     statements = (
-        "UPDATE events SET received_at = received_at - {s}",
-        "UPDATE deliveries SET updated_at = updated_at - {s}",
+        (f"UPDATE {table} SET {column} = {column} - {{s}}",) if table else
+        ("UPDATE events SET received_at = received_at - {s}", "UPDATE deliveries SET updated_at = updated_at - {s}")
     )
     if url.startswith("postgresql://"):
         with psycopg.connect(url, autocommit=True) as conn:
@@ -241,50 +242,79 @@ class TestPrune:
         assert bad.exit_code == 2
 
 
+class _Nothing:
+    name = "erp"
+
+    def accepts(self, event: object) -> bool:
+        return True
+
+    async def deliver(self, event: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def _open(store_url: str, settings: StoreSettings) -> Inbox:
+    inbox: Inbox
+    if store_url.startswith("postgresql://"):
+        inbox = PostgresInbox(store_url, settings, sinks=("erp",))
+    else:
+        inbox = SqliteInbox(store_url, settings, sinks=("erp",))
+    await inbox.open()
+    return inbox
+
+
+async def _until(inbox: Inbox, done: Callable[[], Awaitable[bool]]) -> None:
+    """Run a dispatcher until ``done`` holds (or ten seconds pass: the caller's assertion says what is left)."""
+    dispatcher = Dispatcher(inbox, [_Nothing()], load_settings().delivery)  # type: ignore[list-item]
+    await dispatcher.start()
+    try:
+        with contextlib.suppress(AssertionError):
+            await eventually_async(done, 10)
+    finally:
+        await dispatcher.stop()
+
+
 class TestRetention:
-    """``[store] retention`` makes the dispatcher prune on its own."""
-
-    async def _run(self, inbox: Inbox, url: str) -> None:
-        ids = [(await inbox.store(event(i))).event_id for i in range(4)]
-        await settle(inbox, DeliveryStatus.DELIVERED)
-        backdate(url, 3 * 3600)
-
-        class Nothing:
-            name = "erp"
-
-            def accepts(self, event: object) -> bool:
-                return True
-
-            async def deliver(self, event: object) -> None:
-                return None
-
-            async def close(self) -> None:
-                return None
-
-        dispatcher = Dispatcher(inbox, [Nothing()], load_settings().delivery)  # type: ignore[list-item]
-        await dispatcher.start()
-        try:
-            async def pruned() -> bool:
-                return not (await inbox.describe()).rows["events"]
-
-            with contextlib.suppress(AssertionError):  # the assertion below says what is left
-                await eventually_async(pruned, 10)
-        finally:
-            await dispatcher.stop()
-        assert (await inbox.describe()).rows["events"] == 0, ids
+    """``[store] retention`` and ``audit_retention`` make the dispatcher prune on its own."""
 
     @pytest.mark.anyio
     @pytest.mark.parametrize("anyio_backend", ["asyncio"])
     async def test_dispatcher_prunes(self, store_url: str, anyio_backend: str) -> None:
-        settings = StoreSettings(retention="1h")
-        inbox: Inbox
-        if store_url.startswith("postgresql://"):
-            inbox = PostgresInbox(store_url, settings, sinks=("erp",))
-        else:
-            inbox = SqliteInbox(store_url, settings, sinks=("erp",))
-        await inbox.open()
+        inbox = await _open(store_url, StoreSettings(retention="1h"))
         try:
-            await self._run(inbox, store_url)
+            ids = [(await inbox.store(event(i))).event_id for i in range(4)]
+            await settle(inbox, DeliveryStatus.DELIVERED)
+            backdate(store_url, 3 * 3600)
+
+            async def pruned() -> bool:
+                return not (await inbox.describe()).rows["events"]
+
+            await _until(inbox, pruned)
+            assert (await inbox.describe()).rows["events"] == 0, ids
+        finally:
+            await inbox.close()
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+    async def test_dispatcher_expires_audit_entries(self, store_url: str, anyio_backend: str) -> None:
+        inbox = await _open(store_url, StoreSettings(audit_retention="1h"))
+        try:
+            log = AuditLog(inbox)
+            for i in range(3):
+                await log.record(AuditEntry(actor="olga", source="cli@host", action="db.prune", target=f"old-{i}"))
+            backdate(store_url, 3 * 3600, table="audit", column="at")
+            for i in range(2):
+                await log.record(AuditEntry(actor="olga", source="cli@host", action="db.prune", target=f"new-{i}"))
+
+            async def expired() -> bool:
+                return len(await inbox.audit_entries()) == 2
+
+            await _until(inbox, expired)
+            assert [r.target for r in await inbox.audit_entries()] == ["new-0", "new-1"]
+            report = await verify(inbox)
+            assert (report.checked, report.broken) == (2, None)
         finally:
             await inbox.close()
 

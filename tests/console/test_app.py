@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
 from tcwebhook.contract.drift import Finding
-from tcwebhook.inbox.base import EventFilter
+from tcwebhook.contract.kinds import EventKind
+from tcwebhook.inbox.base import AttemptResult, DeliveryStatus, EventFilter, NewEvent
 
 from .conftest import OPERATOR, VIEWER, ClientFactory, Seeded, csrf_of, login, order_event
 
@@ -161,6 +164,30 @@ class TestPages:
         assert "unknown field" in r.text and "orderEvent.&lt;b&gt;x&lt;/b&gt;" in r.text
         assert f'href="/events/{stored.event_id}"' in r.text
         assert (await client.get("/drift", params={"days": "x"})).status_code == 200
+
+    async def test_unrecognised_event(self, client_factory: ClientFactory, seeded: Seeded) -> None:
+        """An event of kind unknown, held: listed under its status, explained on its page, and read
+        again by the Replay button (its body an order this version knows)."""
+        body = orjson.dumps({"eventName": "OrderIssuedByBuyer", "meta": {"messageId": "m-u"},
+                             "orderEvent": {"orderId": "o-u", "buyerOrder": {"purchaseOrderNumber": "PO-U"}}})
+        stored = await seeded.inbox.store(NewEvent(kind=EventKind.UNKNOWN, event_name="OrderIssuedByBuyer",
+                                                   dedupe_key="m-u", content_type="application/json", body=body,
+                                                   book=None))
+        (claim,) = [c for c in await seeded.inbox.claim_due(owner="t", sinks=["erp"], limit=10, lease=30,
+                                                             stale_kinds=frozenset())
+                    if c.event.event_id == stored.event_id]
+        await seeded.inbox.finish(claim, AttemptResult(DeliveryStatus.UNRECOGNISED, None, time.time()))
+        client, csrf = await client_factory.logged_in(OPERATOR)
+        listed = await client.get("/events", params={"status": "unrecognised"})
+        assert stored.event_id in listed.text and seeded.dead_id not in listed.text
+        page = await client.get(f"/events/{stored.event_id}")
+        assert "kind unknown" in page.text and "pill status-unrecognised" in page.text
+        overview = await client.get("/")
+        assert "status-unrecognised" in overview.text
+        r = await client.post("/events/replay", data={"csrf_token": csrf, "event_id": stored.event_id})
+        assert r.status_code == 303
+        event = await seeded.inbox.get_event(stored.event_id)
+        assert (event.kind, event.order_id, event.status) == (EventKind.ORDER, "o-u", "pending")
 
 
 class TestActions:

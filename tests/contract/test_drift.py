@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import orjson
+import contextvars
+from decimal import Decimal
+from typing import Any, ClassVar
 
+import orjson
+import pytest
+
+from tcwebhook.contract import drift
 from tcwebhook.contract.drift import MAX_DETAIL, MAX_FINDINGS, Finding
 from tcwebhook.contract.parse import parse_webhook
+from tcwebhook.errors import InvalidBody
 
 
 def drift_of(route: str, body: dict[str, object]) -> set[Finding]:
@@ -58,3 +65,58 @@ class TestFindings:
                               "application/json").drift
         assert len(found) == MAX_FINDINGS
         assert all(len(f.detail) <= MAX_DETAIL for f in found)
+
+
+class TestLazy:
+    """The walk runs when the findings are first asked for, once: a duplicate never asks."""
+
+    def test_walked_once_on_first_use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        walks: list[str] = []
+        real = drift.find_drift
+
+        def counted(
+            envelope: object, event_name: str, event_keys: tuple[str, ...], **options: Any
+        ) -> tuple[Finding, ...]:
+            walks.append(event_name)
+            return real(envelope, event_name, event_keys, **options)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(drift, "find_drift", counted)
+        body = {"eventName": "OrderLinesTeleportedByBuyer", "orderEvent": {"orderId": "o"}}
+        parsed = parse_webhook("orders", orjson.dumps(body), "application/json")
+        assert walks == []
+        assert parsed.drift == (Finding("event_name", "OrderLinesTeleportedByBuyer"),)
+        assert parsed.drift == parsed.drift
+        assert walks == ["OrderLinesTeleportedByBuyer"]
+
+
+class TestNumbersAsText:
+    """A number sent as JSON text is the number, and is named with its generic path."""
+
+    BODY: ClassVar[dict[str, Any]] = {"eventName": "OrderIssuedByBuyer", "orderEvent": {"orderId": "o", "lines": [
+        {"id": "l1", "buyerLine": {"deliverySchedule": [{"quantity": "10"}, {"quantity": 4}],
+                                   "prices": {"netPrice": {"priceInTransactionCurrency": {"value": "1.50"}}}}},
+        {"id": "l2", "buyerLine": {"deliverySchedule": [{"quantity": "2"}]}}]}}
+
+    def test_found_once_per_path(self) -> None:
+        parsed = parse_webhook("orders", orjson.dumps(self.BODY), "application/json")
+        assert set(parsed.drift) == {
+            Finding("number_as_text", "orderEvent.lines[].buyerLine.deliverySchedule[].quantity"),
+            Finding("number_as_text", "orderEvent.lines[].buyerLine.prices.netPrice.priceInTransactionCurrency.value"),
+        }
+        line = parsed.envelope.model_dump(exclude_none=True)["orderEvent"]["lines"][0]["buyerLine"]
+        assert line["deliverySchedule"] == [{"quantity": 10}, {"quantity": 4}]
+        assert type(line["prices"]["netPrice"]["priceInTransactionCurrency"]["value"]) is Decimal
+
+    def test_walked_in_another_context(self) -> None:
+        """The store walks later, in its own task: the note is taken when the body is parsed."""
+        parsed = parse_webhook("orders", orjson.dumps(self.BODY), "application/json")
+        plain = parse_webhook("orders", orjson.dumps({"eventName": "OrderIssuedByBuyer", "orderEvent": {
+            "orderId": "o", "lines": [{"buyerLine": {"deliverySchedule": [{"quantity": 1}]}}]}}), "application/json")
+        assert len(contextvars.Context().run(lambda: parsed.drift)) == 2
+        assert contextvars.Context().run(lambda: plain.drift) == ()
+
+    def test_not_a_number_is_refused_at_the_field(self) -> None:
+        body = {"eventName": "X", "orderEvent": {"lines": [{"buyerLine": {"deliverySchedule": [{"quantity": "ten"}]}}]}}
+        with pytest.raises(InvalidBody, match=r"^orderEvent\.lines\[0\]\.buyerLine\.deliverySchedule\[0\]\.quantity: "
+                                              r"Input should be a valid decimal$"):
+            parse_webhook("orders", orjson.dumps(body), "application/json")

@@ -14,6 +14,8 @@ from referencing.jsonschema import DRAFT202012
 from tcwebhook.contract.identifiers import is_valid_id
 from tcwebhook.contract.models import OrderWebhook
 from tcwebhook.contract.openapi import build_openapi, openapi_json
+from tcwebhook.contract.parse import parse_webhook
+from tcwebhook.errors import InvalidBody
 
 ORDERS, SHIPMENTS = "/tradecloud/orders", "/tradecloud/shipments"
 
@@ -44,7 +46,8 @@ class TestDocument:
         content = post["requestBody"]["content"]
         # tXML cannot express the JSON schema (text only, no null): it is described in prose.
         assert set(content) == {"application/json"}
-        assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ShipmentWebhook"}
+        assert content["application/json"]["schema"] == {"anyOf": [
+            {"$ref": "#/components/schemas/ShipmentWebhook"}, {"$ref": "#/components/schemas/UnknownWebhook"}]}
         assert "tXML" in post["description"] and "gzip" in post["description"]
         assert "Accept-Encoding" in post["responses"]["415"]["headers"]
         responses = post["responses"]
@@ -132,6 +135,35 @@ class TestSchemaMatchesValidation:
         except ValidationError:
             model_ok = False
         assert (schema_ok, model_ok) == (ok, ok)
+
+    @pytest.mark.parametrize(
+        ("body", "ok"),
+        [
+            ({"eventName": "X", "meta": {}, "orderTeleportEvent": {}}, True),
+            ({"eventName": "X", "meta": {"messageId": 5}, "newEvent": {"a": 1}, "note": "text"}, True),
+            ({"eventName": "X", "newEvent": {}}, False),  # no meta: no envelope
+            ({"eventName": "X", "meta": "m-1", "newEvent": {}}, False),  # meta of another shape
+            ({"eventName": "X", "meta": {}}, False),  # no object at all
+            ({"eventName": "X", "meta": {}, "note": "text", "n": [1]}, False),  # no object under a new key
+            ({"eventName": "X", "meta": {}, "newEvent": {}, "shipment": {}}, False),  # the other webhook's key
+            ({"eventName": "X", "meta": {}, "newEvent": {}, "orderEvent": None}, False),
+            ({"meta": {}, "newEvent": {}}, False),  # no eventName
+            ({"eventName": "", "meta": {}, "newEvent": {}}, False),
+        ],
+    )
+    def test_unknown_event_objects(self, spec: dict[str, Any], body: dict[str, Any], ok: bool) -> None:
+        """The request body schema of the orders endpoint says what the receiver stores (kind unknown
+        included) and what it refuses."""
+        registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+        schema = {"anyOf": [{"$ref": "urn:spec#/components/schemas/OrderWebhook"},
+                            {"$ref": "urn:spec#/components/schemas/UnknownWebhook"}]}
+        schema_ok = Draft202012Validator(schema, registry=registry).is_valid(body)
+        try:
+            parse_webhook("orders", orjson.dumps(body), "application/json")
+            parsed_ok = True
+        except InvalidBody:
+            parsed_ok = False
+        assert (schema_ok, parsed_ok) == (ok, ok)
 
     def test_trigger_ids(self, spec: dict[str, Any]) -> None:
         (param,) = spec["paths"][f"{ORDERS}/{{orderId}}"]["get"]["parameters"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,22 @@ class RecordingSink:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class BatchRecordingSink(RecordingSink):
+    """A ``RecordingSink`` that takes batches (as the files sink does): each batch's events are
+    delivered together, and the batch sizes are kept."""
+
+    batches = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+
+    async def deliver_batch(self, events: Sequence[StoredEvent]) -> list[BaseException | None]:
+        self.sizes.append(len(events))
+        done = await asyncio.gather(*(self.deliver(e) for e in events), return_exceptions=True)
+        return [d if isinstance(d, BaseException) else None for d in done]
 
 
 def fail_first(n: int, exc: type[Exception] = TransientError) -> Plan:

@@ -17,6 +17,7 @@ from tcwebhook.inbox import EventStatus, SqliteInbox, StoredEvent
 
 from .conftest import (
     PERMANENT,
+    BatchRecordingSink,
     RecordingSink,
     always,
     fail_first,
@@ -529,6 +530,115 @@ class TestShutdown:
         await until(lambda: _called(sink, event_id, 1))
         await dispatcher.stop(5)
         assert (await inbox.get_event(event_id)).status == EventStatus.DELIVERED
+
+
+class TestBatches:
+    """A sink that takes batches gets the claimed heads together; they settle in one transaction."""
+
+    @pytest.mark.parametrize("dispatchers", [1, 2])
+    async def test_order_per_key_under_random_failures(self, db_path: Path, dispatchers: int) -> None:
+        rng = random.Random(20261207 + dispatchers)
+        keys = [f"order:k{k}" for k in range(12)]
+        decided: dict[tuple[str, int], bool] = {}
+
+        async def flaky(event: StoredEvent, call: int) -> None:
+            await asyncio.sleep(rng.random() / 500)
+            if decided.setdefault((event.event_id, call), rng.random() < 0.3):
+                raise TransientError("flaky ERP")
+
+        delivered: list[StoredEvent] = []
+        arrival: dict[str, list[str]] = defaultdict(list)
+        async with AsyncExitStack() as stack:
+            boxes = [await stack.enter_async_context(opened(db_path)) for _ in range(dispatchers)]
+            sinks = [BatchRecordingSink(plan=flaky, delivered=delivered) for _ in boxes]
+            running = [
+                Dispatcher(box, [sink], settings(concurrency=8, initial_delay=0.005, max_delay=0.02))
+                for box, sink in zip(boxes, sinks, strict=True)
+            ]
+            for dispatcher in running:
+                await dispatcher.start()
+            try:
+                for i in range(150):
+                    key = rng.choice(keys)
+                    result = await boxes[0].store(order(i, key))
+                    arrival[key].append(result.event_id)
+                    running[0].notify()
+                    if i % 15 == 0:
+                        await asyncio.sleep(0.005)
+                await settled(boxes[0], [e for ids in arrival.values() for e in ids], within=30)
+            finally:
+                for dispatcher in running:
+                    await dispatcher.stop()
+        received: dict[str, list[str]] = defaultdict(list)
+        for event in delivered:
+            assert event.key is not None
+            received[event.key].append(event.event_id)
+        assert received == arrival
+        assert sum(1 for v in decided.values() if v) > 10  # failures really happened
+        assert max(size for sink in sinks for size in sink.sizes) > 1  # batches really happened
+
+    async def test_one_settle_transaction_for_a_batch(self, tmp_path: Path) -> None:
+        async with opened(tmp_path / "inbox.db") as box:
+            ids = [(await box.store(order(i))).event_id for i in range(16)]
+            sink = BatchRecordingSink()
+            dispatcher = Dispatcher(box, [sink], settings(concurrency=16, poll_interval=30))
+            before = box.commits
+            await dispatcher.start()
+            try:
+                await settled(box, ids)
+            finally:
+                await dispatcher.stop()
+            assert sink.sizes == [16]
+            # The claim, the settle and the claims that find nothing more: not one per event.
+            assert box.commits - before <= 5
+            for event_id in ids:
+                (attempt,) = await box.attempts(event_id)
+                assert (attempt.number, attempt.outcome) == (1, "delivered")
+
+    async def test_outcomes_are_per_event(self, inbox: SqliteInbox) -> None:
+        def plan(event: StoredEvent, call: int) -> None:
+            if event.dedupe_key == "msg-1":
+                raise PermanentError("ERP refuses this one")
+            if event.dedupe_key == "msg-2" and call == 1:
+                raise TransientError("ERP busy")
+
+        sink = BatchRecordingSink(plan=plan, accepts=lambda e: e.dedupe_key != "msg-3")
+        ids = [(await inbox.store(order(i))).event_id for i in range(6)]
+        dispatcher = Dispatcher(inbox, [sink], settings())
+        await dispatcher.start()
+        try:
+            await settled(inbox, ids)
+        finally:
+            await dispatcher.stop()
+        statuses = [(await inbox.get_event(e)).status for e in ids]
+        assert statuses == ["delivered", "dead", "delivered", "stored", "delivered", "delivered"]
+        assert [a.outcome for a in await inbox.attempts(ids[2])] == ["transient", "delivered"]
+        assert [a.outcome for a in await inbox.attempts(ids[1])] == ["permanent"]
+        assert sink.counts[ids[3]] == 0 and max(sink.sizes) > 1
+
+    async def test_stop_releases_a_hanging_batch(self, inbox: SqliteInbox) -> None:
+        async def hang(event: StoredEvent, call: int) -> None:
+            if event.dedupe_key == "msg-0" and call == 1:
+                await asyncio.Event().wait()
+
+        sink = BatchRecordingSink(plan=hang)
+        ids = [(await inbox.store(order(i))).event_id for i in range(3)]
+        dispatcher = Dispatcher(inbox, [sink], settings())
+        await dispatcher.start()
+        await until(lambda: _called(sink, ids[0], 1))
+        await dispatcher.stop(0.2)
+        for event_id in ids:  # the whole batch is pending again: delivered again later (at-least-once)
+            (delivery,) = await inbox.deliveries(event_id)
+            assert (delivery.status, delivery.attempts, delivery.claim_owner) == ("pending", 0, None)
+            assert [a.outcome for a in await inbox.attempts(event_id)] == ["released"]
+        again = BatchRecordingSink()
+        dispatcher = Dispatcher(inbox, [again], settings())
+        await dispatcher.start()
+        try:
+            await settled(inbox, ids)
+        finally:
+            await dispatcher.stop()
+        assert sorted(again.calls) == sorted(ids)
 
 
 class TestSync:

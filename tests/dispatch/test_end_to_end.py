@@ -9,6 +9,7 @@ through the inbox API and the ``tcwebhook events`` commands.
 from __future__ import annotations
 
 import contextlib
+import csv
 import http.server
 import io
 import json
@@ -461,6 +462,53 @@ class TestTwoSinks:
         assert [a["outcome"] for a in shown["attempts"] if a["sink"] == "handler"] == ["permanent"]
         dead = cli(server, "events", "dead")
         assert [(d["event_id"], list(d["errors"])) for d in dead] == [(refused_id, ["handler"])]
+
+
+class TestOrderPayload:
+    """``payload = "order"`` through a real serve: each file holds the whole order as the book has it."""
+
+    def test_files_hold_the_current_order(self, server_factory: ServerFactory, tmp_path: Path) -> None:
+        from decimal import Decimal
+
+        from tests.orderbook.sequences import SEQUENCE, json_body, xml_body
+
+        drop, csvs = tmp_path / "erp-json", tmp_path / "erp-csv"
+        extra = FAST_DELIVERY + (
+            f'[[sinks]]\nname = "erp-json"\ntype = "files"\ndirectory = "{drop}"\n'
+            'payload = "order"\nformat = "json"\n'
+            f'[[sinks]]\nname = "erp-csv"\ntype = "files"\ndirectory = "{csvs}"\n'
+            'payload = "order"\nformat = "csv"\ncsv_delimiter = ";"\n'
+        )
+        server = server_factory.start("order-payload", extra=extra)
+        ids = []
+        with server.client() as client:
+            for i, data in enumerate(SEQUENCE):  # the rejection comes as tXML, the rest as JSON
+                xml = i == 2
+                r = client.post(server.url_orders, content=xml_body(data) if xml else json_body(data),
+                                headers={**server.bearer(), "Content-Type": "application/xml" if xml else
+                                         "application/json"})
+                assert r.status_code == 202, r.text
+                ids.append(str(r.json()["eventId"]))
+                # Each delivery sees the book after its own event: wait before sending the next.
+                settled(server, i + 1, timeout=20)
+
+        def named(folder: Path, event_id: str) -> Path:
+            return next(p for p in folder.iterdir() if event_id in p.name and not p.name.startswith("."))
+
+        last = json.loads(named(drop, ids[-1]).read_text(), parse_float=Decimal)
+        assert (last["eventName"], last["eventId"]) == (SEQUENCE[-1]["eventName"], ids[-1])
+        assert last["order"]["version"] == 4 and last["book"]["lineCount"] == 2
+        l1, l2 = last["order"]["lines"]
+        assert [(d["date"], d["quantity"]) for d in l1["deliverySchedule"]] == [("2026-06-09", 50), ("2026-07-08", 50)]
+        assert l2["status"]["processStatus"] == "Rejected"
+        assert [e["eventId"] for e in last["book"]["events"]] == ids
+        confirmed = json.loads(named(drop, ids[1]).read_text())
+        assert len(confirmed["order"]["lines"]) == 2  # the confirmation touched one line; the order has both
+
+        rows = list(csv.DictReader(io.StringIO(named(csvs, ids[-1]).read_text(encoding="utf-8-sig")), delimiter=";"))
+        assert [(r["line_position"], r["schedule_position"], r["delivery_date"]) for r in rows] == [
+            ("0001", "01", "2026-06-09"), ("0001", "02", "2026-07-08"), ("0002", "01", "2026-06-15")]
+        assert {r["event_id"] for r in rows} == {ids[-1]}
 
 
 class TestSyncMode:

@@ -44,3 +44,18 @@ class TestDriftRecord:
         await asyncio.gather(*(inbox.store(dataclasses.replace(order_event(i), drift=(FIELD,))) for i in range(30)))
         [record] = await inbox.contract_drift(datetime.now(UTC) - timedelta(days=1))
         assert record.count == 30
+
+    async def test_worked_out_for_a_stored_event_only(self, inbox: Inbox) -> None:
+        """A lazy walk (the receiver's) is called in the store's transaction, never for a duplicate."""
+        calls: list[int] = []
+
+        def walk(n: int) -> tuple[Finding, ...]:
+            calls.append(n)
+            return (FIELD,)
+
+        await inbox.store(dataclasses.replace(order_event(1), drift=lambda: walk(1)))
+        again = await inbox.store(dataclasses.replace(order_event(1), drift=lambda: walk(2)))
+        assert again.duplicate
+        assert calls == [1]
+        [record] = await inbox.contract_drift(datetime.now(UTC) - timedelta(days=1))
+        assert record.count == 1

@@ -156,6 +156,60 @@ class TestDeliver:
         assert names(tmp_path / "out") == [STEM + ".json"]
 
 
+class TestBatch:
+    """A batch of events: every file written and fsync'd, each folder fsync'd once for all."""
+
+    async def test_one_folder_fsync_for_the_batch(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        sink = FilesSink("drop", tmp_path, subfolders=True)
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append("folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        events = [make_event(seq=i, event_id=f"E{i}") for i in range(5)]
+        events.append(make_event(kind=EventKind.SHIPMENT, event_id="S1", shipment_number="S9"))
+        assert await sink.deliver_batch(events) == [None] * 6
+        assert len(names(tmp_path / "order")) == 5 and len(names(tmp_path / "shipment")) == 1
+        for event in events:
+            assert sink.path_for(event).read_bytes() == event.body
+        assert sorted(synced) == ["file"] * 6 + ["folder"] * 2  # order/ and shipment/, once each
+
+    async def test_a_failed_file_fails_alone(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        sink = FilesSink("drop", tmp_path)
+        real_fsync = os.fsync
+        calls = 0
+
+        def second_fails(fd: int) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise OSError(28, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", second_fails)
+        events = [make_event(seq=i, event_id=f"E{i}") for i in range(3)]
+        results = await sink.deliver_batch(events)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], TransientError) and "No space left" in str(results[1])
+        assert names(tmp_path) == sorted(sink.path_for(events[i]).name for i in (0, 2))  # no temp file left
+
+    async def test_folder_fsync_failure_fails_its_files(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        sink = FilesSink("drop", tmp_path)
+        real_fsync = os.fsync
+
+        def folder_fails(fd: int) -> None:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", folder_fails)
+        results = await sink.deliver_batch([make_event(seq=i, event_id=f"E{i}") for i in range(2)])
+        assert all(isinstance(r, TransientError) and "Input/output error" in str(r) for r in results)
+
+
 class TestAttachments:
     """Attachments sit beside the event file, under the same stem."""
 

@@ -46,3 +46,20 @@ class TestSinkFilter:
     def test_likely_typo_is_startup_error(self, entry: str) -> None:
         with pytest.raises(StartupError, match=f"Sink 'erp': events entry '{entry}' is neither"):
             SinkFilter.parse([entry], sink="erp")
+
+
+def test_unknown_is_no_filter_entry() -> None:
+    """Events of kind unknown are chosen by accept_unknown; a filter entry for them is a start-up error."""
+    with pytest.raises(StartupError, match="events entry 'unknown' is no filter; set accept_unknown = true"):
+        SinkFilter.parse(["order", "unknown"], sink="erp")
+
+
+def test_accept_unknown_needs_the_event_payload() -> None:
+    from pydantic import ValidationError
+
+    from tcwebhook.config import Settings
+
+    sink = {"name": "erp", "type": "files", "directory": "/tmp/erp", "accept_unknown": True}
+    assert Settings.model_validate({"sinks": [sink]}).sinks[0].accept_unknown
+    with pytest.raises(ValidationError, match='accept_unknown = true needs payload = "event"'):
+        Settings.model_validate({"sinks": [{**sink, "payload": "order", "format": "json"}]})

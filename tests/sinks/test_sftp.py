@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -96,7 +97,8 @@ class TestDelivery:
 
 
 class TestRefusals:
-    """What the operator must fix is permanent (and refused at start-up); an absent server is transient."""
+    """What the operator must fix is permanent (and refused at start-up); an absent server is transient
+    and a lost connection is opened again."""
 
     async def test_key_not_authorized(self, ssh_server: SshServer, drop: Path, tmp_path: Path) -> None:
         other = tmp_path / "other_key"
@@ -163,6 +165,29 @@ class TestRefusals:
         finally:
             server.destroy()
         assert len(os.listdir(drop)) == 2
+
+    async def test_connection_lost_while_idle_is_reopened(self, drop: Path) -> None:
+        # A server restart between two deliveries: no request was waiting to see the connection
+        # go, so the next delivery must notice it and connect again, not fail on the dead session.
+        server = new_ssh_server()
+        try:
+            sink = sftp_sink(server, drop)
+            try:
+                await sink.deliver(make_event())
+                connection = sink._conn
+                assert connection is not None
+                await asyncio.to_thread(server.stop)
+                async with asyncio.timeout(10):
+                    await connection.wait_closed()
+                await asyncio.to_thread(server.start)
+                for seq in (43, 44):
+                    await sink.deliver(replace(make_event(), event_id=f"01JEVENT00000000000000000{seq}", seq=seq))
+                assert sink._conn is not connection
+            finally:
+                await sink.close()
+        finally:
+            server.destroy()
+        assert len(os.listdir(drop)) == 3
 
 
 class TestSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,45 @@ class TestWiring:
         await sink.deliver(event)
         await sink.close()
         assert seen == [event, "closed"]
+
+    async def test_batch_passes_plain_events_together(self, tmp_path: Path) -> None:
+        """Plain events reach a batching inner sink as one batch; a trigger without the API is
+        refused alone, as ``deliver`` refuses it."""
+        inner = FilesSink("drop", tmp_path)
+        sink = TradecloudSink(inner)
+        assert sink.batches and not TradecloudSink(_Plain()).batches
+        batches: list[int] = []
+        real = inner.deliver_batch
+
+        async def counted(events: Sequence[Any]) -> list[BaseException | None]:
+            batches.append(len(events))
+            return await real(events)
+
+        inner.deliver_batch = counted  # type: ignore[method-assign]
+        events = [
+            make_event(EventKind.ORDER, {"orderEvent": {}}),
+            make_event(EventKind.ORDER_FETCH, {"orderId": "o"}),
+            dataclasses.replace(make_event(EventKind.ORDER, {"orderEvent": {}}), seq=2, event_id="E2"),
+        ]
+        results = await sink.deliver_batch(events)
+        assert batches == [2]
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], PermanentError)
+        assert _names(tmp_path) == sorted(inner.path_for(events[i]).name for i in (0, 2))
+
+
+class _Plain:
+    name = "plain"
+
+    def accepts(self, event: Any) -> bool:
+        return True
+
+    async def deliver(self, event: Any) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())

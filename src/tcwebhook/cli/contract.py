@@ -31,6 +31,7 @@ _WHAT = {
     "enum_value": "unknown enum value",
     "event_name": "unknown event name",
     "event_key": "unknown event object",
+    "number_as_text": "number sent as text",
 }
 
 

@@ -131,7 +131,10 @@ def list_events(
     config: ConfigOption = None,
     status: Annotated[
         str | None,
-        typer.Option(help="pending, delivered, dead, superseded or stored; reconciled: stored by reconcile."),
+        typer.Option(
+            help="pending, delivered, dead, superseded, stored or unrecognised (kind unknown, held); "
+            "reconciled: stored by reconcile."
+        ),
     ] = None,
     kind: Annotated[EventKind | None, typer.Option(help="Event kind.")] = None,
     event: Annotated[str | None, typer.Option("--event", help="Event name, glob allowed: 'Order*'.")] = None,
@@ -281,6 +284,14 @@ def replay(
     ] = None,
     config: ConfigOption = None,
     dead_only: Annotated[bool, typer.Option("--dead", help="Every dead-lettered event (its dead deliveries).")] = False,
+    unrecognised: Annotated[
+        bool,
+        typer.Option(
+            "--unrecognised",
+            help="Every event held as unrecognised (kind unknown): read again with this version's models, "
+            "and its held deliveries re-queued.",
+        ),
+    ] = False,
     since: Annotated[
         str | None, typer.Option(help="Every event received since: ISO 8601 or 30m, 2h, 7d.")
     ] = None,
@@ -302,15 +313,19 @@ def replay(
 
     Above 10 events it asks first (--yes skips the question); --dry-run only shows, per sink, what
     would be re-queued, what is skipped (already delivered to that sink, or being delivered), and
-    which would be superseded by a newer state of the same order or shipment.
+    which would be superseded by a newer state of the same order or shipment. An event of kind
+    unknown is first read again with this version's models: one they know now is delivered as
+    that kind; one still unknown is held again where no sink accepts it.
     """
     from tcwebhook.cli.replayplan import plan_replay
 
     ids = list(event_ids or [])
-    if not ids and not dead_only and since is None:
-        raise typer.BadParameter("give event ids, --dead or --since")
-    if ids and (dead_only or since is not None):
-        raise typer.BadParameter("give either event ids or --dead/--since, not both")
+    if not ids and not dead_only and not unrecognised and since is None:
+        raise typer.BadParameter("give event ids, --dead, --unrecognised or --since")
+    if ids and (dead_only or unrecognised or since is not None):
+        raise typer.BadParameter("give either event ids or --dead/--unrecognised/--since, not both")
+    if dead_only and unrecognised:
+        raise typer.BadParameter("give --dead or --unrecognised, not both")
     since_at = parse_time(since)
     reasons: dict[str, str] = {}  # why a given id or prefix names no single event
 
@@ -330,15 +345,19 @@ def replay(
                 reasons[given] = str(exc)
         if not ids:
             # With --sink, --dead means that sink's dead deliveries (the filter's status is then the sink's).
-            dead: str | None = (DeliveryStatus.DEAD.value if sink else EventStatus.DEAD) if dead_only else None
+            wanted = DeliveryStatus.DEAD if dead_only else DeliveryStatus.UNRECOGNISED if unrecognised else None
+            # With --sink the filter's status is that sink's delivery's, else the event's (same names).
+            chosen_status: str | None = None if wanted is None else wanted.value
             flt = EventFilter(
-                status=dead,
-                sink=sink if dead_only else None,
+                status=chosen_status,
+                sink=sink if wanted is not None else None,
                 since=since_at,
                 limit=sys.maxsize,
             )
             chosen = list(await inbox.list_event_ids(flt))
-        plan = await plan_replay(inbox, settings, chosen, sink=sink, only_dead=dead_only, force=force)
+        plan = await plan_replay(
+            inbox, settings, chosen, sink=sink, only_dead=dead_only, force=force, only_unrecognised=unrecognised
+        )
         if dry_run:
             return {"dry_run": True, "selected": len(chosen), **plan.as_json(), "missing": plan.missing + unresolved}
         if len(chosen) > CONFIRM_ABOVE and not yes:
@@ -351,25 +370,30 @@ def replay(
             if not typer.confirm(question, err=True):
                 err.print("Nothing was re-queued.")
                 raise typer.Exit(1)
-        requeued = events = 0
+        requeued = events = reclassified = 0
         missing: list[str] = []
         with progress_bar("Re-queueing", json_output) as progress:
             task = progress.add_task("replay", total=len(chosen))
             for batch in chunks(chosen, BATCH):
-                result = await inbox.replay(batch, only_dead=dead_only, force=force, sink=sink)
+                result = await inbox.replay(
+                    batch, only_dead=dead_only, force=force, sink=sink, only_unrecognised=unrecognised
+                )
                 requeued += result.requeued
                 events += result.events
+                reclassified += result.reclassified
                 missing.extend(result.missing)
                 progress.advance(task, len(batch))
         totals = plan.totals()
         await record(inbox, settings, cli_entry(
             "events.replay", ", ".join(chosen[:20]) + (f" and {len(chosen) - 20} more" if len(chosen) > 20 else ""),
             events=events, requeued=requeued, sink=sink, only_dead=dead_only, force=force,
+            only_unrecognised=unrecognised, reclassified=reclassified,
         ))
         return {
             "selected": len(chosen),
             "events": events,
             "requeued": requeued,
+            "reclassified": reclassified,
             "skipped_delivered": totals["delivered"],
             "skipped_in_flight": totals["in_flight"],
             "superseded": totals["superseded"],
@@ -387,7 +411,9 @@ def replay(
             f"Re-queued {summary['requeued']} deliveries of {summary['events']} event(s) "
             f"({summary['selected']} selected); skipped {summary['skipped_delivered']} already delivered to "
             f"that sink and {summary['skipped_in_flight']} being delivered; {summary['superseded']} will be "
-            "superseded by a newer state.",
+            "superseded by a newer state."
+            + (f" {summary['reclassified']} event(s) of kind unknown are now known."
+               if summary["reclassified"] else ""),
             markup=False,
         )
     for event_id in summary["missing"]:

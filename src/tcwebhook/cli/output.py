@@ -21,7 +21,8 @@ from tcwebhook.terminal import visible
 
 err = Console(stderr=True, highlight=False)
 
-_STYLE = {"pending": "yellow", "delivered": "green", "dead": "bold red", "superseded": "dim", "stored": "cyan"}
+_STYLE = {"pending": "yellow", "delivered": "green", "dead": "bold red", "superseded": "dim", "stored": "cyan",
+          "unrecognised": "magenta"}
 
 
 def stdout_console() -> Console:

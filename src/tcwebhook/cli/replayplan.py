@@ -102,9 +102,12 @@ async def plan_replay(
     sink: str | None,
     only_dead: bool,
     force: bool,
+    only_unrecognised: bool = False,
 ) -> ReplayPlan:
     """Read (never change) what a replay of ``event_ids`` would do to each target sink."""
     plan = ReplayPlan()
+    # --dead and --unrecognised re-queue deliveries of that status only, and create none.
+    only = DeliveryStatus.DEAD if only_dead else DeliveryStatus.UNRECOGNISED if only_unrecognised else None
     targets = [sink] if sink is not None else [s.name for s in settings.sinks]
     stale = _stale_kinds(settings)
     now = datetime.now(UTC)
@@ -120,12 +123,12 @@ async def plan_replay(
             target = plan.sink(name)
             current = deliveries.get(name)
             if current is None:
-                if only_dead:
+                if only is not None:
                     continue
             elif current.claim_expires is not None and current.claim_expires > now:
                 target.in_flight += 1
                 continue
-            elif only_dead and current.status != DeliveryStatus.DEAD.value:
+            elif only is not None and current.status != only.value:
                 if current.status == DeliveryStatus.DELIVERED.value:
                     target.delivered += 1
                 continue

@@ -259,6 +259,7 @@ password = "{password}"
 # pool_max = 8
 # synchronous_commit = "on"     # or "remote_write" / "remote_apply" with a synchronous standby
 # retention = "30d"             # delete delivered events after this long (tcwebhook db prune)
+# audit_retention = "400d"      # expire audit entries after this long (the chain stays verifiable)
 
 [routes]
 orders = "/tradecloud/orders"

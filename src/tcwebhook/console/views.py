@@ -459,6 +459,7 @@ _DRIFT_LABELS = {
     "enum_value": "unknown enum value",
     "event_name": "unknown event name",
     "event_key": "unknown event object",
+    "number_as_text": "number sent as text",
 }
 
 
@@ -508,9 +509,10 @@ async def replay(console: Console, request: Request) -> Response:
         return _back(form, "/events", "nothing_selected")
     result = await console.inbox.replay(ids, force="force" in form)
     console.hooks.on_requeued()
-    log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing))
+    log.info("console_replay", events=len(ids), requeued=result.requeued, missing=len(result.missing),
+             reclassified=result.reclassified)
     await console.audit(request, "events.replay", _targets(ids), events=len(ids), requeued=result.requeued,
-                        force="force" in form)
+                        force="force" in form, reclassified=result.reclassified)
     if result.missing:
         return _back(form, "/events", "replayed_missing", requeued=result.requeued, events=result.events,
                      missing=len(result.missing))

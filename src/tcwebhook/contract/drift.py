@@ -7,21 +7,27 @@ walk names them, once per body, for the drift report (``tcwebhook contract drift
 so a new field counts once per body, not once per line.
 
 The walk visits each model of the typed body once and reads only what it already holds; the
-per-class plan (which fields are models, lists of models, open enums) is built once per class.
+per-class plan (which fields are models, lists of models, open enums, numbers) is built once per
+class. A number sent as JSON text (``"quantity": "10"``) is validated as before and marked where
+it is validated (``TextNumber``); the walk looks at the number fields only when a body had one
+(``LazyDrift`` takes that note at parse time: the walk itself may run later, in another task).
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from tcwebhook.contract.names import kind_of_name
 
-What = Literal["field", "enum_value", "event_name", "event_key"]
-WHATS: tuple[What, ...] = ("field", "enum_value", "event_name", "event_key")
+What = Literal["field", "enum_value", "event_name", "event_key", "number_as_text"]
+WHATS: tuple[What, ...] = ("field", "enum_value", "event_name", "event_key", "number_as_text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,48 @@ class OpenEnum:
     """Annotation marker of an open enumeration: the values the contract documents."""
 
     values: frozenset[str]
+
+
+class TextNumber(Decimal):
+    """A contract number that arrived as JSON text: equal to the number, marked for the report."""
+
+    __slots__ = ()
+
+
+# Set when a body being validated had a number as text: only then does the walk look at numbers.
+_TEXT_NUMBERS: ContextVar[bool] = ContextVar("tcwebhook_text_numbers", default=False)
+
+
+def _from_text(value: Decimal) -> Decimal:
+    _TEXT_NUMBERS.set(True)
+    return TextNumber(value)
+
+
+def take_text_numbers() -> bool:
+    """Whether a number came as text since the last call (validation in this context sets it)."""
+    if not _TEXT_NUMBERS.get():
+        return False
+    _TEXT_NUMBERS.set(False)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class NumberText:
+    """Annotation marker of a contract number: JSON text is accepted as before, and marked.
+
+    The text member comes first so a JSON number never reaches Python code: for a number its
+    strict string check fails in pydantic-core, and the plain decimal member takes it. A value
+    neither takes is one error at the field itself ("Input should be a valid decimal").
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        number = handler(source)
+        text = core_schema.chain_schema([
+            core_schema.str_schema(strict=True),
+            number,
+            core_schema.no_info_plain_validator_function(_from_text),
+        ])
+        return core_schema.union_schema([text, number], mode="left_to_right", custom_error_type="decimal_parsing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +89,7 @@ class Finding:
 class _Plan:
     models: dict[str, str]  # attribute -> wire name, for attributes holding a model or a list of them
     enums: dict[str, tuple[str, frozenset[str]]]  # attribute -> (wire name, known values)
+    numbers: dict[str, str]  # attribute -> wire name, for contract numbers
 
 
 def _inner(annotation: Any) -> list[Any]:
@@ -59,6 +108,7 @@ def _inner(annotation: Any) -> list[Any]:
 def _plan(cls: type[BaseModel]) -> _Plan:
     models: dict[str, str] = {}
     enums: dict[str, tuple[str, frozenset[str]]] = {}
+    numbers: dict[str, str] = {}
     for name, info in cls.model_fields.items():
         wire = info.serialization_alias or info.alias or name
         for t in _inner(info.annotation):
@@ -68,13 +118,16 @@ def _plan(cls: type[BaseModel]) -> _Plan:
                 if marks:
                     enums[name] = (wire, marks[0].values)
                     break
+                if any(isinstance(m, NumberText) for m in meta):
+                    numbers[name] = wire
+                    break
                 t = base
                 if get_origin(t) is list:
                     t = next(iter(_inner(t)), None)
             if isinstance(t, type) and issubclass(t, BaseModel):
                 models[name] = wire
                 break
-    return _Plan(models, enums)
+    return _Plan(models, enums, numbers)
 
 
 # A body full of invented names must not make the report (a table row each) grow without end.
@@ -82,16 +135,46 @@ MAX_FINDINGS = 50
 MAX_DETAIL = 200
 
 
-def find_drift(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
+def find_drift(
+    envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], *, numbers: bool | None = None
+) -> tuple[Finding, ...]:
     """Everything in ``envelope`` the models and name lists do not know, each finding once
-    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters)."""
-    found = _find(envelope, event_name, event_keys)
+    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters). ``numbers``: whether to
+    look for numbers sent as text (default: whether validating in this context met one)."""
+    found = _find(envelope, event_name, event_keys, take_text_numbers() if numbers is None else numbers)
     if len(found) > MAX_FINDINGS or any(len(f.detail) > MAX_DETAIL for f in found):
         found = tuple(Finding(f.what, f.detail[:MAX_DETAIL]) for f in found[:MAX_FINDINGS])
     return found
 
 
-def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> tuple[Finding, ...]:
+class LazyDrift:
+    """The findings of one typed body, found on first call and kept.
+
+    A duplicate's findings are never used (drift is counted for stored events only), so the
+    receiver hands this on and the inbox calls it in the transaction that stores the event.
+    Two threads calling at once both walk and get equal findings: harmless, so no lock.
+    """
+
+    __slots__ = ("_envelope", "_event_keys", "_event_name", "_found", "_numbers")
+
+    def __init__(self, envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> None:
+        self._envelope = envelope
+        self._event_name = event_name
+        self._event_keys = event_keys
+        # Made right after validating the body, in its context: the note of numbers as text is taken now.
+        self._numbers = take_text_numbers()
+        self._found: tuple[Finding, ...] | None = None
+
+    def __call__(self) -> tuple[Finding, ...]:
+        found = self._found
+        if found is None:
+            found = self._found = find_drift(
+                self._envelope, self._event_name, self._event_keys, numbers=self._numbers
+            )
+        return found
+
+
+def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], numbers: bool) -> tuple[Finding, ...]:
     found: dict[Finding, None] = {}
     if kind_of_name(event_name) is None:
         found[Finding("event_name", event_name)] = None
@@ -100,33 +183,41 @@ def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> 
         # An unknown top-level object beside eventName may be an event object added after us.
         what: What = "event_key" if isinstance(value, dict) and key not in event_keys else "field"
         found[Finding(what, key)] = None
-    _walk(envelope, "", found, top=True)
+    _walk(envelope, "", found, numbers, top=True)
     return tuple(found)
 
 
-def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool = False) -> None:
-    extra = model.model_extra
+def _walk(model: BaseModel, path: str, found: dict[Finding, None], numbers: bool, *, top: bool = False) -> None:
+    # ``__pydantic_extra__`` and ``__pydantic_fields_set__`` are the documented attributes behind
+    # ``model_extra`` and ``model_fields_set``, read without those properties' call per model.
+    extra = model.__pydantic_extra__
     if extra and not top:
         for key in extra:
             found[Finding("field", f"{path}.{key}")] = None
     plan = _plan(type(model))
-    # Only the fields the body set: most of a model's declared fields are absent from any one body.
-    for name in model.model_fields_set:
-        wire = plan.models.get(name)
-        if wire is not None:
-            value = getattr(model, name)
-            if value is None:
-                continue
-            where = f"{path}.{wire}" if path else wire
-            if isinstance(value, list):
-                for item in value:
-                    if isinstance(item, BaseModel):
-                        _walk(item, where + "[]", found)
-            elif isinstance(value, BaseModel):
-                _walk(value, where, found)
+    # Only the few fields that can hold drift (models, open enums), and of those only the ones the
+    # body set: most of a model's fields are plain values, most of its declared fields absent.
+    fields_set = model.__pydantic_fields_set__
+    for name, wire in plan.models.items():
+        if name not in fields_set:
             continue
-        enum = plan.enums.get(name)
-        if enum is not None:
-            value = getattr(model, name)
-            if value is not None and value not in enum[1]:
-                found[Finding("enum_value", f"{path}.{enum[0]}={value}" if path else f"{enum[0]}={value}")] = None
+        value = getattr(model, name)
+        if value is None:
+            continue
+        where = f"{path}.{wire}" if path else wire
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _walk(item, where + "[]", found, numbers)
+        elif isinstance(value, BaseModel):
+            _walk(value, where, found, numbers)
+    for name, (wire, known) in plan.enums.items():
+        if name not in fields_set:
+            continue
+        value = getattr(model, name)
+        if value is not None and value not in known:
+            found[Finding("enum_value", f"{path}.{wire}={value}" if path else f"{wire}={value}")] = None
+    if numbers:
+        for name, wire in plan.numbers.items():
+            if name in fields_set and type(getattr(model, name)) is TextNumber:
+                found[Finding("number_as_text", f"{path}.{wire}" if path else wire)] = None

@@ -11,6 +11,9 @@ class EventKind(StrEnum):
     SHIPMENT = "shipment"  # shipment
     ORDER_FETCH = "order_fetch"  # GET webhook: only an orderId (or legacyOrderId)
     SHIPMENT_FETCH = "shipment_fetch"  # GET webhook: only a shipmentId
+    # An envelope (eventName, meta) whose event object is none the models know: one Tradecloud
+    # added after this version. Kept, never refused; delivered to sinks with accept_unknown.
+    UNKNOWN = "unknown"
 
     @property
     def is_fetch(self) -> bool:

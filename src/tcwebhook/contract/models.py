@@ -49,7 +49,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tcwebhook.contract import enums
-from tcwebhook.contract.drift import OpenEnum
+from tcwebhook.contract.drift import NumberText, OpenEnum, TextNumber
 from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 
 # -- scalar vocabulary (contract §0) -------------------------------------------------------------
@@ -58,7 +58,9 @@ from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 def _number_out(value: Decimal, info: SerializationInfo) -> int | Decimal | float:
     if value.is_finite() and value == value.to_integral_value():
         return int(value)  # 100, also for 100.0 and 1E+2: quantities are counted in whole units
-    return float(value) if info.mode_is_json() else value
+    if info.mode_is_json():
+        return float(value)
+    return Decimal(value) if type(value) is TextNumber else value  # the mark is for the report only
 
 
 # Far beyond any quantity or price; int() of 1E+400000000 (a whole number, written back as an int)
@@ -79,6 +81,7 @@ def _number_in(value: Decimal) -> Decimal:
 
 Num = Annotated[
     Decimal,
+    NumberText(),  # "10" is read as 10, as pydantic reads it, and named in the drift report
     AfterValidator(_number_in),
     PlainSerializer(_number_out, return_type=Any),
     WithJsonSchema({"type": "number"}),
@@ -905,7 +908,32 @@ class FetchNotification(TradecloudModel):
         return self
 
 
-WebhookEnvelope = OrderWebhook | ShipmentWebhook | FetchNotification
+class UnknownWebhook(TradecloudModel):
+    """A body whose event object none of the models knows: one Tradecloud added after this version.
+
+    It is an envelope all the same: ``eventName`` and a ``meta`` object of the known shape, beside
+    an object under a key of neither family (``body_key``); everything is kept as received.
+    """
+
+    event_name: EventNameText
+    meta: MessageMeta
+
+    @property
+    def unknown_keys(self) -> tuple[str, ...]:
+        """The keys beside ``eventName`` and ``meta`` that hold an object."""
+        return tuple(k for k, v in (self.model_extra or {}).items() if isinstance(v, dict))
+
+    @property
+    def body_key(self) -> str:
+        keys = self.unknown_keys
+        return keys[0] if keys else ""
+
+    @property
+    def event(self) -> UnknownWebhook:
+        return self
+
+
+WebhookEnvelope = OrderWebhook | ShipmentWebhook | FetchNotification | UnknownWebhook
 Route = Literal["orders", "shipments"]
 
 ENVELOPES: dict[Route, type[OrderWebhook] | type[ShipmentWebhook]] = {

@@ -2,7 +2,8 @@
 
 The document says exactly what the receiver accepts, so that a client generated from it (or a
 fuzzer) never sends a request the document calls valid and the receiver refuses: the "exactly one
-event object" rule of the envelopes, the identifier rule of GET triggers, and only the media type
+event object" rule of the envelopes (or an event object under a key neither webhook knows, beside
+``meta``: stored as kind unknown), the identifier rule of GET triggers, and only the media type
 whose schema is honest. tXML bodies are accepted too, but the JSON schema cannot describe them
 (every XML value is text, a missing element stands for null), so they are described in prose.
 
@@ -20,7 +21,7 @@ import orjson
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from tcwebhook.contract.identifiers import ID_MAX_LENGTH, ID_PATTERN
-from tcwebhook.contract.models import OrderWebhook, ShipmentWebhook
+from tcwebhook.contract.models import OrderWebhook, ShipmentWebhook, UnknownWebhook
 from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 from tcwebhook.contract.txml import XML_ITEM_NAMES
 
@@ -67,7 +68,7 @@ class _Schemas(GenerateJsonSchema):
 @lru_cache(maxsize=1)
 def _model_schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(OrderWebhook, "validation"), (ShipmentWebhook, "validation")],
+        [(OrderWebhook, "validation"), (ShipmentWebhook, "validation"), (UnknownWebhook, "validation")],
         ref_template=_REF,
         schema_generator=_Schemas,
     )
@@ -77,6 +78,7 @@ def _model_schemas() -> dict[str, Any]:
         _describe_lax_scalars(schema)
     _one_event_object(schemas["OrderWebhook"], ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS)
     _one_event_object(schemas["ShipmentWebhook"], SHIPMENT_BODY_KEYS, ORDER_BODY_KEYS)
+    _unknown_event_object(schemas["UnknownWebhook"])
     return schemas
 
 
@@ -139,6 +141,17 @@ def _one_event_object(schema: dict[str, Any], keys: tuple[str, ...], foreign: tu
     schema["not"] = {"anyOf": [{"required": [key]} for key in foreign]}
 
 
+def _unknown_event_object(schema: dict[str, Any]) -> None:
+    """State what makes a body an envelope of an event object no model knows
+    (``parse._unknown_envelope``): ``eventName`` and ``meta``, no event key of either webhook, and
+    some other key holding an object."""
+    schema["not"] = {"anyOf": [{"required": [key]} for key in ORDER_BODY_KEYS + SHIPMENT_BODY_KEYS]}
+    schema["allOf"] = [{"not": {
+        "properties": {"eventName": True, "meta": True},
+        "additionalProperties": {"not": {"type": "object"}},
+    }}]
+
+
 def _add_xml_item_names(schema: dict[str, Any]) -> None:
     """Tell XML readers the singular element name of each array (``lines`` -> ``line``)."""
     for key, prop in schema.get("properties", {}).items():
@@ -197,11 +210,17 @@ def _post(model: str, summary: str, operation_id: str) -> dict[str, Any]:
         ),
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
+            "content": {"application/json": {"schema": {"anyOf": [
+                {"$ref": _REF.format(model=model)},
+                {"$ref": _REF.format(model="UnknownWebhook")},
+            ]}}},
         },
         "responses": {
             "200": _ack("Already stored (duplicate message), or delivered in synchronous mode."),
-            "202": _ack("Stored; delivery to the ERP follows."),
+            "202": _ack(
+                "Stored; delivery to the ERP follows. Also for an event object of a key neither "
+                "webhook knows (kind unknown): delivered to sinks with accept_unknown, held for the others."
+            ),
             "400": _error("The body is not a webhook body of this endpoint (never retried)."),
             "401": _UNAUTHORIZED,
             "429": _TOO_MANY_FAILURES,

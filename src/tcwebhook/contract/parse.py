@@ -4,6 +4,11 @@
 against the route's envelope model and pulls out ids, dedupe and routing keys. Its errors are
 ``UnsupportedMediaType`` (415) and ``InvalidBody`` (400), with a message naming the field.
 ``parse_stored`` gives sinks the same result for an event read back from the inbox.
+
+A body that is an envelope (``eventName`` and a ``meta`` object of the known shape) whose event
+object is under a key neither family knows is kind ``unknown``, not a 400: Tradecloud adds
+event objects without notice and never resends a refused body. ``reclassify`` reads such a
+stored body again with the models of this version.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from tcwebhook.contract.drift import Finding, find_drift
+from tcwebhook.contract.drift import Finding, LazyDrift
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.models import (
     ENVELOPES,
@@ -29,6 +34,7 @@ from tcwebhook.contract.models import (
     Shipment,
     ShipmentWebhook,
     SingleDeliveryOrderEvent,
+    UnknownWebhook,
 )
 from tcwebhook.contract.names import (
     BODY_KEY_KINDS,
@@ -43,8 +49,10 @@ from tcwebhook.contract.txml import xml_to_data
 from tcwebhook.errors import InvalidBody, UnsupportedMediaType
 
 MediaFormat = Literal["json", "xml"]
-Envelope = OrderWebhook | ShipmentWebhook | FetchNotification
-EventObject = OrderEvent | SingleDeliveryOrderEvent | OrderDocumentsEvent | Shipment | FetchNotification
+Envelope = OrderWebhook | ShipmentWebhook | FetchNotification | UnknownWebhook
+EventObject = (
+    OrderEvent | SingleDeliveryOrderEvent | OrderDocumentsEvent | Shipment | FetchNotification | UnknownWebhook
+)
 
 ROUTE_OF_KIND: dict[EventKind, Route] = {
     EventKind.ORDER: "orders",
@@ -79,11 +87,17 @@ class ParsedWebhook:
     last_updated_at: str | None  # event lastUpdatedAt / shipment meta.lastUpdatedAt, as received
     dedupe_key: str  # message id, else "sha256:<hex of the raw body>"
     routing_key: str | None  # per-key FIFO key, see kinds.routing_key
-    # The typed body (``OrderWebhook``, ``ShipmentWebhook`` or ``FetchNotification``); the facts
-    # above are what identifies a webhook, so two parses of one body compare equal.
+    # The typed body (``OrderWebhook``, ``ShipmentWebhook``, ``FetchNotification`` or
+    # ``UnknownWebhook``); the facts above are what identifies a webhook, so two parses of one
+    # body compare equal.
     envelope: Envelope = field(repr=False, compare=False)
-    # What the models did not know (new fields, enum values, event names, event keys).
-    drift: tuple[Finding, ...] = field(default=(), compare=False)
+    # What the models did not know (new fields, enum values, event names, event keys, numbers as
+    # text), found when first asked for: a duplicate never is.
+    findings: LazyDrift | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def drift(self) -> tuple[Finding, ...]:
+        return () if self.findings is None else self.findings()
 
     @property
     def event(self) -> EventObject:
@@ -134,7 +148,10 @@ def parse_webhook(route: Route, body: bytes, content_type: str | None) -> Parsed
     Raises ``UnsupportedMediaType`` for a Content-Type other than JSON/XML in UTF-8 and
     ``InvalidBody`` for a body that is not a webhook of this route's family.
     """
-    return _summarize(_validate(ENVELOPES[route], body, media_format(content_type)), body)
+    envelope = _validate(ENVELOPES[route], body, media_format(content_type))
+    if isinstance(envelope, UnknownWebhook):
+        return _summarize_unknown(envelope, body)
+    return _summarize(envelope, body)
 
 
 def parse_stored(kind: EventKind, content_type: str, body: bytes) -> ParsedWebhook:
@@ -144,12 +161,38 @@ def parse_stored(kind: EventKind, content_type: str, body: bytes) -> ParsedWebho
     """
     if kind.is_fetch:
         return _fetch(kind, body)
+    if kind is EventKind.UNKNOWN:
+        fmt = media_format(content_type)
+        envelope = _unknown_envelope(body, fmt)
+        if envelope is None:
+            raise InvalidBody("body is not an envelope with an event object")
+        return _summarize_unknown(envelope, body)
     return parse_webhook(ROUTE_OF_KIND[kind], body, content_type)
+
+
+def reclassify(content_type: str, body: bytes) -> ParsedWebhook:
+    """A stored body of kind ``unknown`` read again with this version's models: its kind now,
+    ``unknown`` still when neither webhook family knows its event object."""
+    found: ParsedWebhook | None = None
+    problem: InvalidBody | None = None
+    for route in ENVELOPES:
+        try:
+            parsed = parse_webhook(route, body, content_type)
+        except InvalidBody as exc:
+            problem = problem or exc
+            continue
+        if parsed.kind is not EventKind.UNKNOWN:
+            return parsed
+        found = found or parsed
+    if found is None:
+        assert problem is not None
+        raise problem
+    return found
 
 
 def _validate(
     model: type[OrderWebhook] | type[ShipmentWebhook], body: bytes, fmt: MediaFormat
-) -> OrderWebhook | ShipmentWebhook:
+) -> OrderWebhook | ShipmentWebhook | UnknownWebhook:
     try:
         if fmt == "json":
             _bound_json_size(body)
@@ -158,7 +201,38 @@ def _validate(
             return _with_exact_numbers(model, raw, envelope) if _may_lose_digits(raw) else envelope
         return model.model_validate(xml_to_data(body, model))
     except ValidationError as exc:
+        if _only_no_event(exc):
+            unknown = _unknown_envelope(body, fmt)
+            if unknown is not None:
+                return unknown
+            raise InvalidBody(
+                describe_error(exc, body, fmt) + " (or an event object under a new key, beside a meta object)"
+            ) from None
         raise InvalidBody(describe_error(exc, body, fmt)) from None
+
+
+def _only_no_event(exc: ValidationError) -> bool:
+    # Field errors stop the envelope's validator from running: "no_event" alone means eventName
+    # and meta (if any) are of the known shape and no event key of either family is there.
+    if exc.error_count() != 1:
+        return False
+    return exc.errors(include_url=False, include_input=False)[0]["type"] == "no_event"
+
+
+def _unknown_envelope(body: bytes, fmt: MediaFormat) -> UnknownWebhook | None:
+    """``body`` as an envelope of an unknown event object, None if it is not one."""
+    try:
+        if fmt == "json":
+            _bound_json_size(body)
+            raw = body[3:] if body.startswith(_BOM) else body
+            envelope = UnknownWebhook.model_validate_json(raw)
+            if _may_lose_digits(raw):
+                envelope = _with_exact_numbers(UnknownWebhook, raw, envelope)
+        else:
+            envelope = UnknownWebhook.model_validate(xml_to_data(body, UnknownWebhook))
+    except ValidationError:
+        return None
+    return envelope if envelope.unknown_keys else None
 
 
 # A real webhook (500 lines at most) has some tens of thousands of JSON values. These bounds stop a
@@ -193,9 +267,10 @@ def _may_lose_digits(raw: bytes) -> bool:
     return _LONG_RUN in raw.translate(_DIGIT_RUNS)
 
 
-def _with_exact_numbers(
-    model: type[OrderWebhook] | type[ShipmentWebhook], raw: bytes, envelope: OrderWebhook | ShipmentWebhook
-) -> OrderWebhook | ShipmentWebhook:
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _with_exact_numbers(model: type[_M], raw: bytes, envelope: _M) -> _M:
     """``envelope`` again from ``raw`` read with exact decimals; ``envelope`` itself should the
     other reading disagree (``json`` accepts a few things pydantic's parser refuses)."""
     exact = _exact_json(raw)
@@ -304,11 +379,31 @@ def _summarize(envelope: OrderWebhook | ShipmentWebhook, body: bytes) -> ParsedW
         dedupe_key=dedupe_key,
         routing_key=routing_key(kind, order_id=order_id, shipment_id=shipment_id),
         envelope=envelope,
-        drift=find_drift(envelope, envelope.event_name, _EVENT_KEYS),
+        findings=LazyDrift(envelope, envelope.event_name, _EVENT_KEYS),
     )
 
 
 _EVENT_KEYS = ORDER_BODY_KEYS + SHIPMENT_BODY_KEYS
+
+
+def _summarize_unknown(envelope: UnknownWebhook, body: bytes) -> ParsedWebhook:
+    # Nothing here is read from the unknown object: what its fields mean is not known yet.
+    message_id = envelope.meta.message_id or None
+    return ParsedWebhook(
+        kind=EventKind.UNKNOWN,
+        body_key=envelope.body_key,
+        event_name=envelope.event_name,
+        order_id=None,
+        shipment_id=None,
+        purchase_order_number=None,
+        shipment_number=None,
+        message_id=message_id,
+        last_updated_at=None,
+        dedupe_key=message_id or "sha256:" + hashlib.sha256(body).hexdigest(),
+        routing_key=None,
+        envelope=envelope,
+        findings=LazyDrift(envelope, envelope.event_name, _EVENT_KEYS),
+    )
 
 
 def _shipment_po_number(shipment: Shipment) -> str | None:

@@ -8,6 +8,13 @@ killed) lets any dispatcher claim the delivery again: at-least-once, never lost.
 is retried after an exponential, jittered, capped delay until the give-up rule dead-letters it;
 every attempt is recorded.
 
+A sink that takes batches (``BatchSink``: the files sink) gets the deliveries of one claim
+together, and their outcomes are settled in one transaction once it has returned: a crash before
+that commit leaves them claimed, and their leases run out (at-least-once). A claim takes only the
+head of each (sink, key), so a batch never holds two events of one key. While the event loop is
+saturated the dispatcher pauses after each claim, in proportion to the loop time its own work
+took, so that requests keep at least three quarters of it (``LOOP_SHARE``).
+
 Synchronous delivery (``deliver_now``, ``[delivery] mode = "sync"``): the request that stored an
 event runs the sinks before it answers. New deliveries are held (``hold_new``) so the background
 loop leaves them to the request. A transient failure is not retried by us: the delivery stays
@@ -15,6 +22,10 @@ pending but parked (no next attempt time) and the request answers 503, so Tradec
 The resend has the same messageId — a duplicate for the store — and the receiver calls
 ``deliver_now`` for duplicates too: a parked delivery is claimed and attempted again, a delivered
 one answers "delivered" without a second delivery, a dead one "permanent".
+
+An event of kind ``unknown`` (an event object this version does not know) goes only to the
+sinks named in ``accept_unknown``, whatever their ``events`` filter; for every other sink the
+delivery is settled ``unrecognised`` without an attempt, and is held until a replay.
 """
 
 from __future__ import annotations
@@ -26,9 +37,10 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 import structlog
 from opentelemetry.trace import Span, SpanKind
@@ -44,7 +56,7 @@ from tcwebhook.inbox.base import (
     DeliveryQueue,
     DeliveryStatus,
 )
-from tcwebhook.sinks.base import Sink
+from tcwebhook.sinks.base import BatchSink, Sink
 from tcwebhook.telemetry.tracing import Tracing, record_attempt
 
 log = structlog.get_logger(__name__)
@@ -56,6 +68,12 @@ _FINISH_BACKOFF = Backoff(initial=0.05, multiplier=2.0, cap=1.0, max_attempts=6)
 _RELEASE_SECONDS = 2.0
 RETENTION_INTERVAL = 600.0  # at most this long between two retention passes (seconds)
 RETENTION_BATCH = 500
+# Under load the dispatcher keeps to this share of the event loop's time, so intake is never
+# starved: after a batch, while the loop runs ready callbacks ``BUSY_LAG`` late or later (requests
+# are waiting), it pauses in proportion to the loop time its own work took (at most ``MAX_PAUSE``).
+LOOP_SHARE = 0.25
+BUSY_LAG = 0.001
+MAX_PAUSE = 0.05
 
 
 class SyncStatus(StrEnum):
@@ -110,6 +128,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         on_delivered: Callable[[Claim], None] | None = None,
         tracing: Tracing | None = None,
+        accept_unknown: Iterable[str] = (),
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -117,6 +136,7 @@ class Dispatcher:
         self._inbox = inbox
         self._sinks = {s.name: s for s in sinks}
         self._names = tuple(names)
+        self._accept_unknown = frozenset(accept_unknown)  # sink names with accept_unknown = true
         self._settings = settings
         self._backoff = delivery_backoff(settings)
         self._rng = rng or random.Random()
@@ -130,6 +150,10 @@ class Dispatcher:
         self._overdue: set[asyncio.Task[tuple[AttemptResult, bool]]] = set()  # sync attempts stopped at the deadline
         self._wake = asyncio.Event()
         self._inflight: dict[tuple[int, str], Claim] = {}
+        # Sinks delivering a batch at once (one folder fsync, one settle transaction for it).
+        self._batching = frozenset(s.name for s in sinks if isinstance(s, BatchSink) and s.batches)
+        self._running = 0  # deliveries in flight in background tasks (a batch task holds several)
+        self._spent = 0.0  # loop CPU the dispatcher's own work took since it last yielded
         self._tasks: set[asyncio.Task[object]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -155,7 +179,7 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._run(), name="tcwebhook-dispatch")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
         self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
-        if self._inbox.retention() is not None:
+        if self._inbox.retention() is not None or self._inbox.audit_retention() is not None:
             self._retention_task = asyncio.create_task(self._retention(), name="tcwebhook-retention")
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
@@ -218,7 +242,7 @@ class Dispatcher:
         limit = self._settings.concurrency
         while not self._stopping:
             self._wake.clear()
-            free = limit - len(self._tasks)
+            free = limit - self._running
             claimed = 0
             if free > 0 and self._names:
                 try:
@@ -235,9 +259,12 @@ class Dispatcher:
                 except Exception:
                     log.exception("claim_failed")
                     claims = []
-                for claim in claims:
-                    self._spawn(claim)
+                clock = time.thread_time()
+                self._spawn_all(claims)
+                self._spent += time.thread_time() - clock
                 claimed = len(claims)
+            if claimed:
+                await self._yield_to_intake()
             if claimed and claimed == free:
                 await asyncio.sleep(0)  # let the new deliveries start, then look for more
                 continue
@@ -249,13 +276,39 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    def _spawn(self, claim: Claim) -> None:
-        task: asyncio.Task[object] = asyncio.create_task(self._attempt(claim, sync=False))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+    def _spawn_all(self, claims: Sequence[Claim]) -> None:
+        """One task per delivery, or per sink's batch where the sink takes batches."""
+        batches: dict[str, list[Claim]] = {}
+        for claim in claims:
+            if claim.sink in self._batching and not self._tracing.enabled:
+                batches.setdefault(claim.sink, []).append(claim)
+            else:
+                self._spawn(self._attempt(claim, sync=False), 1)
+        for sink, group in batches.items():
+            if len(group) == 1:
+                self._spawn(self._attempt(group[0], sync=False), 1)
+            else:
+                self._spawn(self._attempt_batch(sink, group), len(group))
 
-    def _done(self, task: asyncio.Task[object]) -> None:
+    def _spawn(self, work: Coroutine[object, object, object], deliveries: int) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(work)
+        self._tasks.add(task)
+        self._running += deliveries
+        task.add_done_callback(partial(self._done, deliveries=deliveries))
+
+    async def _yield_to_intake(self) -> None:
+        """Pause while requests wait for the loop, so delivery takes at most ``LOOP_SHARE`` of it."""
+        spent, self._spent = self._spent, 0.0
+        loop = asyncio.get_running_loop()
+        probe = loop.time()
+        await asyncio.sleep(0)  # returns after every callback that was ready: the loop's backlog
+        if loop.time() - probe < BUSY_LAG or spent <= 0.0:
+            return
+        await asyncio.sleep(min(spent * (1.0 - LOOP_SHARE) / LOOP_SHARE, MAX_PAUSE))
+
+    def _done(self, task: asyncio.Task[object], *, deliveries: int) -> None:
         self._tasks.discard(task)
+        self._running -= deliveries
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery_task_failed", error=_describe(task.exception() or Exception()))
         self._wake.set()  # a slot is free, and the next event of that key may be due
@@ -274,24 +327,37 @@ class Dispatcher:
                 log.warning("lease_renewal_failed", error=str(exc), count=len(claims))
 
     async def _retention(self) -> None:
-        """Delete events settled longer than ``[store] retention`` ago, in small batches."""
-        retention = self._inbox.retention()
-        assert retention is not None
-        interval = min(max(retention / 10.0, 1.0), RETENTION_INTERVAL)
+        """Delete events settled longer than ``[store] retention`` ago, in small batches, and audit
+        entries older than ``[store] audit_retention``."""
+        retention, audit_retention = self._inbox.retention(), self._inbox.audit_retention()
+        spans = [span for span in (retention, audit_retention) if span is not None]
+        interval = min(max(min(spans) / 10.0, 1.0), RETENTION_INTERVAL)
         while True:
-            pruned = 0
-            try:
-                while True:
-                    count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
-                    pruned += count
-                    if count < RETENTION_BATCH:
-                        break
-                    await asyncio.sleep(0)  # let receiving and delivery in between batches
-            except StoreError as exc:
-                log.warning("retention_failed", error=str(exc))
-            if pruned:
-                log.info("retention_pruned", events=pruned, older_than_seconds=retention)
+            if retention is not None:
+                await self._prune(retention)
+            if audit_retention is not None:
+                try:
+                    expired = await self._inbox.expire_audit(time.time() - audit_retention)
+                except StoreError as exc:
+                    log.warning("audit_retention_failed", error=str(exc))
+                else:
+                    if expired:
+                        log.info("audit_expired", entries=expired, older_than_seconds=audit_retention)
             await asyncio.sleep(interval)
+
+    async def _prune(self, retention: float) -> None:
+        pruned = 0
+        try:
+            while True:
+                count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
+                pruned += count
+                if count < RETENTION_BATCH:
+                    break
+                await asyncio.sleep(0)  # let receiving and delivery in between batches
+        except StoreError as exc:
+            log.warning("retention_failed", error=str(exc))
+        if pruned:
+            log.info("retention_pruned", events=pruned, older_than_seconds=retention)
 
     # -- one attempt ---------------------------------------------------------------------------
 
@@ -331,20 +397,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             # Parked for the sender's resend, unless the sync deadline passed: then the sender may
             # not resend soon (it saw a 503 only after a long wait), so the background loop delivers.
-            overdue = asyncio.current_task() in self._overdue
-            parked = sync and self._park and not overdue
-            release = AttemptResult(
-                status=DeliveryStatus.PENDING,
-                outcome=AttemptOutcome.RELEASED,
-                started_at=started,
-                duration=time.time() - started,
-                error=(
-                    f"released: not finished within sync_deadline ({self._deadline:g} s)"
-                    if overdue
-                    else "released: the dispatcher stopped or the request ended"
-                ),
-                next_attempt_at=None if parked else time.time(),
-            )
+            release = self._released(started, sync=sync, overdue=asyncio.current_task() in self._overdue)
             self._inflight.pop(slot, None)
             await asyncio.shield(self._finish(claim, release))
             raise
@@ -353,6 +406,85 @@ class Dispatcher:
         if recorded and result.status is DeliveryStatus.DELIVERED and self._on_delivered is not None:
             self._on_delivered(claim)
         return result, recorded
+
+    async def _attempt_batch(self, sink_name: str, claims: Sequence[Claim]) -> None:
+        """Deliver ``claims`` (heads of distinct keys of one sink) as one batch and settle them
+        in one transaction, after the sink has them all; the same outcomes as ``_attempt``."""
+        sink = self._sinks[sink_name]
+        assert isinstance(sink, BatchSink)
+        for claim in claims:
+            self._inflight[(claim.event.seq, claim.sink)] = claim
+        started = time.time()
+        clock = time.thread_time()
+        results: dict[int, AttemptResult] = {}
+        ready: list[int] = []
+        for i, claim in enumerate(claims):
+            try:
+                early = self._before_sink(claim, sink, started)
+            except Exception as exc:  # a filter that fails: retried, as in ``_run_sink``
+                early = self._sink_result(claim, exc, started, 0.0, sync=False)
+            if early is None:
+                ready.append(i)
+            else:
+                results[i] = early
+        self._spent += time.thread_time() - clock
+        try:
+            perf = time.perf_counter()
+            try:
+                outcomes = await sink.deliver_batch([claims[i].event for i in ready])
+            except Exception as exc:  # the batch as a whole failed: each is retried
+                outcomes = [exc] * len(ready)
+            duration = time.perf_counter() - perf
+        except asyncio.CancelledError:
+            release = self._released(started, sync=False, overdue=False)
+            for claim in claims:
+                self._inflight.pop((claim.event.seq, claim.sink), None)
+            await asyncio.shield(self._finish_batch([(c, release) for c in claims]))
+            raise
+        clock = time.thread_time()
+        for i, outcome in zip(ready, outcomes, strict=True):
+            claim = claims[i]
+            with structlog.contextvars.bound_contextvars(
+                event_id=claim.event.event_id, sink=claim.sink, attempt=claim.attempt
+            ):
+                results[i] = self._sink_result(claim, outcome, started, duration, sync=False)
+        for claim in claims:
+            self._inflight.pop((claim.event.seq, claim.sink), None)
+        self._spent += time.thread_time() - clock
+        settles = [(claims[i], results[i]) for i in range(len(claims))]
+        held = await self._finish_batch(settles)
+        if self._on_delivered is not None:
+            for (claim, result), recorded in zip(settles, held, strict=True):
+                if recorded and result.status is DeliveryStatus.DELIVERED:
+                    self._on_delivered(claim)
+
+    async def _finish_batch(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        """Settle a batch in one transaction; should the store be busy, each as ``_finish`` does."""
+        try:
+            held = await self._inbox.finish_many(settles)
+        except StoreError as exc:
+            log.warning("finish_failed", count=len(settles), error=str(exc))
+            return [await self._finish(claim, result) for claim, result in settles]
+        for (claim, _), kept in zip(settles, held, strict=True):
+            if not kept:
+                log.warning("claim_lost", event_id=claim.event.event_id, sink=claim.sink)
+        return held
+
+    def _released(self, started: float, *, sync: bool, overdue: bool) -> AttemptResult:
+        """A delivery cut short (stop, request gone, sync deadline): pending again, no attempt."""
+        parked = sync and self._park and not overdue
+        return AttemptResult(
+            status=DeliveryStatus.PENDING,
+            outcome=AttemptOutcome.RELEASED,
+            started_at=started,
+            duration=time.time() - started,
+            error=(
+                f"released: not finished within sync_deadline ({self._deadline:g} s)"
+                if overdue
+                else "released: the dispatcher stopped or the request ended"
+            ),
+            next_attempt_at=None if parked else time.time(),
+        )
 
     async def _deliver(self, claim: Claim, started: float, *, sync: bool) -> AttemptResult:
         event = claim.event
@@ -389,30 +521,49 @@ class Dispatcher:
             f"deliver {claim.sink}", traceparent, event.received_at.timestamp(), attributes
         )
 
-    async def _run_sink(self, claim: Claim, sink: Sink, started: float, *, sync: bool) -> AttemptResult:
-        event = claim.event
+    def _before_sink(self, claim: Claim, sink: Sink | BatchSink, started: float) -> AttemptResult | None:
+        """The outcome decided without the sink (given up, not selected); None: deliver it."""
         if claim.attempt > self._settings.max_attempts:
             # Earlier attempts were started and never finished (crashes): do not try forever.
             error = f"gave up after {claim.attempt - 1} attempts that never finished"
-            log.error("delivery_dead", reason=error)
+            with structlog.contextvars.bound_contextvars(
+                event_id=claim.event.event_id, sink=claim.sink, attempt=claim.attempt
+            ):
+                log.error("delivery_dead", reason=error)
             return AttemptResult(DeliveryStatus.DEAD, None, started, error=error)
+        if claim.event.kind is EventKind.UNKNOWN:
+            # Held for a sink that does not take what it cannot read; its filter names known kinds.
+            if claim.sink not in self._accept_unknown:
+                return AttemptResult(DeliveryStatus.UNRECOGNISED, None, started)
+            return None
+        if not self._sinks[claim.sink].accepts(claim.event):
+            return AttemptResult(DeliveryStatus.SKIPPED, None, started)
+        return None
+
+    async def _run_sink(self, claim: Claim, sink: Sink, started: float, *, sync: bool) -> AttemptResult:
         clock = time.perf_counter()
         try:
-            if not sink.accepts(event):
-                return AttemptResult(DeliveryStatus.SKIPPED, None, started)
+            early = self._before_sink(claim, sink, started)
+            if early is not None:
+                return early
             with self._tracing.span(f"sink {claim.sink}", kind=SpanKind.CLIENT):
-                await sink.deliver(event)
-        except PermanentError as exc:
-            error = _describe(exc)
-            log.warning("delivery_refused", error=error)
-            return AttemptResult(
-                DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, started, time.perf_counter() - clock, error
-            )
+                await sink.deliver(claim.event)
         except Exception as exc:
-            return self._transient(claim, started, time.perf_counter() - clock, _describe(exc), sync=sync)
-        duration = time.perf_counter() - clock
-        log.info("delivered", duration_ms=round(duration * 1000, 3))
-        return AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, started, duration)
+            return self._sink_result(claim, exc, started, time.perf_counter() - clock, sync=sync)
+        return self._sink_result(claim, None, started, time.perf_counter() - clock, sync=sync)
+
+    def _sink_result(
+        self, claim: Claim, error: BaseException | None, started: float, duration: float, *, sync: bool
+    ) -> AttemptResult:
+        """The attempt's result from what the sink did: None (it has the event) or its exception."""
+        if error is None:
+            log.info("delivered", duration_ms=round(duration * 1000, 3))
+            return AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, started, duration)
+        if isinstance(error, PermanentError):
+            described = _describe(error)
+            log.warning("delivery_refused", error=described)
+            return AttemptResult(DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, started, duration, described)
+        return self._transient(claim, started, duration, _describe(error), sync=sync)
 
     def _transient(
         self, claim: Claim, started: float, duration: float, error: str, *, sync: bool

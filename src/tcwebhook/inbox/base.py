@@ -9,7 +9,9 @@ rules of ``inbox.core``, and ``inbox.factory`` picks one from the ``[store] url`
 Delivery state: storing an event creates, in the same transaction, one *delivery* per sink the
 inbox was opened with. A delivery is ``pending`` until a dispatcher settles it as ``delivered``,
 ``dead`` (permanent failure or give-up), ``superseded`` (a newer state of its key was already
-delivered) or ``skipped`` (the sink's filter does not select the event). A dispatcher *claims* a
+delivered), ``skipped`` (the sink's filter does not select the event) or ``unrecognised`` (an
+event of kind ``unknown``, held for a sink without ``accept_unknown`` until a replay by a version
+that knows its event object). A dispatcher *claims* a
 pending delivery with a lease; a lease that runs out (the claimant died) makes it claimable again,
 so an event is delivered at least once and never lost. An event's ``status`` sums up its
 deliveries; ``stored`` means there is nothing to deliver (no sink was configured, or none selects
@@ -27,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache, partial
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tcwebhook.audit import AuditStore
@@ -50,6 +53,9 @@ class EventStatus(StrEnum):
     DEAD = "dead"  # some sink gave up (dead-letter); replay re-queues it
     SUPERSEDED = "superseded"  # a newer state of its key was delivered instead
     STORED = "stored"  # kept, with nothing to deliver (no sink configured or selecting it)
+    # Kind unknown, and some sink (or every sink) does not accept that: held, never pruned, until
+    # a replay reads the body again with a version that knows its event object.
+    UNRECOGNISED = "unrecognised"
 
 
 class DeliveryStatus(StrEnum):
@@ -58,6 +64,7 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"
     SUPERSEDED = "superseded"
     SKIPPED = "skipped"  # the sink's events filter does not select this event
+    UNRECOGNISED = "unrecognised"  # kind unknown and the sink has no accept_unknown: held
 
 
 class AttemptOutcome(StrEnum):
@@ -87,18 +94,29 @@ class NewEvent:
     last_updated_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # already redacted
     reconciled: bool = False  # stored by reconciliation (a change the webhooks never brought)
-    # What the event writes to the order book (from the receiver's parse); None: nothing.
-    book: BookWrite | str | None = field(default=BOOK_FROM_BODY, compare=False, repr=False)
+    # What the event writes to the order book (from the receiver's parse, worked out when the
+    # event is stored: a duplicate never needs it); None: nothing.
+    book: BookWrite | str | Callable[[], BookWrite | None] | None = field(
+        default=BOOK_FROM_BODY, compare=False, repr=False
+    )
 
     def book_write(self) -> BookWrite | None:
         """The order-book write stored with this event (read from the body unless given)."""
+        if callable(self.book):
+            return self.book()
         if not isinstance(self.book, str):
             return self.book
         from tcwebhook.orderbook.updates import write_of_body
 
         return write_of_body(self.kind, self.content_type, self.body)
     trace_context: str | None = None  # W3C traceparent of the request that stored it (tracing on)
-    drift: tuple[Finding, ...] = ()  # what the models did not know, recorded with the event
+    # What the models did not know, recorded with the event; a callable (the receiver's lazy
+    # walk) is called only when the event is stored, not for a duplicate.
+    drift: tuple[Finding, ...] | Callable[[], tuple[Finding, ...]] = field(default=(), compare=False)
+
+    def findings(self) -> tuple[Finding, ...]:
+        """What the models did not know about this event (``drift``, worked out if need be)."""
+        return self.drift if isinstance(self.drift, tuple) else self.drift()
 
     @classmethod
     def from_parsed(
@@ -121,8 +139,8 @@ class NewEvent:
             message_id=parsed.message_id,
             last_updated_at=parsed.last_updated_at,
             headers=headers,
-            book=write_of_envelope(parsed.kind, parsed.envelope),
-            drift=parsed.drift,
+            book=cache(partial(write_of_envelope, parsed.kind, parsed.envelope)),
+            drift=parsed.drift if parsed.findings is None else parsed.findings,
         )
 
 
@@ -231,6 +249,7 @@ class ReplayResult:
     requeued: int  # deliveries made pending again
     events: int  # events touched
     missing: tuple[str, ...] = ()  # ids not found
+    reclassified: int = 0  # events of kind unknown that this version's models now know
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +378,9 @@ class DeliveryQueue(Protocol):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Record the attempt and settle the delivery; False when the claim was no longer held."""
 
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        """``finish`` for each, all in one transaction (a dispatcher's batch); held, in order."""
+
     async def extend_leases(self, claims: Sequence[Claim], lease: float) -> None: ...
 
     async def trace_context(self, seq: int) -> str | None:
@@ -371,11 +393,14 @@ class DeliveryQueue(Protocol):
         only_dead: bool = False,
         force: bool = False,
         sink: str | None = None,
+        only_unrecognised: bool = False,
     ) -> ReplayResult:
         """Make deliveries pending again (and create them for sinks configured since).
 
-        ``only_dead`` re-queues dead deliveries only; ``force`` also skips the stale check once;
-        ``sink`` touches that sink's deliveries only (and creates none for other sinks).
+        ``only_dead`` re-queues dead deliveries only, ``only_unrecognised`` unrecognised ones only;
+        ``force`` also skips the stale check once; ``sink`` touches that sink's deliveries only (and
+        creates none for other sinks). An event of kind ``unknown`` is first read again with this
+        version's models: one they know now takes its kind, ids and key (``reclassified``).
         """
 
     async def pending_sinks(self) -> Sequence[str]:
@@ -389,12 +414,18 @@ class DeliveryQueue(Protocol):
         seconds), with their deliveries and attempts; never a pending, dead or only stored one.
         Returns how many were deleted: call again while it returns ``limit``."""
 
+    def audit_retention(self) -> float | None:
+        """``[store] audit_retention`` in seconds: the dispatcher expires older audit entries."""
+
+    async def expire_audit(self, before: float) -> int:
+        """Delete audit entries older than ``before``, keeping the chain verifiable from its anchor."""
+
 
 @dataclass(frozen=True, slots=True)
 class DriftRecord:
     """One thing the models did not know, as the drift report shows it."""
 
-    what: str  # field, enum_value, event_name, event_key
+    what: str  # field, enum_value, event_name, event_key, number_as_text
     detail: str
     count: int  # events that carried it
     first_event_id: str | None

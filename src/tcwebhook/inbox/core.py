@@ -108,6 +108,9 @@ class SqlInbox(ABC):
     def retention(self) -> float | None:
         return self._settings.retention
 
+    def audit_retention(self) -> float | None:
+        return self._settings.audit_retention
+
     @property
     def sinks(self) -> tuple[str, ...]:
         """The sink names new events get a delivery for."""
@@ -237,6 +240,11 @@ class SqlInbox(ABC):
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         return await self._write(_at_run(delivery.finish, claim=claim, result=result))
 
+    async def finish_many(self, settles: Sequence[tuple[Claim, AttemptResult]]) -> list[bool]:
+        if not settles:
+            return []
+        return await self._write(_at_run(delivery.finish_many, settles=tuple(settles)))
+
     # -- audit log -------------------------------------------------------------------------------
 
     async def append_audit(self, entry: AuditEntry, detail: str) -> int:
@@ -285,6 +293,7 @@ class SqlInbox(ABC):
         only_dead: bool = False,
         force: bool = False,
         sink: str | None = None,
+        only_unrecognised: bool = False,
     ) -> ReplayResult:
         return await self._write(
             _at_run(
@@ -294,6 +303,7 @@ class SqlInbox(ABC):
                 only_dead=only_dead,
                 force=force,
                 sink=sink,
+                only_unrecognised=only_unrecognised,
             )
         )
 

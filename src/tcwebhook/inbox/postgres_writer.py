@@ -75,6 +75,14 @@ class PgTx:
         cur = await self.conn.execute(POSTGRES.sql(sql), params)
         return cur.rowcount
 
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        text = POSTGRES.sql(sql)
+        # Every statement sent before any answer is read: one round trip for all of them.
+        async with self.conn.pipeline() as pipeline:
+            cursors = [await self.conn.execute(text, params) for params in rows]
+            await pipeline.sync()
+        return [cur.rowcount for cur in cursors]
+
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         # In pipeline mode this queues the statement: it costs no round trip of its own.
         await self.conn.execute(POSTGRES.sql(sql), params)

@@ -80,6 +80,10 @@ class SqliteTx:
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(SQLITE.sql(sql), params).rowcount
 
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        text = SQLITE.sql(sql)
+        return [self._conn.execute(text, params).rowcount for params in rows]
+
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(SQLITE.sql(sql), params)
 

@@ -33,6 +33,10 @@ class Tx(Protocol):
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the rows it changed. Not inside ``batch`` (use ``send`` there)."""
 
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Execute once per parameter row; the rows each changed (PostgreSQL: one round trip).
+        Not inside ``batch``."""
+
     async def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Execute a statement whose result nobody reads (inside ``batch``: no round trip)."""
 

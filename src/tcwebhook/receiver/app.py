@@ -2,7 +2,9 @@
 
 Status policy (Tradecloud retries only codes above 500): 202 once an event is durably stored,
 200 for a duplicate already stored, 4xx only for requests that can never succeed, and 503 for
-anything transient *or unforeseen* — a 500 would make Tradecloud drop the event for good.
+anything transient *or unforeseen* — a 500 would make Tradecloud drop the event for good. An
+envelope whose event object this version does not know is such an event too (kind ``unknown``,
+202), never a 400.
 """
 
 from __future__ import annotations
@@ -348,23 +350,30 @@ class Receiver:
             "duplicate": result.duplicate,
         }
         self.metrics.count_event(kind, "duplicate" if result.duplicate else "stored")
-        if parsed.drift and not result.duplicate:
-            self.metrics.count_drift(parsed.drift)
-        return await self._acknowledge(result, send, state)
+        if not result.duplicate:
+            drift = parsed.drift  # found while storing; a duplicate's is never worked out
+            if drift:
+                self.metrics.count_drift(drift)
+        return await self._acknowledge(result, send, state, unknown=parsed.kind is EventKind.UNKNOWN)
 
-    async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange) -> int:
+    async def _acknowledge(self, result: StoreResult, send: Send, state: Exchange, *, unknown: bool = False) -> int:
         if self.on_stored is not None and not result.duplicate:
             self.on_stored(result)
         if self.sync_delivery is not None:
-            return await self._deliver_sync(result, send, state)
+            status = await self._deliver_sync(result, send, state, unknown=unknown)
+            if status:
+                return status
         status = 200 if result.duplicate else 202
         state.responded = True
         await _json(send, status, {"status": "duplicate" if result.duplicate else "stored", "eventId": result.event_id})
         return status
 
-    async def _deliver_sync(self, result: StoreResult, send: Send, state: Exchange) -> int:
+    async def _deliver_sync(self, result: StoreResult, send: Send, state: Exchange, *, unknown: bool) -> int:
+        """The answer sent after delivering now; 0 when none was sent (answered as stored)."""
         assert self.sync_delivery is not None
         outcome = await self.sync_delivery.deliver_now(result.event_id)
+        if outcome.status is SyncStatus.DELIVERED and unknown:
+            return 0  # held as unrecognised where no sink accepts it: stored, not delivered to the ERP
         if outcome.status is SyncStatus.DELIVERED:
             state.responded = True
             await _json(send, 200, {"status": "delivered", "eventId": result.event_id})

@@ -38,7 +38,8 @@ class ReceiverMetrics:
         )
         self.contract_unknown = Counter(
             "tcwebhook_contract_unknown_total",
-            "Things the contract models did not know, per stored event (field, enum_value, event_name, event_key)",
+            "Things the contract models did not know, per stored event "
+            "(field, enum_value, event_name, event_key, number_as_text)",
             ["what"],
             registry=self.registry,
         )

@@ -11,6 +11,7 @@ wrapped takes both (``EventSink``). Both forms provide ``EventLike``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tcwebhook.inbox.base import StoredEvent
@@ -50,3 +51,19 @@ class Probed(Protocol):
     async def probe(self) -> str:
         """Connect and check what deliveries need; what was found, or a StartupError (one sentence)."""
 
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """A sink that takes several events at once for less than it costs one by one (the files
+    sink: one folder fsync for the batch). The dispatcher settles the batch after it returns."""
+
+    name: str
+
+    @property
+    def batches(self) -> bool:
+        """Whether ``deliver_batch`` is worth using (a wrapper asks its inner sink)."""
+
+    async def deliver_batch(self, events: Sequence[StoredEvent]) -> list[BaseException | None]:
+        """Deliver each event; per event, in order, None when the ERP side has it, else the
+        exception ``deliver`` would have raised for it."""

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import orjson
 
 from tcwebhook.contract.kinds import EventKind
-from tcwebhook.contract.models import ENVELOPES
+from tcwebhook.contract.models import ENVELOPES, TradecloudModel, UnknownWebhook
 from tcwebhook.contract.parse import ROUTE_OF_KIND, Envelope, parse_stored
 from tcwebhook.contract.txml import xml_to_data
 from tcwebhook.errors import InvalidBody
@@ -115,7 +115,11 @@ class Event:
     def data(self) -> dict[str, Any]:
         """The body as a dict (JSON, or tXML read into the same shape); raises InvalidBody."""
         if self.is_xml:
-            model = None if self.kind.is_fetch else ENVELOPES[ROUTE_OF_KIND[self.kind]]
+            model: type[TradecloudModel] | None = None
+            if self.kind is EventKind.UNKNOWN:
+                model = UnknownWebhook
+            elif not self.kind.is_fetch:
+                model = ENVELOPES[ROUTE_OF_KIND[self.kind]]
             # Floats, as json.loads gives for a JSON body; ``model`` has the exact decimals.
             data: dict[str, Any] = _floats(xml_to_data(self.body, model))
             return data

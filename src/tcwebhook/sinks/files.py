@@ -8,7 +8,8 @@ percent-encoded) so a name splits on ``_`` into exactly five parts::
     <received at, UTC>      <seq>     <event name>                 <order/shipment number>
 
 Writes are atomic: a hidden temp file (``.<name>.<random>.tmp``) in the same folder is
-written, fsync'd and renamed over the final name, then the folder is fsync'd. The importer
+written, fsync'd and renamed over the final name, then the folder is fsync'd (once for a whole
+batch from the dispatcher, ``deliver_batch``, before any of it counts as delivered). The importer
 therefore never sees a partial file, and should skip names starting with ``.``. The name
 depends only on the event, so a redelivery overwrites the same file instead of adding one.
 """
@@ -19,7 +20,7 @@ import asyncio
 import os
 import re
 import secrets
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from datetime import UTC
 from functools import partial
 from pathlib import Path
@@ -111,7 +112,9 @@ class _AtomicFile:
     def write(self, chunk: bytes) -> None:
         self._handle.write(chunk)
 
-    def commit(self) -> None:
+    def commit(self, *, sync_folder: bool = True) -> None:
+        """Make the file ``target``; ``sync_folder=False`` leaves the folder's fsync, without
+        which the rename is not yet durable, to the caller (one for a batch of files)."""
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -120,16 +123,61 @@ class _AtomicFile:
         except BaseException:
             self.abort()
             raise
-        # The rename is durable only once the directory entry itself is on disk.
-        fd = os.open(self.target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if sync_folder:
+            _sync_folder(self.target.parent)
 
     def abort(self) -> None:
         self._handle.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    # A rename is durable only once the directory entry itself is on disk.
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(target: Path, exc: OSError) -> TransientError:
+    # Full disk, lost share, permissions: all fixable outside, so retried.
+    return TransientError(f"cannot write {target.name} in {target.parent}: {exc.strerror or exc}")
+
+
+Job = tuple[Path, bytes] | BaseException
+
+
+def _write_batch(jobs: Sequence[Job], group_readable: bool) -> list[BaseException | None]:
+    """Write each file (fsync'd, renamed), then fsync each folder once: the batch is durable,
+    file by file, when this returns; an error is the failed file's (or its folder's) alone."""
+    results: list[BaseException | None] = []
+    folders: dict[Path, list[int]] = {}
+    for job in jobs:
+        if isinstance(job, BaseException):
+            results.append(job)
+            continue
+        target, data = job
+        try:
+            file = _AtomicFile(target, group_readable=group_readable)
+            try:
+                file.write(data)
+            except BaseException:
+                file.abort()
+                raise
+            file.commit(sync_folder=False)
+        except OSError as exc:
+            results.append(_write_error(target, exc))
+            continue
+        folders.setdefault(target.parent, []).append(len(results))
+        results.append(None)
+    for folder, members in folders.items():
+        try:
+            _sync_folder(folder)
+        except OSError as exc:
+            for i in members:
+                results[i] = _write_error(folder / ".", exc)
+    return results
 
 
 def _copy_atomic(target: Path, source: Path, group_readable: bool = False) -> None:
@@ -228,6 +276,22 @@ class FilesSink:
         await self._io(target, _write_atomic, target, data, self.group_readable)
         log.debug("sink.files.delivered", sink=self.name, event_id=event.event_id, file=target.name)
 
+    batches = True  # ``deliver_batch``: one thread hop and one folder fsync for many events
+
+    async def deliver_batch(self, events: Sequence[StoredEvent | Event]) -> list[BaseException | None]:
+        """``deliver`` for each event, with one fsync of each folder for all of them."""
+        jobs: list[Job] = []
+        for event in events:
+            try:
+                target = self.path_for(event)
+                jobs.append((target, event.body if self.output.is_body else self.output.render(event).body))
+            except Exception as exc:  # an event its format cannot render fails alone
+                jobs.append(exc)
+        results = await asyncio.to_thread(_write_batch, jobs, self.group_readable)
+        log.debug("sink.files.delivered_batch", sink=self.name, events=len(events),
+                  failed=sum(r is not None for r in results))
+        return results
+
     async def write_attachment(self, event: EventLike, filename: str, data: bytes) -> Path:
         """Store ``data`` beside the event file, atomically; returns the path.
 
@@ -268,8 +332,7 @@ class FilesSink:
         try:
             return await asyncio.to_thread(func, *args)
         except OSError as exc:
-            # Full disk, lost share, permissions: all fixable outside, so retried.
-            raise TransientError(f"cannot write {target.name} in {target.parent}: {exc.strerror or exc}") from None
+            raise _write_error(target, exc) from None
 
     async def close(self) -> None:
         return None

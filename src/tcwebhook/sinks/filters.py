@@ -10,7 +10,8 @@ from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError
 from tcwebhook.sinks.event import EventLike
 
-_KINDS = {k.value: k for k in EventKind}
+# Events of kind unknown are chosen by a sink's accept_unknown, never by its filter.
+_KINDS = {k.value: k for k in EventKind if k is not EventKind.UNKNOWN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,11 @@ class SinkFilter:
         patterns: list[str] = []
         for raw in entries:
             entry = raw.strip()
+            if entry == EventKind.UNKNOWN.value:
+                raise StartupError(
+                    f"Sink {sink!r}: events entry 'unknown' is no filter; set accept_unknown = true "
+                    "to deliver events of kind unknown to this sink."
+                )
             if entry in _KINDS:
                 kinds.add(_KINDS[entry])
                 continue

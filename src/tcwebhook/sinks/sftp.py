@@ -9,7 +9,8 @@ function of the event too, so an upload cut off by a crash is overwritten by the
 instead of being left behind.
 
 The server's host key must be in ``known_hosts``; an unknown key is never trusted on first use.
-One SSH connection per sink is kept open (with keep-alives) and reopened after an error.
+One SSH connection per sink is kept open (with keep-alives) and reopened after an error, or
+before the next delivery when it was lost while idle (a server restart between two events).
 
 Failures: authentication refused, an unknown host key, permission denied or a missing
 ``remote_dir`` are permanent (the operator must fix something); a refused or lost connection,
@@ -48,6 +49,14 @@ _PERMANENT_SFTP = (
     asyncssh.SFTPWriteProtect,
     asyncssh.SFTPFileIsADirectory,
 )
+
+# The SFTP session is gone (the connection or its channel closed): open a new connection.
+_SESSION_GONE = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
+
+
+def _still_open(conn: asyncssh.SSHClientConnection) -> None:
+    if conn.is_closed():
+        raise asyncssh.SFTPConnectionLost("Connection lost")
 
 
 class SftpSink:
@@ -123,10 +132,13 @@ class SftpSink:
     def remote_path(self, event: EventLike) -> str:
         return posixpath.join(self.remote_dir, self.remote_name(event))
 
-    async def _client(self) -> asyncssh.SFTPClient:
+    async def _client(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         async with self._lock:
-            if self._sftp is not None:
-                return self._sftp
+            if self._conn is not None and self._sftp is not None:
+                if not self._conn.is_closed():
+                    return self._conn, self._sftp
+                # Lost while no request was waiting: nothing reported it, so notice it here.
+                await self._drop_connection(self._conn)
             conn = await asyncssh.connect(
                 self.host,
                 self.port,
@@ -151,9 +163,13 @@ class SftpSink:
                     conn.close()
                 raise
             self._conn = conn
-            return self._sftp
+            return conn, self._sftp
 
-    async def _drop_connection(self) -> None:
+    async def _drop_connection(self, broken: asyncssh.SSHClientConnection | None = None) -> None:
+        """Close the kept connection; with ``broken``, only if it is still that one (another
+        delivery may have opened a fresh connection since ``broken`` failed)."""
+        if broken is not None and broken is not self._conn:
+            return
         conn, self._conn, self._sftp = self._conn, None, None
         if conn is not None:
             # Closing a connection the server already broke may fail too; it is gone either way.
@@ -166,30 +182,59 @@ class SftpSink:
         payload = self.payload(event)
         final = posixpath.join(self.remote_dir, self.pattern.render(event, payload.extension))
         tmp = posixpath.join(self.remote_dir, "." + posixpath.basename(final) + ".tmp")
+        conn: asyncssh.SSHClientConnection | None = None
         try:
             async with asyncio.timeout(self.timeout):
-                sftp = await self._client()
-                if await sftp.exists(final):
-                    log.info("sink.sftp.already_there", sink=self.name, event_id=event.event_id, file=final)
-                    return
-                async with sftp.open(tmp, "wb") as handle:
-                    await handle.write(payload.data)
-                    await self._flush(handle)
-                try:
-                    await sftp.rename(tmp, final)
-                except asyncssh.SFTPError:
-                    if not await sftp.exists(final):
-                        raise
-                    # Another attempt put it there first: same event, same bytes.
-                    await sftp.remove(tmp)
+                conn, sftp = await self._client()
+                placed = await self._put(conn, sftp, payload.data, tmp, final)
         except BaseException as exc:
             failure = self._failure(exc)
             if failure is None:
                 raise
-            if not isinstance(exc, asyncssh.SFTPError) or isinstance(exc, asyncssh.SFTPConnectionLost):
-                await self._drop_connection()
+            if conn is not None and (
+                not isinstance(exc, asyncssh.SFTPError) or isinstance(exc, _SESSION_GONE)
+            ):
+                await self._drop_connection(conn)
             raise failure from None
-        log.debug("sink.sftp.delivered", sink=self.name, event_id=event.event_id, file=final)
+        if placed:
+            log.debug("sink.sftp.delivered", sink=self.name, event_id=event.event_id, file=final)
+        else:
+            log.info("sink.sftp.already_there", sink=self.name, event_id=event.event_id, file=final)
+
+    async def _put(
+        self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, data: bytes, tmp: str, final: str
+    ) -> bool:
+        """Upload ``data`` to ``tmp`` and rename it to ``final``; False when ``final`` was there.
+
+        Each request is preceded by ``_still_open``: asyncssh keeps a request it could not send on
+        a connection that has just closed, and later sets the connection error on it where nobody
+        awaits it, which asyncio logs as "Future exception was never retrieved". Checking first
+        (no await in between) sends nothing on a closed connection.
+        """
+        _still_open(conn)
+        if await sftp.exists(final):
+            return False
+        _still_open(conn)
+        handle = await sftp.open(tmp, "wb")
+        try:
+            _still_open(conn)
+            await handle.write(data)
+            _still_open(conn)
+            await self._flush(handle)
+        finally:
+            if not conn.is_closed():
+                await handle.close()
+        _still_open(conn)
+        try:
+            await sftp.rename(tmp, final)
+        except asyncssh.SFTPError:
+            _still_open(conn)
+            if not await sftp.exists(final):
+                raise
+            # Another attempt put it there first: same event, same bytes.
+            _still_open(conn)
+            await sftp.remove(tmp)
+        return True
 
     async def _flush(self, handle: asyncssh.SFTPClientFile) -> None:
         # A server without fsync@openssh.com cannot be asked; its own write-back applies.
@@ -218,7 +263,7 @@ class SftpSink:
         """Connect and look at ``remote_dir``; a StartupError (one sentence) when that fails."""
         try:
             async with asyncio.timeout(self.timeout):
-                sftp = await self._client()
+                _, sftp = await self._client()
                 is_dir = await sftp.isdir(self.remote_dir)
         except BaseException as exc:
             failure = self._failure(exc)

@@ -31,7 +31,7 @@ from tcwebhook.inbox.base import StoredEvent
 from tcwebhook.orderbook.book import BookEvent
 from tcwebhook.orderbook.store import BookStore
 from tcwebhook.orderbook.updates import fetched_write
-from tcwebhook.sinks.base import EventSink, Sink
+from tcwebhook.sinks.base import BatchSink, EventSink, Sink
 from tcwebhook.sinks.event import Event, EventLike
 from tcwebhook.tradecloud_api.client import TradecloudClient
 from tcwebhook.tradecloud_api.coalesce import Coalescer
@@ -109,6 +109,41 @@ class TradecloudSink:
         finally:
             if self._documents is not None:
                 await self._documents.aclose()
+
+    @property
+    def batches(self) -> bool:
+        return isinstance(self.inner, BatchSink) and self.inner.batches
+
+    def _plain(self, event: StoredEvent) -> bool:
+        """Whether ``deliver`` would hand ``event`` to the inner sink as it is, and nothing else."""
+        if event.kind.is_fetch and not is_resolved(event):
+            return False
+        if self._enricher is not None and self._enricher.wants(event):
+            return False
+        if self._documents is not None and self._documents.wants(event):
+            return False
+        return not (self._book is not None and self._needs_book and event.key is not None)
+
+    async def deliver_batch(self, events: Sequence[StoredEvent]) -> list[BaseException | None]:
+        """The events ``deliver`` hands on unchanged go to the inner sink as one batch; the
+        others (triggers, enrichment, documents, the book's order) one by one, as ``deliver``."""
+        results: list[BaseException | None] = [None] * len(events)
+        plain = [i for i, e in enumerate(events) if self._plain(e)]
+        taken = set(plain)
+        other = [i for i in range(len(events)) if i not in taken]
+        if plain and isinstance(self.inner, BatchSink):
+            done = await self.inner.deliver_batch([events[i] for i in plain])
+            for i, outcome in zip(plain, done, strict=True):
+                results[i] = outcome
+        else:
+            other = list(range(len(events)))
+        if other:
+            singles = await asyncio.gather(*(self.deliver(events[i]) for i in other), return_exceptions=True)
+            for i, outcome in zip(other, singles, strict=True):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                results[i] = outcome if isinstance(outcome, BaseException) else None
+        return results
 
     async def deliver(self, event: StoredEvent) -> None:
         stored = event

@@ -38,6 +38,7 @@ from tcwebhook.inbox.base import (
 )
 from tcwebhook.inbox.ids import to_datetime
 from tcwebhook.inbox.rows import EVENT_COLUMNS, event_from_row
+from tcwebhook.inbox.rules.unknown import reclassify
 from tcwebhook.inbox.tx import Tx
 
 _UNBLOCK_NEXT = """
@@ -51,6 +52,7 @@ UPDATE events SET status = (
     SELECT CASE
         WHEN sum(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
         WHEN sum(CASE WHEN d.status = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead'
+        WHEN sum(CASE WHEN d.status = 'unrecognised' THEN 1 ELSE 0 END) > 0 THEN 'unrecognised'
         WHEN sum(CASE WHEN d.status = 'delivered' THEN 1 ELSE 0 END) > 0 THEN 'delivered'
         WHEN sum(CASE WHEN d.status = 'superseded' THEN 1 ELSE 0 END) > 0 THEN 'superseded'
         ELSE 'stored' END
@@ -292,31 +294,50 @@ async def claim_event(
     return EventClaim(event=event, claims=claims, waiting=tuple(waiting), statuses=statuses)
 
 
+def _finish_params(claim: Claim, result: AttemptResult, now: float) -> tuple[object, ...]:
+    status = result.status.value
+    released = int(result.outcome is AttemptOutcome.RELEASED)
+    seq = claim.event.seq
+    return (status, result.next_attempt_at, result.error, released, status, now, seq, claim.sink, claim.owner)
+
+
+async def _after_finish(tx: Tx, claim: Claim, result: AttemptResult, held: bool) -> None:
+    """The attempt's record and, for a claim still held, what settling it moves (reads nothing)."""
+    seq = claim.event.seq
+    if result.outcome is not None:
+        attempt = (result.started_at, result.duration, result.outcome.value, result.error)
+        await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, *attempt, seq, claim.sink))
+    if not held:
+        return
+    if result.status is DeliveryStatus.DELIVERED:
+        await tx.send(_RAISE_WATERMARK, (claim.sink, seq))
+    if result.status is DeliveryStatus.PENDING:
+        if result.outcome is AttemptOutcome.RELEASED:
+            await tx.notify()  # another dispatcher may take it at once
+        await refresh_status(tx, seq)
+    else:
+        await _settled(tx, seq, claim.sink, claim.event.key)
+
+
 async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> bool:
     """Record the attempt and settle the delivery; False when the claim was no longer held."""
-    seq = claim.event.seq
-    released = result.outcome is AttemptOutcome.RELEASED
-    status = result.status.value
-    held = await tx.run(
-        _FINISH,
-        (status, result.next_attempt_at, result.error, int(released), status, now, seq, claim.sink, claim.owner),
-    )
+    held = await tx.run(_FINISH, _finish_params(claim, result, now)) == 1
     # The rest reads no result: one round trip for all of it.
     async with tx.batch():
-        if result.outcome is not None:
-            attempt = (result.started_at, result.duration, result.outcome.value, result.error)
-            await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, *attempt, seq, claim.sink))
-        if held != 1:
-            return False
-        if result.status is DeliveryStatus.DELIVERED:
-            await tx.send(_RAISE_WATERMARK, (claim.sink, seq))
-        if result.status is DeliveryStatus.PENDING:
-            if released:
-                await tx.notify()  # another dispatcher may take it at once
-            await refresh_status(tx, seq)
-        else:
-            await _settled(tx, seq, claim.sink, claim.event.key)
-    return True
+        await _after_finish(tx, claim, result, held)
+    return held
+
+
+async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], now: float) -> list[bool]:
+    """``finish`` for each of a dispatcher's batch, in one transaction: one commit (one fsync or
+    WAL flush) settles them all, and on PostgreSQL two round trips (the settles, then everything
+    they move). A batch holds at most one delivery of each (sink, key), the heads the claim
+    took, so the order within it does not matter for per-key FIFO."""
+    held = [n == 1 for n in await tx.run_many(_FINISH, [_finish_params(c, r, now) for c, r in settles])]
+    async with tx.batch():
+        for (claim, result), kept in zip(settles, held, strict=True):
+            await _after_finish(tx, claim, result, kept)
+    return held
 
 
 async def extend_leases(tx: Tx, claims: Sequence[Claim], lease: float, now: float) -> None:
@@ -335,25 +356,35 @@ async def replay(
     force: bool,
     now: float,
     sink: str | None = None,
+    only_unrecognised: bool = False,
 ) -> ReplayResult:
     requeued = 0
     touched = 0
+    reclassified = 0
     missing: list[str] = []
     requeue = _REQUEUE + (" AND status = 'dead'" if only_dead else "")
+    requeue += " AND status = 'unrecognised'" if only_unrecognised else ""
     sink_args: tuple[str, ...] = ()
     if sink is not None:
         requeue += " AND sink = ?"
         sink_args = (sink,)
         sinks = [s for s in sinks if s == sink]
     for event_id in event_ids:
-        row = await tx.one("SELECT seq, key FROM events WHERE event_id = ? /*pg FOR NO KEY UPDATE */", (event_id,))
+        row = await tx.one(
+            "SELECT seq, key, kind FROM events WHERE event_id = ? /*pg FOR NO KEY UPDATE */", (event_id,)
+        )
         if row is None:
             missing.append(event_id)
             continue
-        seq, key = row
+        seq, key, kind = row
+        if kind == EventKind.UNKNOWN.value:
+            known = await reclassify(tx, seq)
+            if known is not None:
+                key = known.key
+                reclassified += 1
         # A delivery in flight is left alone: its claimant settles it.
         count = await tx.run(requeue, (now, int(force), now, seq, now, *sink_args))
-        if not only_dead:
+        if not only_dead and not only_unrecognised:
             # Sinks configured after the event arrived get it too.
             for name in sinks:
                 blocked = key is not None and bool(await tx.one(_EARLIER_PENDING, (name, key, seq)))
@@ -364,4 +395,4 @@ async def replay(
             await refresh_status(tx, seq)
     if requeued:
         await tx.notify()
-    return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing))
+    return ReplayResult(requeued=requeued, events=touched, missing=tuple(missing), reclassified=reclassified)

@@ -21,7 +21,7 @@ _LIST = (
 
 async def record_drift(tx: Tx, seq: int, event: NewEvent) -> None:
     """An ``ON_STORED`` hook: one upsert per finding, sent without waiting for an answer."""
-    for finding in event.drift:
+    for finding in event.findings():
         await tx.send(_RECORD, (finding.what, finding.detail, seq))
 
 

@@ -56,7 +56,7 @@ _PRUNABLE = """
 SELECT e.seq FROM events AS e
 WHERE e.received_at < ? AND e.status IN ('delivered', 'superseded')
   AND NOT EXISTS (SELECT 1 FROM deliveries AS d
-                  WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead') OR d.updated_at >= ?))
+                  WHERE d.seq = e.seq AND (d.status IN ('pending', 'dead', 'unrecognised') OR d.updated_at >= ?))
 ORDER BY e.received_at LIMIT ?
 /*pg FOR UPDATE OF e SKIP LOCKED */
 """
