@@ -58,6 +58,7 @@ def without_book(parsed: ParsedWebhook, body: bytes) -> NewEvent:
         shipment_id=parsed.shipment_id, purchase_order_number=parsed.purchase_order_number,
         shipment_number=parsed.shipment_number, message_id=parsed.message_id,
         last_updated_at=parsed.last_updated_at, headers={}, book=None,
+        drift=parsed.drift if parsed.findings is None else parsed.findings,
     )
 
 
