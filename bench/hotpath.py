@@ -7,30 +7,42 @@ collections run, each piece of the hot path on its own and the whole app with st
 Use it to compare two versions of the code back to back; ``--profile`` adds a cProfile listing
 (of the event-loop thread only).
 
-Run as ``python -m bench.hotpath [--unique|--duplicate] [--requests N] [--profile] [--default-gc]``.
+``--no-book`` stores the events without their order-book write (as ``bench/orderbook.py``'s
+``book=None`` variant), so two runs give the book's share of a stored request.
+
+``--postgres`` stores in a throw-away PostgreSQL 15 cluster instead, and counts its processes' CPU too.
+
+Run as ``python -m bench.hotpath [--unique|--duplicate] [--requests N] [--profile] [--default-gc] [--no-book]
+[--postgres]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import io
 import pstats
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, cast
 
+import psutil  # type: ignore[import-untyped]
+import psycopg
 import structlog
 from bench.body import BodyTemplate, order_event_template
+from tests.pgcluster import PgCluster, new_cluster
 
 from tcwebhook.config import Settings
 from tcwebhook.contract.parse import parse_webhook
 from tcwebhook.inbox.base import Inbox, NewEvent, StoreResult
 from tcwebhook.inbox.ids import new_id
+from tcwebhook.inbox.postgres import PostgresInbox
 from tcwebhook.inbox.sqlite import SqliteInbox
 from tcwebhook.logs import configure_logging
 from tcwebhook.receiver.app import Receiver
@@ -139,11 +151,30 @@ def _micro(template: BodyTemplate, repeat: int = 2000) -> dict[str, float]:
     return out
 
 
-async def _main(args: argparse.Namespace, work: Path) -> None:
+def _book_rows(query: Callable[[str], int]) -> str:
+    return f"order book: {query('book_entries')} entries, {query('book_lines')} lines"
+
+
+async def _main(args: argparse.Namespace, work: Path, cluster: PgCluster | None) -> None:
     settings = _settings(work / "data")
+    server_cpu: Callable[[], float] = lambda: 0.0  # noqa: E731
     with (work / "requests.log").open("w") as stream:
         configure_logging(settings, stream=stream)
-        inbox = SqliteInbox(work / "data" / "inbox.db", settings.store)
+        inbox: SqliteInbox | PostgresInbox
+        if cluster is None:
+            inbox = SqliteInbox(work / "data" / "inbox.db", settings.store)
+        else:
+            url = cluster.url(cluster.create_database())
+            inbox = PostgresInbox(url, settings.store)
+
+            def server_cpu() -> float:  # every PostgreSQL process's CPU: the store's work is there
+                total = 0.0
+                for pid in cluster.server_pids():
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        times = psutil.Process(pid).cpu_times()
+                        total += times.user + times.system
+                return total
+
         await inbox.open()
         app = Receiver(settings, inbox)
         template = order_event_template()
@@ -157,7 +188,7 @@ async def _main(args: argparse.Namespace, work: Path) -> None:
             tune_gc()
         base = 10_000_000
         profiler = cProfile.Profile() if args.profile else None
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, wall = time.process_time() + server_cpu(), time.perf_counter()
         if profiler:
             profiler.enable()
         gc_before = gc.get_stats()
@@ -165,8 +196,8 @@ async def _main(args: argparse.Namespace, work: Path) -> None:
         if profiler:
             profiler.disable()
         gc_after = gc.get_stats()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        print(f"statuses {statuses}  commits {inbox.commits}")
+        cpu, wall = time.process_time() + server_cpu() - cpu, time.perf_counter() - wall
+        print(f"statuses {statuses}  commits {getattr(inbox, 'commits', '-')}")
         for gen, (a, b) in enumerate(zip(gc_before, gc_after, strict=True)):
             print(
                 f"  gc gen{gen}: {b['collections'] - a['collections']} collections, "
@@ -174,12 +205,19 @@ async def _main(args: argparse.Namespace, work: Path) -> None:
             )
         print(
             f"{args.requests} requests: {args.requests / wall:.0f} req/s wall, "
-            f"{cpu / args.requests * 1e6:.1f} us CPU per request (all threads)"
+            f"{cpu / args.requests * 1e6:.1f} us CPU per request (all threads"
+            f"{', and the PostgreSQL server' if cluster else ''})"
         )
         for name, us in _micro(template).items():
             print(f"  {name:24s} {us:8.2f} us")
         print(f"  {'receiver, store stubbed':24s} {await _receiver_us(settings, template.variant(7)):8.2f} us")
         await inbox.close()
+    if cluster is None:
+        with sqlite3.connect(work / "data" / "inbox.db") as conn:
+            print(_book_rows(lambda t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])))  # noqa: S608
+    else:
+        with psycopg.connect(url) as pg:
+            print(_book_rows(lambda t: int(pg.execute(f"SELECT count(*) FROM {t}").fetchone()[0])))  # type: ignore[index]  # noqa: S608
     if profiler:
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(args.top)
@@ -196,11 +234,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's collector settings")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--no-book", action="store_true", help="store without the order-book write")
+    parser.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL 15 store (fsync on)")
     args = parser.parse_args(argv)
+    if args.no_book:
+        from tcwebhook.orderbook import updates
+
+        updates.write_of_envelope = lambda *_: None  # the book's input, switched off
     import uvloop
 
-    with tempfile.TemporaryDirectory(prefix="hotpath-") as tmp:
-        uvloop.run(_main(args, Path(tmp)))
+    cluster = new_cluster(fsync=True) if args.postgres else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="hotpath-") as tmp:
+            uvloop.run(_main(args, Path(tmp), cluster))
+    finally:
+        if cluster is not None:
+            cluster.destroy()
 
 
 if __name__ == "__main__":
