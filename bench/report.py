@@ -234,6 +234,17 @@ def print_report(results: Json, console: Console | None = None) -> None:
             )
         console.print(table)
 
+    sus = results.get("sustained")
+    if sus:
+        table = Table(title=f"Sustained ingest, files sink, {sus['seconds']:.0f} s at {sus['rate']:,.0f} req/s "
+                      f"(80 % of {sus['max_rps']:,.0f})" + (" — shortened by --quick" if sus.get("shortened") else ""),
+                      header_style="bold")
+        for col in ("achieved req/s", "p99 ms", "stored", "delivered", "backlog at end", "backlog max"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{sus['achieved_rps']:,.0f}", f"{sus['p99_ms']:.2f}", f"{sus['stored']:,}",
+                      f"{sus['delivered']:,}", f"{sus['backlog_end']:,}", f"{sus['backlog_max']:,}")
+        console.print(table)
+
     table = Table(title="Targets", header_style="bold")
     for col in ("target", "goal", "measured", "result"):
         table.add_column(col)
@@ -320,6 +331,17 @@ def markdown(results: Json) -> str:
                   f" ({g['backlog_left']:,} left)" if g.get("backlog_left") else ""),
               f"{g['bytes_per_1000']:,}", f"{g['prefill_seconds']:.0f}"]
              for g in results["growth"]],
+        )
+    sus = results.get("sustained")
+    if sus:
+        out.append(f"### Sustained ingest, files sink ({sus['seconds']:.0f} s"
+                   + (", shortened by `--quick`" if sus.get("shortened") else "") + ")\n")
+        table(
+            ["maximum req/s", "offered req/s", "achieved req/s", "p99 ms", "stored", "delivered",
+             "backlog at end", "backlog max", "load average at end"],
+            [[f"{sus['max_rps']:,.0f}", f"{sus['rate']:,.0f}", f"{sus['achieved_rps']:,.0f}", f"{sus['p99_ms']:.2f}",
+              f"{sus['stored']:,}", f"{sus['delivered']:,}", f"{sus['backlog_end']:,}", f"{sus['backlog_max']:,}",
+              " ".join(str(x) for x in sus.get("loadavg_end", []))]],
         )
     rss = results.get("peak_rss_mb", {})
     if rss:
