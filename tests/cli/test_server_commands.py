@@ -103,7 +103,8 @@ class TestDev:
             )
         event_id = r.json()["eventId"]
         outbox = dev_server.data_dir / "outbox"
-        files = eventually(lambda: list(outbox.glob(f"*{event_id}*")), 15, what="the delivered file")
+        # The sink writes a hidden temp file and renames it into place: only the final name counts.
+        files = eventually(lambda: list(outbox.glob(f"[!.]*{event_id}*")), 15, what="the delivered file")
         assert len(files) == 1
         assert json.loads(files[0].read_bytes()) == data
 

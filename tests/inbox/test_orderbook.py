@@ -3,6 +3,7 @@ rules as ``orderbook.book`` (checked against them for every arrival order)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -11,12 +12,15 @@ import pytest
 from tests.orderbook.sequences import (
     CONFIRMED,
     ISSUED,
+    L1,
     ORDER_ID,
     PO,
     REJECTED,
     RESCHEDULED,
     SEQUENCE,
     SHIPMENT_ID,
+    T1,
+    T2,
     new_event,
     shipment,
 )
@@ -24,7 +28,7 @@ from tests.orderbook.test_book import check_final, update
 
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.inbox import Inbox
-from tcwebhook.orderbook.book import BookEntry, BookEvent, replay
+from tcwebhook.orderbook.book import BookEntry, BookEvent, replay, stamp
 from tcwebhook.orderbook.sql import BookWrite
 from tcwebhook.orderbook.store import BookStore
 from tcwebhook.orderbook.updates import fetched_write
@@ -106,6 +110,36 @@ class TestSequences:
             stored = await entry_of(inbox, f"order:{order_id}")
             assert stored.data == expected.data, [b["eventName"] for b in order]
             assert stored.status == expected.status and stored.number == PO
+
+    async def test_stored_together_agrees_with_the_rules(self, inbox: Inbox) -> None:
+        """Events of several orders stored at once (one transaction, on PostgreSQL one pipeline of
+        statements that each write an event and its book rows): the book follows the stores' order."""
+        orders = list(itertools.permutations(SEQUENCE))[:6]
+        bodies = [renamed(b, f"together-{n}", f"t{n}") for n, order in enumerate(orders) for b in order]
+        results = await asyncio.gather(*(inbox.store(new_event(b)) for b in bodies))
+        stored = sorted(zip((r.seq for r in results), bodies, strict=True), key=lambda pair: pair[0])
+        expected = replay([update(b, seq) for seq, b in stored])
+        for n in range(len(orders)):
+            key = f"order:together-{n}"
+            assert (await entry_of(inbox, key)).data == expected[key].data
+
+    async def test_a_line_twice_in_one_event(self, inbox: Inbox) -> None:
+        """Two versions of one line in one event: the book keeps the newer one's stamp, so a later
+        event with a time between them does not replace the line."""
+        await inbox.store(new_event(ISSUED))
+        twice = json.loads(json.dumps(CONFIRMED))
+        newer, older = twice["orderEvent"]["lines"][0], json.loads(json.dumps(twice["orderEvent"]["lines"][0]))
+        older["lastUpdatedAt"] = T1
+        twice["orderEvent"]["lines"] = [newer, older]
+        await inbox.store(new_event(twice))
+        assert (await entry_of(inbox)).lines[L1].stamp == stamp(T2)
+        between = json.loads(json.dumps(REJECTED))
+        between["orderEvent"]["lines"] = [{**newer, "lastUpdatedAt": "2026-03-02T10:00:00Z", "status": {
+            "processStatus": "Rejected", "logisticsStatus": "Open"}}]
+        await inbox.store(new_event(between))
+        entry = await entry_of(inbox)
+        assert entry.lines[L1].stamp == stamp(T2)
+        assert entry.lines[L1].data["status"]["processStatus"] == "Confirmed"
 
     async def test_a_duplicate_changes_nothing(self, inbox: Inbox) -> None:
         for body in SEQUENCE:

@@ -38,8 +38,6 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
 
 import structlog
@@ -48,6 +46,8 @@ from opentelemetry.trace import Span, SpanKind
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import DeliverySettings
 from tcwebhook.contract.kinds import EventKind
+from tcwebhook.dispatch.retention import keep_retention
+from tcwebhook.dispatch.sync import SyncOutcome, SyncStatus
 from tcwebhook.errors import PermanentError, StoreError
 from tcwebhook.inbox.base import (
     AttemptOutcome,
@@ -66,30 +66,12 @@ _ERROR_CHARS = 2000
 # runs out and the delivery is attempted again (at-least-once).
 _FINISH_BACKOFF = Backoff(initial=0.05, multiplier=2.0, cap=1.0, max_attempts=6)
 _RELEASE_SECONDS = 2.0
-RETENTION_INTERVAL = 600.0  # at most this long between two retention passes (seconds)
-RETENTION_BATCH = 500
 # Under load the dispatcher keeps to this share of the event loop's time, so intake is never
 # starved: after a batch, while the loop runs ready callbacks ``BUSY_LAG`` late or later (requests
 # are waiting), it pauses in proportion to the loop time its own work took (at most ``MAX_PAUSE``).
 LOOP_SHARE = 0.25
 BUSY_LAG = 0.001
 MAX_PAUSE = 0.05
-
-
-class SyncStatus(StrEnum):
-    """How a synchronous delivery ended, as the receiver answers it."""
-
-    DELIVERED = "delivered"  # every selecting sink has it (or it is superseded): 200
-    PERMANENT = "permanent"  # a sink refused it for good; kept as dead-letter: 400
-    TRANSIENT = "transient"  # try again later (the sender retries): 503
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOutcome:
-    """What ``Dispatcher.deliver_now`` tells the request that stored the event."""
-
-    status: SyncStatus
-    detail: str = ""
 
 
 def _describe(exc: BaseException) -> str:
@@ -180,7 +162,7 @@ class Dispatcher:
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="tcwebhook-dispatch-leases")
         self._inbox.subscribe(self.notify)  # commits of other processes wake us (PostgreSQL)
         if self._inbox.retention() is not None or self._inbox.audit_retention() is not None:
-            self._retention_task = asyncio.create_task(self._retention(), name="tcwebhook-retention")
+            self._retention_task = asyncio.create_task(keep_retention(self._inbox), name="tcwebhook-retention")
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
 
@@ -325,39 +307,6 @@ class Dispatcher:
                 await self._inbox.extend_leases(claims, lease)
             except StoreError as exc:
                 log.warning("lease_renewal_failed", error=str(exc), count=len(claims))
-
-    async def _retention(self) -> None:
-        """Delete events settled longer than ``[store] retention`` ago, in small batches, and audit
-        entries older than ``[store] audit_retention``."""
-        retention, audit_retention = self._inbox.retention(), self._inbox.audit_retention()
-        spans = [span for span in (retention, audit_retention) if span is not None]
-        interval = min(max(min(spans) / 10.0, 1.0), RETENTION_INTERVAL)
-        while True:
-            if retention is not None:
-                await self._prune(retention)
-            if audit_retention is not None:
-                try:
-                    expired = await self._inbox.expire_audit(time.time() - audit_retention)
-                except StoreError as exc:
-                    log.warning("audit_retention_failed", error=str(exc))
-                else:
-                    if expired:
-                        log.info("audit_expired", entries=expired, older_than_seconds=audit_retention)
-            await asyncio.sleep(interval)
-
-    async def _prune(self, retention: float) -> None:
-        pruned = 0
-        try:
-            while True:
-                count = await self._inbox.prune(time.time() - retention, RETENTION_BATCH)
-                pruned += count
-                if count < RETENTION_BATCH:
-                    break
-                await asyncio.sleep(0)  # let receiving and delivery in between batches
-        except StoreError as exc:
-            log.warning("retention_failed", error=str(exc))
-        if pruned:
-            log.info("retention_pruned", events=pruned, older_than_seconds=retention)
 
     # -- one attempt ---------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from tcwebhook.inbox.base import (
     StoreInfo,
     StoreResult,
 )
+from tcwebhook.inbox.dialect import Dialect
 from tcwebhook.inbox.rules import audit, book, delivery, drift, intake, reconcile, sessions, views
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Bulk, Rule, Tx
@@ -62,10 +63,11 @@ class SqlInbox(ABC):
     """The inbox on a SQL store; open it once per process, share it between tasks."""
 
     engine: str  # "sqlite" | "postgresql", as ``tcwebhook db status`` names it
+    dialect: Dialect
 
     def __init__(self, settings: StoreSettings, *, sinks: Sequence[str], hold_new: bool) -> None:
         self._settings = settings
-        self._intake = intake.EventIntake(tuple(sinks), hold_new)
+        self._intake = intake.EventIntake(tuple(sinks), hold_new, book_with_event=self.dialect.writes_in_with)
         self._schema_found = SCHEMA_VERSION
         self._writer: _Writer | None = None
 

@@ -32,6 +32,9 @@ class Dialect:
     tokens: tuple[tuple[str, str], ...]  # (neutral, this engine's), replaced in this order
     types: dict[str, str]  # schema type -> this engine's column type
     row_locks: bool  # statements that only take a row lock run at all
+    # INSERT/UPDATE inside WITH, several tables in one statement (SQLite has none: a statement
+    # per table there, which costs SQLite little as it runs in this process)
+    writes_in_with: bool
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, text: str) -> str:
@@ -72,6 +75,7 @@ SQLITE = Dialect(
         "bytes": "BLOB",
     },
     row_locks=False,
+    writes_in_with=False,
 )
 
 POSTGRES = Dialect(
@@ -93,4 +97,5 @@ POSTGRES = Dialect(
         "bytes": "BYTEA",
     },
     row_locks=True,
+    writes_in_with=True,
 )

@@ -115,6 +115,7 @@ class PostgresInbox(SqlInbox):
     """``Inbox`` on a PostgreSQL database."""
 
     engine = "postgresql"
+    dialect = POSTGRES
 
     def __init__(
         self,

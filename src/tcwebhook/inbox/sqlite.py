@@ -140,6 +140,7 @@ class SqliteInbox(SqlInbox):
     """``Inbox`` on one SQLite file."""
 
     engine = "sqlite"
+    dialect = SQLITE
 
     def __init__(
         self,

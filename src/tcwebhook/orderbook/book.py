@@ -60,6 +60,7 @@ def time_stamp(text: str | None) -> str:
     return at.isoformat(timespec="microseconds") + "Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def stamp(last_updated_at: str | None, version: int | None = None) -> str:
     """The sort key of a state: its time, then its version (``2025-…Z|000000000003``)."""
     number = _NO_VERSION if version is None else max(version, 0)

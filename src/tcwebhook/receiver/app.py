@@ -31,7 +31,7 @@ from tcwebhook.contract.identifiers import id_problem
 from tcwebhook.contract.kinds import EventKind, routing_key
 from tcwebhook.contract.names import ORDER_FETCH_EVENT, SHIPMENT_FETCH_EVENT
 from tcwebhook.contract.parse import parse_webhook
-from tcwebhook.dispatch.dispatcher import SyncOutcome, SyncStatus
+from tcwebhook.dispatch.sync import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop

@@ -159,13 +159,7 @@ def _write_batch(jobs: Sequence[Job], group_readable: bool) -> list[BaseExceptio
             continue
         target, data = job
         try:
-            file = _AtomicFile(target, group_readable=group_readable)
-            try:
-                file.write(data)
-            except BaseException:
-                file.abort()
-                raise
-            file.commit(sync_folder=False)
+            _write_atomic(target, data, group_readable, sync_folder=False)
         except OSError as exc:
             results.append(_write_error(target, exc))
             continue
@@ -192,14 +186,14 @@ def _copy_atomic(target: Path, source: Path, group_readable: bool = False) -> No
     file.commit()
 
 
-def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> None:
+def _write_atomic(target: Path, data: bytes, group_readable: bool = False, *, sync_folder: bool = True) -> None:
     file = _AtomicFile(target, group_readable=group_readable)
     try:
         file.write(data)
     except BaseException:
         file.abort()
         raise
-    file.commit()
+    file.commit(sync_folder=sync_folder)
 
 
 def event_file(directory: Path, event: EventLike, output: Output, *, subfolders: bool = False) -> Path:

@@ -13,7 +13,9 @@ from tcwebhook.orderbook.sql import (
     ENTRY,
     EVENTS,
     FETCHES,
+    HEADER,
     KEEP,
+    LINE,
     LINES,
     BookSummary,
     BookWrite,
@@ -23,6 +25,16 @@ from tcwebhook.orderbook.sql import (
     summary_from_row,
 )
 from tcwebhook.orderbook.updates import object_of_body, objects_of
+
+
+async def apply_stored(tx: Tx, write: BookWrite, seq: int) -> None:
+    """``apply`` for a stored event's header and lines (``write.folds``), on the path that answers
+    Tradecloud: the same statements, sent without describing them first."""
+    await tx.send(HEADER, write.header_params(seq, None, time.time()))
+    if len(write.lines) == 1:
+        await tx.send(LINE, (write.key, *write.lines[0], seq, None))
+    elif write.lines:
+        await tx.many(LINE, [(write.key, key, stamp, seq, None) for key, stamp in write.lines])
 
 
 async def apply(tx: Tx, write: BookWrite, event: BookEvent, fetch_id: str | None = None) -> None:

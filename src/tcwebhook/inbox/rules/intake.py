@@ -11,7 +11,7 @@ the new delivery blocked for good).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ from tcwebhook.inbox.rules.drift import record_drift
 from tcwebhook.inbox.schema import children
 from tcwebhook.inbox.tx import Bulk, Row, Tx
 from tcwebhook.orderbook.book import BookEvent
+from tcwebhook.orderbook.sql import with_event
 
 INSERT_EVENT = (
     "INSERT INTO events (event_id, dedupe_key, received_at, kind, event_name, status, key,"
@@ -67,7 +68,11 @@ OnStored = Callable[[Tx, int, NewEvent], Awaitable[None]]
 async def keep_book(tx: Tx, seq: int, event: NewEvent) -> None:
     """The order book follows every stored event (``rules.book``)."""
     write = event.book_write()
-    if write is not None:
+    if write is None:
+        return
+    if write.folds:
+        await book.apply_stored(tx, write, seq)
+    else:
         # The stored event is the reference: its id and name are the events table's.
         await book.apply(tx, write, BookEvent("", event.event_name, write.last_updated_at, write.source, seq))
 
@@ -101,12 +106,18 @@ def headers_json(headers: Mapping[str, str]) -> bytes:
     return orjson.dumps(headers if type(headers) is dict else dict(headers))
 
 
+_INSERT_EVENT_AND_BOOK = with_event(INSERT_EVENT)
+
+
 @dataclass(frozen=True, slots=True)
 class EventIntake:
     """How new events enter: the sinks each gets a delivery for, and when they are due."""
 
     sinks: tuple[str, ...]
     hold_new: bool  # synchronous delivery: new deliveries wait for the request (claim_event)
+    # The store writes an event's book header and lines in the statement inserting the event
+    # (``orderbook.sql.with_event``; PostgreSQL), instead of in ``keep_book`` after it.
+    book_with_event: bool = False
 
     def store(self, event: NewEvent, now: float) -> Bulk:
         """The rule storing ``event``; a duplicate answers with the event stored first."""
@@ -129,6 +140,16 @@ class EventIntake:
             headers_json(event.headers),
             event.body,
         )
+        if self.book_with_event:
+            write = event.book_write()
+            if write is not None and write.folds:
+                return Bulk(
+                    _INSERT_EVENT_AND_BOOK,
+                    (*params, *write.with_event_params(now)),
+                    partial(self._stored, params=params, event=event, booked=True),
+                )
+            if isinstance(event.book, str):  # read from the body once, here
+                event = replace(event, book=write)
         return Bulk(INSERT_EVENT, params, partial(self._stored, params=params, event=event))
 
     @property
@@ -136,7 +157,9 @@ class EventIntake:
         """A store makes deliveries due now (dispatchers of every process are woken)."""
         return bool(self.sinks) and not self.hold_new
 
-    async def _stored(self, tx: Tx, row: Row | None, *, params: tuple[Any, ...], event: NewEvent) -> StoreResult:
+    async def _stored(
+        self, tx: Tx, row: Row | None, *, params: tuple[Any, ...], event: NewEvent, booked: bool = False
+    ) -> StoreResult:
         if row is None:
             existing = await tx.one(_EXISTING, (params[1],))
             if existing is None:  # the row we collided with was deleted (pruned) meanwhile
@@ -148,7 +171,8 @@ class EventIntake:
             next_at = None if self.hold_new else now
             await tx.send(_INSERT_DELIVERIES, (seq, key, next_at, key, now, tx.dialect.array(self.sinks)))
         for hook in ON_STORED:
-            await hook(tx, seq, event)
+            if not (booked and hook is keep_book):
+                await hook(tx, seq, event)
         return StoreResult(event_id=params[0], seq=seq, duplicate=False)
 
     async def reprocess(self, tx: Tx, quarantine_id: str, event: NewEvent, now: float) -> StoreResult:
