@@ -100,6 +100,22 @@ async def prefill(config: Path, db: Path, count: int, template: BodyTemplate, *,
     return PrefillResult(count, round(stored, 2), round(settled, 2), db_bytes(db))
 
 
+def stored_and_pending(config: Path) -> tuple[int, int]:
+    """Events stored so far and those some sink still has to get (read while the server runs)."""
+
+    async def count() -> tuple[int, int]:
+        inbox = open_inbox(load_settings(config))
+        await inbox.open()
+        try:
+            counts = await inbox.count_by_status()
+        finally:
+            await inbox.close()
+        # "quarantined" counts quarantine entries, not events.
+        return sum(v for k, v in counts.items() if k != "quarantined"), int(counts["pending"])
+
+    return asyncio.run(count())
+
+
 def pending_events(config: Path) -> int:
     """Events some sink still has to get (read from another process while the server runs)."""
 

@@ -79,8 +79,15 @@ class _Recorder:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection sending the next request as soon as the previous one is answered."""
 
-    def __init__(self, next_request: Callable[[], bytes], recorder: _Recorder, closed: asyncio.Future[str]) -> None:
+    def __init__(
+        self,
+        next_request: Callable[[], bytes],
+        recorder: _Recorder,
+        closed: asyncio.Future[str],
+        pace: Callable[[], float] | None = None,
+    ) -> None:
         self.next_request = next_request
+        self.pace = pace
         self.recorder = recorder
         self.closed = closed
         self.buffer = bytearray()
@@ -96,6 +103,16 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         if time.perf_counter() >= self.recorder.end:
             self.transport.close()
+            return
+        delay = self.pace() if self.pace else 0.0
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._write)
+        else:
+            self._write()
+
+    def _write(self) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
             return
         self.sent_at = time.perf_counter()
         self.transport.write(self.next_request())
@@ -165,8 +182,10 @@ async def run_load(
     warmup: float,
     keep_alive: bool = True,
     serial_base: int = 0,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Drive ``url`` with ``concurrency`` connections for ``warmup + duration`` seconds."""
+    """Drive ``url`` with ``concurrency`` connections for ``warmup + duration`` seconds; with
+    ``rate``, requests are spaced to that many per second in all (at most, when the server is slower)."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 443
@@ -183,13 +202,22 @@ async def run_load(
     loop = asyncio.get_running_loop()
     start = time.perf_counter() + warmup
     recorder = _Recorder(start, start + duration)
+    slot = time.perf_counter()
+
+    def pace() -> float:
+        """Seconds until the next request's slot; a slow stretch is caught up by at most 0.1 s."""
+        nonlocal slot
+        assert rate is not None
+        now = time.perf_counter()
+        slot = max(slot + 1.0 / rate, now - 0.1)
+        return slot - now
 
     async def worker() -> None:
         while time.perf_counter() < recorder.end:
             closed: asyncio.Future[str] = loop.create_future()
             try:
                 await loop.create_connection(
-                    lambda: _Connection(next_request, recorder, closed),  # noqa: B023 - used at once
+                    lambda: _Connection(next_request, recorder, closed, pace if rate else None),  # noqa: B023
                     host,
                     port,
                     ssl=ssl_context,
@@ -246,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--no-keep-alive", action="store_true", help="one TLS handshake per request")
     parser.add_argument("--serial-base", type=int, default=0, help="first messageId serial (runs must not overlap)")
+    parser.add_argument("--rate", type=float, default=None, help="requests per second in all (default: as fast as "
+                        "the server answers)")
     args = parser.parse_args(argv)
     headers = [tuple(h.split(":", 1)) for h in args.header]
     ctx = ssl.create_default_context(cafile=str(args.ca))
@@ -260,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         keep_alive=not args.no_keep_alive,
         serial_base=args.serial_base,
+        rate=args.rate,
     )
     try:
         import uvloop

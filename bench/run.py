@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 from bench import report
 from bench.body import order_event_template
-from bench.growth import db_bytes, pending_events, prefill
+from bench.growth import db_bytes, pending_events, prefill, stored_and_pending
 from bench.h2load import run_h2load
 from bench.machine import describe, git_revision, source_fingerprint
 from bench.pki import Pki, make_pki
@@ -68,10 +69,12 @@ class Plan:
     sink_events: int
     growth_sizes: tuple[int, ...]
     settle_limit: float
+    sustained_s: float = 60.0
 
 
 FULL = Plan(5, 1, 2, (16, 64), 3000, 3000, 20_000, (10_000, 1_000_000), 15)
-QUICK = Plan(2, 1, 1, (16, 64), 1000, 1000, 5_000, (10_000, 100_000), 5)
+QUICK = Plan(2, 1, 1, (16, 64), 1000, 1000, 5_000, (10_000, 100_000), 5, sustained_s=20.0)
+SUSTAINED_SHARE = 0.8  # of the maximum stored rate
 
 
 def say(text: str) -> None:
@@ -129,13 +132,17 @@ class Bench:
         self.serial_block += 1
         return self.serial_block << 32
 
-    def loadgen(self, target: Target, concurrency: int, *, unique: bool = True, duration: float | None = None) -> Json:
+    def loadgen(self, target: Target, concurrency: int, *, unique: bool = True, duration: float | None = None,
+                rate: float | None = None, warmup: float | None = None) -> Json:
         argv = [
             sys.executable, "-m", "bench.loadgen", "--url", target.url, "--body", str(self.body),
             "--ca", str(self.pki.ca), "--concurrency", str(concurrency),
-            "--duration", str(duration or self.plan.duration), "--warmup", str(self.plan.warmup),
+            "--duration", str(duration or self.plan.duration),
+            "--warmup", str(self.plan.warmup if warmup is None else warmup),
             "--serial-base", str(self.next_serial_base()),
         ]
+        if rate is not None:
+            argv += ["--rate", f"{rate:.1f}"]
         if unique:
             argv.append("--unique")
         for name, value in target.headers:
@@ -307,6 +314,51 @@ def phase_sinks(bench: Bench) -> None:
             erp.wait(10)
 
 
+def phase_sustained(bench: Bench, quick: bool) -> None:
+    """Intake at 80 % of the maximum stored rate with the files sink: does delivery keep up?"""
+    port = free_port()
+    layout = write_ours_config(bench.work / "sustained", bench.pki, port)
+    target = ours_target(layout, port, "tcwebhook-sustained")
+    bench.extra_targets.append(target)
+    seconds = bench.plan.sustained_s
+    target.start(bench.pki.ca)
+    try:
+        # The maximum on this very server (files sink, concurrency 64), so both runs share its state.
+        peak = bench.loadgen(target, 64)
+        target.settle(bench.plan.settle_limit * 4)
+        rate = round(SUSTAINED_SHARE * peak["rps"], 1)
+        say(f"sustained: maximum {peak['rps']:,.0f} req/s stored; {seconds:.0f} s at {rate:,.0f} req/s"
+            + (" (--quick: shortened from 60 s)" if quick else ""))
+        stored0, pending0 = stored_and_pending(layout.config)
+        samples: list[Json] = []
+        started = time.perf_counter()
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(bench.loadgen, target, 64, duration=seconds, rate=rate, warmup=0.0)
+            while not run.done() and time.perf_counter() - started < seconds + 90:
+                time.sleep(min(5.0, seconds / 6))
+                stored, pending = stored_and_pending(layout.config)
+                samples.append({"t_s": round(time.perf_counter() - started, 1), "stored": stored - stored0,
+                                "backlog": pending})
+            result = run.result()
+        stored1, pending1 = stored_and_pending(layout.config)
+        bench.results.setdefault("peak_rss_mb", {}).setdefault("tcwebhook", []).append(target.peak_rss_mb())
+    finally:
+        target.stop()
+    stored_n = stored1 - stored0
+    delivered_n = (stored1 - pending1) - (stored0 - pending0)
+    row: Json = {
+        "seconds": seconds, "shortened": quick, "max_rps": peak["rps"], "rate": rate, "achieved_rps": result["rps"],
+        "p99_ms": result["p99_ms"], "statuses": result["statuses"], "stored": stored_n, "delivered": delivered_n,
+        "backlog_start": pending0, "backlog_end": pending1,
+        "backlog_max": max([pending1, *(s["backlog"] for s in samples)]), "samples": samples,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    bench.results["sustained"] = row
+    say(f"sustained: {stored_n:,} stored, {delivered_n:,} delivered over {seconds:.0f} s "
+        f"({result['rps']:,.0f} req/s achieved, p99 {result['p99_ms']} ms); backlog {pending1:,} at the end, "
+        f"{row['backlog_max']:,} at most")
+
+
 def phase_growth(bench: Bench) -> None:
     """Throughput with a small and a large pre-filled inbox (the same file, topped up)."""
     out: list[Json] = bench.results.setdefault("growth", [])
@@ -388,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tcwebhook benchmark")
     parser.add_argument("--quick", action="store_true", help="about 2 minutes: shorter runs, 100k inbox")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["throughput", "handshake", "send", "sinks", "growth", "postgres"],
+                        choices=["throughput", "handshake", "send", "sinks", "sustained", "growth", "postgres"],
                         help="skip a phase")
     parser.add_argument("--only", choices=["postgres"], default=None, help="run this phase alone")
     parser.add_argument("--pg-cpu", default="0", help="CPU the PostgreSQL server is pinned to (default 0, "
@@ -402,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None:
         return rerender(args.report)
     if args.only == "postgres":
-        args.skip = ["throughput", "handshake", "send", "sinks", "growth"]
+        args.skip = ["throughput", "handshake", "send", "sinks", "sustained", "growth"]
     plan = QUICK if args.quick else FULL
     if args.growth:
         plan = replace(plan, growth_sizes=tuple(int(x) for x in args.growth.split(",")))
@@ -466,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
             results["main_inbox_bytes"] = db_bytes(layout.inbox_db)
         if "sinks" not in args.skip:
             phase_sinks(bench)
+        if "sustained" not in args.skip:
+            phase_sustained(bench, args.quick)
         if "growth" not in args.skip:
             phase_growth(bench)
         if "postgres" not in args.skip:

@@ -8,10 +8,12 @@ import time
 from collections import defaultdict
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tcwebhook.dispatch import Dispatcher, SyncStatus
+from tcwebhook.dispatch import dispatcher as dispatcher_module
 from tcwebhook.errors import PermanentError, TransientError
 from tcwebhook.inbox import EventStatus, SqliteInbox, StoredEvent
 
@@ -640,6 +642,78 @@ class TestBatches:
             await dispatcher.stop()
         assert sorted(again.calls) == sorted(ids)
 
+
+class TestYielding:
+    """While requests wait for the loop, the dispatcher pauses after a claim (``LOOP_SHARE``);
+    on an idle loop it does not. The pauses are the dispatcher's short sleeps (at most
+    ``MAX_PAUSE``), seen through its own module's view of ``asyncio``."""
+
+    WINDOW = 1.5  # seconds of delivery per measurement
+
+    @staticmethod
+    async def _claims_and_pauses(db_path: Path, monkeypatch: pytest.MonkeyPatch, *, busy: bool) -> tuple[int, int]:
+        pauses: list[float] = []
+
+        class Watched:
+            """``asyncio`` for the dispatcher module, noting every pause it takes."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(asyncio, name)
+
+            @staticmethod
+            async def sleep(delay: float, result: Any = None) -> Any:
+                if 0 < delay <= dispatcher_module.MAX_PAUSE:
+                    pauses.append(delay)
+                return await asyncio.sleep(delay, result)
+
+        async with opened(db_path) as box:
+            for i in range(800):  # a hundred claims of eight
+                await box.store(order(i))
+            made: list[int] = []
+            real_claim = box.claim_due
+
+            async def counting(**kwargs: Any) -> Any:
+                claims = await real_claim(**kwargs)
+                if claims:
+                    made.append(len(claims))
+                return claims
+
+            box.claim_due = counting  # type: ignore[method-assign]
+            stop = asyncio.Event()
+
+            async def requests_waiting() -> None:
+                # Stands for a receiver under load: every loop turn it works the loop 2 ms.
+                while not stop.is_set():
+                    until = time.perf_counter() + 0.002
+                    while time.perf_counter() < until:
+                        pass
+                    await asyncio.sleep(0)
+
+            monkeypatch.setattr(dispatcher_module, "asyncio", Watched())
+            dispatcher = Dispatcher(box, [BatchRecordingSink()], settings(concurrency=8))
+            load = asyncio.create_task(requests_waiting()) if busy else None
+            await dispatcher.start()
+            try:
+                await asyncio.sleep(TestYielding.WINDOW)
+            finally:
+                stop.set()
+                await dispatcher.stop()
+                monkeypatch.undo()
+                if load is not None:
+                    await load
+            return len(made), len(pauses)
+
+    @pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+    async def test_pauses_only_while_the_loop_is_late(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy: bool
+    ) -> None:
+        claims, pauses = await self._claims_and_pauses(tmp_path / "inbox.db", monkeypatch, busy=busy)
+        print(f"busy={busy}: {claims} claims, {pauses} pauses")
+        assert claims > 10  # the dispatcher really worked
+        if busy:
+            assert pauses >= claims / 2
+        else:
+            assert pauses <= claims / 10
 
 class TestSync:
     """deliver_now: sinks run before the answer; transient failures are left to the sender."""
