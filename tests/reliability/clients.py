@@ -10,7 +10,7 @@ import struct
 import time
 from pathlib import Path
 
-from tests.reliability.conftest import RawAnswer, read_answer
+from tests.reliability.conftest import RawAnswer, read_answer, tls_over
 from tests.support.servers import TOKEN
 
 ORDERS = b"/tradecloud/orders"
@@ -41,12 +41,6 @@ def tcp_from(port: int, source: str = "127.0.0.1", timeout: float = 10.0) -> soc
     sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     return sock
-
-
-def tls_over(sock: socket.socket, ca: Path) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=str(ca))
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx.wrap_socket(sock, server_hostname="localhost")
 
 
 def tls_from(port: int, ca: Path, source: str = "127.0.0.1", proxy_header: bytes = b"") -> ssl.SSLSocket:

@@ -93,11 +93,18 @@ def _complete(data: bytes) -> bool:
     return len(data) >= end + 4 + length
 
 
-def tls_connect(port: int, ca: Path, timeout: float = 10.0) -> ssl.SSLSocket:
+def tls_over(sock: socket.socket, ca: Path) -> ssl.SSLSocket:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.set_alpn_protocols(["http/1.1"])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return ctx.wrap_socket(raw, server_hostname="localhost")
+    # Handshake explicitly: wrap_socket skips it, without an error, when the server has already
+    # reset the connection (the socket reads as not connected), which looks like a handshake done.
+    tls = ctx.wrap_socket(sock, server_hostname="localhost", do_handshake_on_connect=False)
+    tls.do_handshake()
+    return tls
+
+
+def tls_connect(port: int, ca: Path, timeout: float = 10.0) -> ssl.SSLSocket:
+    return tls_over(socket.create_connection(("127.0.0.1", port), timeout=timeout), ca)
 
 
 def read_answer(sock: socket.socket, timeout: float) -> RawAnswer:
