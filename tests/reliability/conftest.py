@@ -107,9 +107,11 @@ def tls_connect(port: int, ca: Path, timeout: float = 10.0) -> ssl.SSLSocket:
     return tls_over(socket.create_connection(("127.0.0.1", port), timeout=timeout), ca)
 
 
-def read_answer(sock: socket.socket, timeout: float) -> RawAnswer:
-    """Read until the peer closes, a full response arrived, or ``timeout`` passes."""
-    data = b""
+def read_answer(sock: socket.socket, timeout: float, data: bytes = b"") -> RawAnswer:
+    """Read until the peer closes, a full response arrived, or ``timeout`` passes; ``data``: the
+    answer's first bytes, read already."""
+    if data and _complete(data):
+        return RawAnswer(_status_of(data), data, closed=False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
@@ -129,6 +131,26 @@ def read_answer(sock: socket.socket, timeout: float) -> RawAnswer:
     return RawAnswer(_status_of(data), data, closed=False, error="timeout")
 
 
+def _early_answer(sock: ssl.SSLSocket) -> bytes | None:
+    """The first bytes of an answer sent already (b"" when the server closed), or None.
+
+    A readable socket alone does not say the server answered: TLS 1.3 session tickets arrive
+    after the handshake, at a moment a loaded server chooses, with no application data.
+    """
+    if not (sock.pending() or select.select([sock], [], [], 0)[0]):
+        return None
+    previous = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536)
+    except ssl.SSLWantReadError:
+        return None
+    except (ssl.SSLError, ConnectionError):  # closed, cleanly or not
+        return b""
+    finally:
+        sock.settimeout(previous)
+
+
 def send_raw(
     port: int,
     ca: Path,
@@ -144,8 +166,11 @@ def send_raw(
                 time.sleep(pause)
             # The server may have answered (or closed) already: read that before sending more,
             # since writing into a closed connection can reset it and lose the answer.
-            if i and (sock.pending() or select.select([sock], [], [], 0)[0]):
-                break
+            early = _early_answer(sock) if i else None
+            if early == b"":
+                return RawAnswer(None, b"", closed=True)
+            if early is not None:
+                return read_answer(sock, timeout, early)
             try:
                 sock.sendall(chunk)
             except (ssl.SSLError, ConnectionError) as exc:
