@@ -9,12 +9,16 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from tcwebhook.config import StoreSettings
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox import EventFilter, SqliteInbox
+from tcwebhook.inbox.dialect import SQLITE
+from tcwebhook.inbox.rules import delivery as delivery_rules
+from tcwebhook.inbox.rules import intake as intake_rules
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 from tcwebhook.inbox.tx import Tx
 
@@ -158,6 +162,31 @@ class TestFailures:
         assert all(not isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 10)
         assert len(await sqlite_inbox.list_events(EventFilter())) == 20
         assert await sqlite_inbox.list_quarantined() == []
+
+class TestHeadLookups:
+    """Per-key FIFO's lookups of a key's pending deliveries use the head index, so they cost the
+    same with a backlog of millions: without statistics SQLite's planner chose deliveries_sink
+    for them, which reads every pending delivery of the sink (12 ms a lookup at 20,000)."""
+
+    LOOKUPS: ClassVar[dict[str, tuple[str, tuple[object, ...]]]] = {
+        "unblock the next of a key": (delivery_rules._UNBLOCK_NEXT, ("erp", "erp", "order:o-7")),
+        "earlier pending of a key": (delivery_rules._EARLIER_PENDING, ("erp", "order:o-7", 10**9)),
+        "due heads": (delivery_rules._DUE, (1e12, SQLITE.array(["erp"]), 1e12, 8)),
+        "requeue": (delivery_rules._REQUEUE, (0.0, 0, 0.0, 7, 0.0)),
+        "new deliveries blocked?": (intake_rules._INSERT_DELIVERIES, (10**9, "order:o-7", 0.0, "order:o-7", 0.0,
+                                                                      SQLITE.array(["erp"]))),
+    }
+
+    @pytest.mark.parametrize("name", list(LOOKUPS))
+    async def test_uses_the_head_index(self, sqlite_inbox: SqliteInbox, db_path: Path, name: str) -> None:
+        for i in range(200):  # a backlog: every event of its own key, all pending
+            await sqlite_inbox.store(order_event(i, key=f"order:o-{i}"))
+        text, params = self.LOOKUPS[name]
+        with sqlite3.connect(db_path) as other:
+            plan = " / ".join(row[3] for row in other.execute("EXPLAIN QUERY PLAN " + SQLITE.sql(text), params))
+        assert "deliveries_head" in plan, plan
+        assert "deliveries_sink" not in plan, plan
+
 
 class TestMigrations:
     """The schema is versioned and migrated once, at open."""

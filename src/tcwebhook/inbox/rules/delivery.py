@@ -44,7 +44,8 @@ from tcwebhook.inbox.tx import Tx
 _UNBLOCK_NEXT = """
 UPDATE deliveries SET blocked = 0
 WHERE sink = ? AND blocked = 1 AND seq = (
-    SELECT seq FROM deliveries WHERE sink = ? AND key = ? AND status = 'pending' ORDER BY seq LIMIT 1)
+    SELECT seq FROM deliveries /*sqlite INDEXED BY deliveries_head */
+    WHERE sink = ? AND key = ? AND status = 'pending' ORDER BY seq LIMIT 1)
 """
 _LOCK_EVENT = "SELECT 1 FROM events WHERE seq = ? /*pg FOR NO KEY UPDATE */"
 _REFRESH_STATUS = """
@@ -60,7 +61,8 @@ UPDATE events SET status = (
 WHERE seq = ?
 """
 _EARLIER_PENDING = (
-    "SELECT 1 FROM deliveries WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
+    "SELECT 1 FROM deliveries /*sqlite INDEXED BY deliveries_head */"
+    " WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
 )
 _WATERMARK = "SELECT updated_us FROM watermarks WHERE sink = ? AND key = ? AND kind = ?"
 _RAISE_WATERMARK = """
@@ -94,7 +96,7 @@ WHERE d.status = 'pending' AND d.blocked = 0 AND d.next_attempt_at <= ?
   AND d.sink IN TEXTS(?)
   AND (d.claim_expires IS NULL OR d.claim_expires <= ?)
   AND (d.key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM deliveries AS p
+        SELECT 1 FROM deliveries AS p /*sqlite INDEXED BY deliveries_head */
         WHERE p.sink = d.sink AND p.key = d.key AND p.status = 'pending' AND p.seq < d.seq))
 ORDER BY d.next_attempt_at
 LIMIT ?
@@ -113,7 +115,8 @@ _FINISH = (
 _REQUEUE = (
     "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
     " last_error = NULL, force = ?, claim_owner = NULL, claim_expires = NULL,"
-    " blocked = CASE WHEN key IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries AS p"
+    " blocked = CASE WHEN key IS NOT NULL AND EXISTS ("
+    "   SELECT 1 FROM deliveries AS p /*sqlite INDEXED BY deliveries_head */"
     "   WHERE p.sink = deliveries.sink AND p.key = deliveries.key"
     "   AND p.status = 'pending' AND p.seq < deliveries.seq) THEN 1 ELSE 0 END,"
     " updated_at = ? WHERE seq = ? AND (claim_expires IS NULL OR claim_expires <= ?)"

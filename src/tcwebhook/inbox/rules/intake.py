@@ -40,7 +40,7 @@ _INSERT_DELIVERIES = """
 INSERT INTO deliveries (seq, sink, key, status, next_attempt_at, blocked, updated_at)
 SELECT CAST(? AS BIGINT), s.value, CAST(? AS TEXT), 'pending', CAST(? AS DOUBLE PRECISION),
     CASE WHEN EXISTS (
-        SELECT 1 FROM deliveries AS p
+        SELECT 1 FROM deliveries AS p /*sqlite INDEXED BY deliveries_head */
         WHERE p.sink = s.value AND p.key = ? AND p.status = 'pending'
         LIMIT 1 /*pg FOR SHARE */) THEN 1 ELSE 0 END,
     CAST(? AS DOUBLE PRECISION)
