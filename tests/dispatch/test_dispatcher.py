@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tcwebhook.dispatch import Dispatcher, SyncStatus
-from tcwebhook.dispatch import dispatcher as dispatcher_module
+from tcwebhook.dispatch import Dispatcher, SyncStatus, pacing
 from tcwebhook.errors import PermanentError, TransientError
 from tcwebhook.inbox import EventStatus, SqliteInbox, StoredEvent
 from tcwebhook.transport.server import tune_threads
@@ -646,6 +645,21 @@ class TestBatches:
         assert sorted(again.calls) == sorted(ids)
 
 
+class _Watched:
+    """``asyncio`` as the pacing module sees it, noting every pause it takes."""
+
+    def __init__(self, pauses: list[float]) -> None:
+        self.pauses = pauses
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        if 0 < delay <= pacing.MAX_PAUSE:
+            self.pauses.append(delay)
+        return await asyncio.sleep(delay, result)
+
+
 class TestYielding:
     """While requests wait for the loop, the dispatcher pauses after a claim (``LOOP_SHARE``);
     on an idle loop it does not. The pauses are the dispatcher's short sleeps (at most
@@ -657,19 +671,6 @@ class TestYielding:
     @staticmethod
     async def _claims_and_pauses(db_path: Path, monkeypatch: pytest.MonkeyPatch, *, busy: bool) -> tuple[int, int]:
         pauses: list[float] = []
-
-        class Watched:
-            """``asyncio`` for the dispatcher module, noting every pause it takes."""
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(asyncio, name)
-
-            @staticmethod
-            async def sleep(delay: float, result: Any = None) -> Any:
-                if 0 < delay <= dispatcher_module.MAX_PAUSE:
-                    pauses.append(delay)
-                return await asyncio.sleep(delay, result)
-
         async with opened(db_path) as box:
             for i in range(800):  # a hundred claims of eight
                 await box.store(order(i))
@@ -696,7 +697,7 @@ class TestYielding:
                         pass
                     await asyncio.sleep(0)
 
-            monkeypatch.setattr(dispatcher_module, "asyncio", Watched())
+            monkeypatch.setattr(pacing, "asyncio", _Watched(pauses))
             dispatcher = Dispatcher(box, [BatchRecordingSink()], settings(concurrency=8))
             load = asyncio.create_task(requests_waiting()) if busy else None
             await dispatcher.start()
@@ -729,6 +730,37 @@ class TestYielding:
             assert pauses >= claims / 2
         else:
             assert pauses <= claims / 10
+
+    async def test_no_pause_while_behind_intake(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Deliveries of events stored since it last claimed are not paused for, busy loop or
+        not: pausing for them would let the backlog grow without bound under sustained load."""
+        pauses: list[float] = []
+        async with opened(tmp_path / "inbox.db") as box:
+            dispatcher = Dispatcher(box, [RecordingSink()], settings(concurrency=8))
+            stored = await box.store(order(1))
+            stop = asyncio.Event()
+
+            async def requests_waiting() -> None:
+                while not stop.is_set():
+                    until = time.perf_counter() + 0.002
+                    while time.perf_counter() < until:
+                        pass
+                    await asyncio.sleep(0)
+
+            load = asyncio.create_task(requests_waiting())
+            monkeypatch.setattr(pacing, "asyncio", _Watched(pauses))
+            try:
+                dispatcher._pacer.spent = 0.002  # the loop time its last claim took
+                await dispatcher._pacer.yield_to_intake()
+                assert len(pauses) == 1, pauses  # nothing stored since: it pauses
+                dispatcher.notify(stored)  # the receiver's call once it stored the event
+                dispatcher._pacer.spent = 0.002
+                await dispatcher._pacer.yield_to_intake()
+                assert len(pauses) == 1, pauses  # behind intake: no pause
+            finally:
+                monkeypatch.undo()
+                stop.set()
+                await load
 
 
 class TestSync:

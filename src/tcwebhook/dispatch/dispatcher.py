@@ -12,8 +12,7 @@ A sink that takes batches (``BatchSink``: the files sink) gets the deliveries of
 together, and their outcomes are settled in one transaction once it has returned: a crash before
 that commit leaves them claimed, and their leases run out (at-least-once). A claim takes only the
 head of each (sink, key), so a batch never holds two events of one key. While the event loop is
-saturated the dispatcher pauses after each claim, in proportion to the loop time its own work
-took, so that requests keep at least three quarters of it (``LOOP_SHARE``).
+saturated the dispatcher pauses after each claim, so that requests keep most of it (``pacing``).
 
 Synchronous delivery (``deliver_now``, ``[delivery] mode = "sync"``): the request that stored an
 event runs the sinks before it answers. New deliveries are held (``hold_new``) so the background
@@ -46,6 +45,7 @@ from opentelemetry.trace import Span, SpanKind
 from tcwebhook.backoff import Backoff
 from tcwebhook.config import DeliverySettings
 from tcwebhook.contract.kinds import EventKind
+from tcwebhook.dispatch.pacing import Pacer
 from tcwebhook.dispatch.retention import keep_retention
 from tcwebhook.dispatch.sync import SyncOutcome, SyncStatus
 from tcwebhook.errors import PermanentError, StoreError
@@ -55,6 +55,7 @@ from tcwebhook.inbox.base import (
     Claim,
     DeliveryQueue,
     DeliveryStatus,
+    StoreResult,
 )
 from tcwebhook.sinks.base import BatchSink, Sink
 from tcwebhook.telemetry.tracing import Tracing, record_attempt
@@ -66,12 +67,6 @@ _ERROR_CHARS = 2000
 # runs out and the delivery is attempted again (at-least-once).
 _FINISH_BACKOFF = Backoff(initial=0.05, multiplier=2.0, cap=1.0, max_attempts=6)
 _RELEASE_SECONDS = 2.0
-# Under load the dispatcher keeps to this share of the event loop's time, so intake is never
-# starved: after a batch, while the loop runs ready callbacks ``BUSY_LAG`` late or later (requests
-# are waiting), it pauses in proportion to the loop time its own work took (at most ``MAX_PAUSE``).
-LOOP_SHARE = 0.25
-BUSY_LAG = 0.001
-MAX_PAUSE = 0.05
 
 
 def _describe(exc: BaseException) -> str:
@@ -135,7 +130,7 @@ class Dispatcher:
         # Sinks delivering a batch at once (one folder fsync, one settle transaction for it).
         self._batching = frozenset(s.name for s in sinks if isinstance(s, BatchSink) and s.batches)
         self._running = 0  # deliveries in flight in background tasks (a batch task holds several)
-        self._spent = 0.0  # loop CPU the dispatcher's own work took since it last yielded
+        self._pacer = Pacer()
         self._tasks: set[asyncio.Task[object]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -166,8 +161,10 @@ class Dispatcher:
         await self._warn_unknown_sinks()
         log.info("dispatcher_started", owner=self.owner, sinks=list(self._names), mode=self._settings.mode)
 
-    def notify(self, _stored: object = None) -> None:
+    def notify(self, stored: object = None) -> None:
         """Wake the loop: an event was stored (usable as the receiver's ``on_stored``)."""
+        if isinstance(stored, StoreResult):
+            self._pacer.stored(len(self._names))
         self._wake.set()
 
     async def stop(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a bound, not a deadline
@@ -241,12 +238,12 @@ class Dispatcher:
                 except Exception:
                     log.exception("claim_failed")
                     claims = []
-                clock = time.thread_time()
-                self._spawn_all(claims)
-                self._spent += time.thread_time() - clock
+                with self._pacer.working():
+                    self._spawn_all(claims)
                 claimed = len(claims)
+                self._pacer.claimed(claimed)
             if claimed:
-                await self._yield_to_intake()
+                await self._pacer.yield_to_intake()
             if claimed and claimed == free:
                 await asyncio.sleep(0)  # let the new deliveries start, then look for more
                 continue
@@ -277,16 +274,6 @@ class Dispatcher:
         self._tasks.add(task)
         self._running += deliveries
         task.add_done_callback(partial(self._done, deliveries=deliveries))
-
-    async def _yield_to_intake(self) -> None:
-        """Pause while requests wait for the loop, so delivery takes at most ``LOOP_SHARE`` of it."""
-        spent, self._spent = self._spent, 0.0
-        loop = asyncio.get_running_loop()
-        probe = loop.time()
-        await asyncio.sleep(0)  # returns after every callback that was ready: the loop's backlog
-        if loop.time() - probe < BUSY_LAG or spent <= 0.0:
-            return
-        await asyncio.sleep(min(spent * (1.0 - LOOP_SHARE) / LOOP_SHARE, MAX_PAUSE))
 
     def _done(self, task: asyncio.Task[object], *, deliveries: int) -> None:
         self._tasks.discard(task)
@@ -364,19 +351,18 @@ class Dispatcher:
         for claim in claims:
             self._inflight[(claim.event.seq, claim.sink)] = claim
         started = time.time()
-        clock = time.thread_time()
         results: dict[int, AttemptResult] = {}
         ready: list[int] = []
-        for i, claim in enumerate(claims):
-            try:
-                early = self._before_sink(claim, sink, started)
-            except Exception as exc:  # a filter that fails: retried, as in ``_run_sink``
-                early = self._sink_result(claim, exc, started, 0.0, sync=False)
-            if early is None:
-                ready.append(i)
-            else:
-                results[i] = early
-        self._spent += time.thread_time() - clock
+        with self._pacer.working():
+            for i, claim in enumerate(claims):
+                try:
+                    early = self._before_sink(claim, sink, started)
+                except Exception as exc:  # a filter that fails: retried, as in ``_run_sink``
+                    early = self._sink_result(claim, exc, started, 0.0, sync=False)
+                if early is None:
+                    ready.append(i)
+                else:
+                    results[i] = early
         try:
             perf = time.perf_counter()
             try:
@@ -390,16 +376,15 @@ class Dispatcher:
                 self._inflight.pop((claim.event.seq, claim.sink), None)
             await asyncio.shield(self._finish_batch([(c, release) for c in claims]))
             raise
-        clock = time.thread_time()
-        for i, outcome in zip(ready, outcomes, strict=True):
-            claim = claims[i]
-            with structlog.contextvars.bound_contextvars(
-                event_id=claim.event.event_id, sink=claim.sink, attempt=claim.attempt
-            ):
-                results[i] = self._sink_result(claim, outcome, started, duration, sync=False)
-        for claim in claims:
-            self._inflight.pop((claim.event.seq, claim.sink), None)
-        self._spent += time.thread_time() - clock
+        with self._pacer.working():
+            for i, outcome in zip(ready, outcomes, strict=True):
+                claim = claims[i]
+                with structlog.contextvars.bound_contextvars(
+                    event_id=claim.event.event_id, sink=claim.sink, attempt=claim.attempt
+                ):
+                    results[i] = self._sink_result(claim, outcome, started, duration, sync=False)
+            for claim in claims:
+                self._inflight.pop((claim.event.seq, claim.sink), None)
         settles = [(claims[i], results[i]) for i in range(len(claims))]
         held = await self._finish_batch(settles)
         if self._on_delivered is not None:
