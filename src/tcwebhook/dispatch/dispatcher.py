@@ -163,7 +163,7 @@ class Dispatcher:
 
     def notify(self, stored: object = None) -> None:
         """Wake the loop: an event was stored (usable as the receiver's ``on_stored``)."""
-        if isinstance(stored, StoreResult):
+        if isinstance(stored, StoreResult) and not self._park:  # sync mode: the request delivers it
             self._pacer.stored(len(self._names))
         self._wake.set()
 

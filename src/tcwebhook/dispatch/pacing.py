@@ -21,6 +21,8 @@ MAX_PAUSE = 0.05
 
 
 class Pacer:
+    """One dispatcher's account of its loop time and of the deliveries intake gave it."""
+
     def __init__(self) -> None:
         self.spent = 0.0  # loop CPU the dispatcher's own work took since it last yielded
         self.owed = 0  # deliveries of events stored since, not claimed yet
