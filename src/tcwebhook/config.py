@@ -88,6 +88,9 @@ class ServerSettings(_Section):
     tls_handshake_timeout: float = Field(default=10.0, gt=0)
     shutdown_timeout: float = Field(default=15.0, gt=0)
     max_connections: int | None = Field(default=1000, gt=0)
+    # A retry repeating the bytes of one of the last this many stored bodies is answered as its
+    # duplicate from memory (receiver/recent.py); 0 sends every body through parse and store.
+    recent_bodies: int = Field(default=4096, ge=0)
     # Request head limits: past them the request is answered 414/431 and the connection closed
     # before the rest is read (the parser's cost of one huge header grows with its square).
     max_request_line_bytes: int = Field(default=8 * 1024, ge=64)

@@ -36,6 +36,7 @@ from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
 from tcwebhook.receiver.metrics import ReceiverMetrics
+from tcwebhook.receiver.recent import RecentBodies
 from tcwebhook.telemetry.tracing import Tracing, record_status
 
 Scope = MutableMapping[str, Any]
@@ -114,6 +115,7 @@ class Receiver:
         self._shipments = settings.routes.shipments
         self._max_body = settings.server.max_body_bytes
         self._timeout = settings.server.request_timeout
+        self.recent = RecentBodies(settings.server.recent_bodies, settings.store.retention)
         self._openapi = orjson.dumps(openapi) if openapi is not None else None
         # A concrete logger: the module's lazy proxy builds a new bound logger on every call.
         self._log = log.bind()
@@ -315,7 +317,7 @@ class Receiver:
     # -- POST webhook --------------------------------------------------------------------------
 
     async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: Exchange) -> int:
-        content_type, length = _content_headers(scope)
+        content_type, length, encoding = _content_headers(scope)
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reply(413, "too_large", f"body exceeds {self._max_body} bytes")
         try:
@@ -326,10 +328,17 @@ class Receiver:
             raise _Reply(
                 503, "timeout", "request body too slow, retry later", [(b"retry-after", RETRY_AFTER)]
             ) from None
+        digest = self.recent.digest(route, content_type, encoding, body) if self.recent.enabled else None
+        if digest is not None and (known := self.recent.get(digest)) is not None:
+            state.log = {"event_id": known.event_id, "kind": known.kind, "event_name": known.event_name,
+                         "duplicate": True}
+            self.metrics.count_event(known.kind, "duplicate")
+            duplicate = StoreResult(known.event_id, known.seq, duplicate=True)
+            return await self._acknowledge(duplicate, send, state, unknown=known.kind == EventKind.UNKNOWN.value)
         headers = redact_headers(scope["headers"])
         received = body
         try:
-            body = await decode_body_off_loop(body, headers.get("content-encoding"), self._max_body)
+            body = await decode_body_off_loop(body, encoding, self._max_body)
             with self.tracing.span("parse"):
                 parsed = parse_webhook(route, body, content_type)
         except ContractError as exc:
@@ -343,6 +352,8 @@ class Receiver:
         )
         result = await self._store(event)
         kind = parsed.kind.value  # an enum's value is a property lookup: read once
+        if digest is not None:
+            self.recent.put(digest, result.event_id, result.seq, kind, parsed.event_name)
         state.log = {
             "event_id": result.event_id,
             "kind": kind,
@@ -540,19 +551,25 @@ def _error_name(status: int) -> str:
     return {400: "invalid_body", 413: "too_large", 415: "unsupported_media_type"}.get(status, "invalid_request")
 
 
-def _content_headers(scope: Scope) -> tuple[str | None, str | None]:
-    """The first Content-Type and the first Content-Length, found in one pass over the headers."""
+def _content_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """The first Content-Type, the first Content-Length and every Content-Encoding (joined as
+    ``redact_headers`` joins them), found in one pass over the headers."""
     content_type: bytes | None = None
     length: bytes | None = None
+    encodings: list[bytes] = []
     for key, value in scope["headers"]:
         if key == b"content-type":
             if content_type is None:
                 content_type = value
-        elif key == b"content-length" and length is None:
-            length = value
+        elif key == b"content-length":
+            if length is None:
+                length = value
+        elif key == b"content-encoding":
+            encodings.append(value)
     return (
         None if content_type is None else content_type.decode("latin-1"),
         None if length is None else length.decode("latin-1"),
+        b", ".join(encodings).decode("latin-1") if encodings else None,
     )
 
 
