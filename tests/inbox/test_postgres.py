@@ -15,7 +15,9 @@ from tcwebhook.config import StoreSettings, redact_url
 from tcwebhook.contract.kinds import EventKind
 from tcwebhook.errors import StartupError, StoreUnavailable
 from tcwebhook.inbox import EventFilter
+from tcwebhook.inbox.dialect import POSTGRES
 from tcwebhook.inbox.postgres import PostgresInbox
+from tcwebhook.inbox.rules import delivery as delivery_rules
 from tcwebhook.inbox.schema import SCHEMA_VERSION
 
 from .conftest import first_value, order_event
@@ -74,6 +76,27 @@ class TestSchema:
         admin(pg_url, f"UPDATE tcwebhook_schema SET version = {SCHEMA_VERSION + 1}")
         with pytest.raises(StartupError, match="newer"):
             await PostgresInbox(pg_url, FAST).open()
+
+
+class TestAttemptNumber:
+    """A new attempt's number is looked up by its delivery alone: on a table without statistics
+    the planner AND-ed in ``attempts_sink`` and read every attempt of the sink (0.3 ms per delivery
+    at 2,000 attempts, growing with the table)."""
+
+    async def test_uses_the_delivery_index_on_a_young_table(self, pg_url: str) -> None:
+        async with opened(pg_url):
+            pass
+        admin(pg_url, "INSERT INTO attempts (seq, sink, number, started_at, duration, outcome)"
+                      " SELECT g, 'erp', 1, 0, 0, 'delivered' FROM generate_series(1, 3000) AS g")
+        lookup = delivery_rules._INSERT_ATTEMPT.partition(" SELECT ")[2]
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute(
+                "EXPLAIN SELECT " + POSTGRES.sql(lookup),  # type: ignore[arg-type]
+                (7, "erp", 1.0, 0.1, "delivered", None, 7, "erp"),
+            ).fetchall()
+        plan = " / ".join(str(row[0]) for row in rows)
+        assert "attempts_delivery" in plan, plan
+        assert "attempts_sink" not in plan, plan
 
 
 class TestConnecting:

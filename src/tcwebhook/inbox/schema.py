@@ -437,7 +437,17 @@ _V9: tuple[Step, ...] = (
     Index("book_fetches_key", "book_fetches", "key, seq"),
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# An attempt's number is one more than the last of its delivery (seq, sink). On PostgreSQL, with
+# statistics not yet gathered on a young table, the planner met that lookup by AND-ing
+# ``attempts_seq`` with ``attempts_sink``, reading every attempt of the sink: 0.3 ms per delivery
+# at 2,000 attempts, and growing with the table. One index on both columns (the number too, so the
+# lookup reads the index alone) serves it on both engines, and everything ``attempts_seq`` served.
+_V10: tuple[Step, ...] = (
+    Index("attempts_delivery", "attempts", "seq, sink, number"),
+    DropIndex("attempts_seq"),
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # PostgreSQL stores made before both engines shared this history numbered versions 3 and 4 the
