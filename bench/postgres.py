@@ -190,7 +190,7 @@ def phase_postgres(bench: Bench, say: Any, pg_cpu: str = SERVER_CPU) -> None:
         count = max(2000, bench.plan.sink_events // 4)
         drains: list[Json] = out.setdefault("dispatcher", [])
         drains.append(_drain(bench, "sqlite-1", None, 1, count, say))
-        for workers in (1, 2):
+        for workers in (1, 2, 4):
             drain_url = cluster.url(cluster.create_database())
             drains.append(_drain(bench, f"pg-{workers}", drain_url, workers, count, say, cluster))
     finally:
