@@ -35,6 +35,7 @@ from tcwebhook.dispatch.sync import SyncOutcome, SyncStatus
 from tcwebhook.errors import BodyTooLarge, ContractError, StoreUnavailable
 from tcwebhook.inbox.base import Intake, NewEvent, StoreResult
 from tcwebhook.receiver.encoding import ACCEPT_ENCODING, UnsupportedContentEncoding, decode_body_off_loop
+from tcwebhook.receiver.headers import content_headers
 from tcwebhook.receiver.metrics import ReceiverMetrics
 from tcwebhook.receiver.recent import RecentBodies
 from tcwebhook.telemetry.tracing import Tracing, record_status
@@ -317,7 +318,7 @@ class Receiver:
     # -- POST webhook --------------------------------------------------------------------------
 
     async def _post(self, route: Route, scope: Scope, receive: Receive, send: Send, state: Exchange) -> int:
-        content_type, length, encoding = _content_headers(scope)
+        content_type, length, encoding = content_headers(scope["headers"])
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _Reply(413, "too_large", f"body exceeds {self._max_body} bytes")
         try:
@@ -549,28 +550,6 @@ def _fetch_request(route: Route, field: str, value: str, headers: dict[str, str]
 
 def _error_name(status: int) -> str:
     return {400: "invalid_body", 413: "too_large", 415: "unsupported_media_type"}.get(status, "invalid_request")
-
-
-def _content_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """The first Content-Type, the first Content-Length and every Content-Encoding (joined as
-    ``redact_headers`` joins them), found in one pass over the headers."""
-    content_type: bytes | None = None
-    length: bytes | None = None
-    encodings: list[bytes] = []
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            if content_type is None:
-                content_type = value
-        elif key == b"content-length":
-            if length is None:
-                length = value
-        elif key == b"content-encoding":
-            encodings.append(value)
-    return (
-        None if content_type is None else content_type.decode("latin-1"),
-        None if length is None else length.decode("latin-1"),
-        b", ".join(encodings).decode("latin-1") if encodings else None,
-    )
 
 
 async def _json(
