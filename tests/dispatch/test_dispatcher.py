@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -599,6 +600,33 @@ class TestBatches:
                 (attempt,) = await box.attempts(event_id)
                 assert (attempt.number, attempt.outcome) == (1, "delivered")
 
+    async def test_batches_of_batch_size_one_at_a_time(self, tmp_path: Path) -> None:
+        # A batch sink's claims are sized by batch_size, not by the concurrency of the other
+        # sinks' deliveries, and one batch is in flight at a time: its writes share one disk.
+        class Watched(BatchRecordingSink):
+            running = most = 0
+
+            async def deliver_batch(self, events: Sequence[StoredEvent]) -> list[BaseException | None]:
+                self.running += 1
+                self.most = max(self.most, self.running)
+                try:
+                    await asyncio.sleep(0.01)
+                    return await super().deliver_batch(events)
+                finally:
+                    self.running -= 1
+
+        async with opened(tmp_path / "inbox.db", ("batch", "single")) as box:
+            ids = [(await box.store(order(i))).event_id for i in range(40)]
+            batch, single = Watched(name="batch"), RecordingSink(name="single")
+            dispatcher = Dispatcher(box, [batch, single], settings(concurrency=2, batch_size=16))
+            await dispatcher.start()
+            try:
+                await settled(box, ids)
+            finally:
+                await dispatcher.stop()
+            assert batch.sizes == [16, 16, 8] and batch.most == 1
+            assert sorted(single.calls) == sorted(ids)
+
     async def test_outcomes_are_per_event(self, inbox: SqliteInbox) -> None:
         def plan(event: StoredEvent, call: int) -> None:
             if event.dedupe_key == "msg-1":
@@ -698,7 +726,7 @@ class TestYielding:
                     await asyncio.sleep(0)
 
             monkeypatch.setattr(pacing, "asyncio", _Watched(pauses))
-            dispatcher = Dispatcher(box, [BatchRecordingSink()], settings(concurrency=8))
+            dispatcher = Dispatcher(box, [BatchRecordingSink()], settings(concurrency=8, batch_size=8))
             load = asyncio.create_task(requests_waiting()) if busy else None
             await dispatcher.start()
             try:

@@ -177,6 +177,25 @@ class TestBatch:
             assert sink.path_for(event).read_bytes() == event.body
         assert sorted(synced) == ["file"] * 6 + ["folder"] * 2  # order/ and shipment/, once each
 
+    async def test_all_written_before_the_first_fsync(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Written, then fsync'd, then renamed: the kernel writes the batch out together, and no
+        # final name appears before every file of the batch is on disk.
+        sink = FilesSink("drop", tmp_path)
+        seen: list[tuple[int, int]] = []  # (temp files, final files) at each file fsync
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if not os.path.isdir(f"/proc/self/fd/{fd}"):
+                listed = os.listdir(tmp_path)
+                seen.append((sum(n.endswith(".tmp") for n in listed), sum(not n.startswith(".") for n in listed)))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        events = [make_event(seq=i, event_id=f"E{i}") for i in range(4)]
+        assert await sink.deliver_batch(events) == [None] * 4
+        assert seen == [(4, 0)] * 4
+        assert names(tmp_path) == sorted(sink.path_for(e).name for e in events)
+
     async def test_a_failed_file_fails_alone(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         sink = FilesSink("drop", tmp_path)
         real_fsync = os.fsync

@@ -8,11 +8,12 @@ killed) lets any dispatcher claim the delivery again: at-least-once, never lost.
 is retried after an exponential, jittered, capped delay until the give-up rule dead-letters it;
 every attempt is recorded.
 
-A sink that takes batches (``BatchSink``: the files sink) gets the deliveries of one claim
-together, and their outcomes are settled in one transaction once it has returned: a crash before
-that commit leaves them claimed, and their leases run out (at-least-once). A claim takes only the
-head of each (sink, key), so a batch never holds two events of one key. While the event loop is
-saturated the dispatcher pauses after each claim, so that requests keep most of it (``pacing``).
+A sink that takes batches (``BatchSink``: the files sink) is claimed for on its own, up to
+``batch_size`` at once and one batch at a time (one large batch costs less per event than small
+ones side by side: docs/performance.md), and settled in one transaction once it has returned: a
+crash before that commit leaves them claimed, and their leases run out (at-least-once). A claim
+takes only the head of each (sink, key), so a batch never holds two events of one key. While
+the event loop is saturated the dispatcher pauses after each claim, so requests keep most of it.
 
 Synchronous delivery (``deliver_now``, ``[delivery] mode = "sync"``): the request that stored an
 event runs the sinks before it answers. New deliveries are held (``hold_new``) so the background
@@ -127,9 +128,11 @@ class Dispatcher:
         self._overdue: set[asyncio.Task[tuple[AttemptResult, bool]]] = set()  # sync attempts stopped at the deadline
         self._wake = asyncio.Event()
         self._inflight: dict[tuple[int, str], Claim] = {}
-        # Sinks delivering a batch at once (one folder fsync, one settle transaction for it).
-        self._batching = frozenset(s.name for s in sinks if isinstance(s, BatchSink) and s.batches)
-        self._running = 0  # deliveries in flight in background tasks (a batch task holds several)
+        batching = [n for n, s in self._sinks.items() if isinstance(s, BatchSink) and s.batches]
+        self._batching = () if self._tracing.enabled else tuple(batching)  # traced: a span each
+        self._singles = tuple(n for n in names if n not in self._batching)
+        self._batch_busy: set[str] = set()  # batching sinks with a batch in flight
+        self._running = 0  # single deliveries in flight in background tasks
         self._pacer = Pacer()
         self._tasks: set[asyncio.Task[object]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -217,34 +220,44 @@ class Dispatcher:
 
     # -- background loop -----------------------------------------------------------------------
 
+    def _claim_plan(self) -> list[tuple[tuple[str, ...], int]]:
+        """What to claim now: (sinks, limit) for free slots and for each idle batching sink."""
+        idle = [sink for sink in self._batching if sink not in self._batch_busy]
+        plan: list[tuple[tuple[str, ...], int]] = [((sink,), self._settings.batch_size) for sink in idle]
+        free = self._settings.concurrency - self._running
+        if free > 0 and self._singles:
+            plan.append((self._singles, free))
+        return plan
+
+    async def _claim(self, sinks: tuple[str, ...], limit: int) -> Sequence[Claim]:
+        try:
+            return await self._inbox.claim_due(
+                owner=self.owner,
+                sinks=sinks,
+                limit=limit,
+                lease=self._settings.lease_seconds,
+                stale_kinds=self._stale_kinds,
+            )
+        except StoreError as exc:
+            log.warning("claim_failed", error=str(exc))
+        except Exception:
+            log.exception("claim_failed")
+        return []
+
     async def _run(self) -> None:
-        limit = self._settings.concurrency
         while not self._stopping:
             self._wake.clear()
-            free = limit - self._running
-            claimed = 0
-            if free > 0 and self._names:
-                try:
-                    claims = await self._inbox.claim_due(
-                        owner=self.owner,
-                        sinks=self._names,
-                        limit=free,
-                        lease=self._settings.lease_seconds,
-                        stale_kinds=self._stale_kinds,
-                    )
-                except StoreError as exc:
-                    log.warning("claim_failed", error=str(exc))
-                    claims = []
-                except Exception:
-                    log.exception("claim_failed")
-                    claims = []
+            claimed, full = 0, False
+            for sinks, limit in self._claim_plan():
+                claims = await self._claim(sinks, limit)
                 with self._pacer.working():
                     self._spawn_all(claims)
-                claimed = len(claims)
-                self._pacer.claimed(claimed)
+                claimed += len(claims)
+                full = full or len(claims) == limit
+            self._pacer.claimed(claimed)
             if claimed:
                 await self._pacer.yield_to_intake()
-            if claimed and claimed == free:
+            if full:
                 await asyncio.sleep(0)  # let the new deliveries start, then look for more
                 continue
             if self._stopping:
@@ -259,25 +272,29 @@ class Dispatcher:
         """One task per delivery, or per sink's batch where the sink takes batches."""
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
-            if claim.sink in self._batching and not self._tracing.enabled:
+            if claim.sink in self._batching:
                 batches.setdefault(claim.sink, []).append(claim)
             else:
-                self._spawn(self._attempt(claim, sync=False), 1)
+                self._spawn(self._attempt(claim, sync=False))
         for sink, group in batches.items():
-            if len(group) == 1:
-                self._spawn(self._attempt(group[0], sync=False), 1)
-            else:
-                self._spawn(self._attempt_batch(sink, group), len(group))
+            work = self._attempt(group[0], sync=False) if len(group) == 1 else self._attempt_batch(sink, group)
+            self._spawn(work, batch=sink)
 
-    def _spawn(self, work: Coroutine[object, object, object], deliveries: int) -> None:
+    def _spawn(self, work: Coroutine[object, object, object], *, batch: str | None = None) -> None:
         task: asyncio.Task[object] = asyncio.create_task(work)
         self._tasks.add(task)
-        self._running += deliveries
-        task.add_done_callback(partial(self._done, deliveries=deliveries))
+        if batch is None:
+            self._running += 1
+        else:
+            self._batch_busy.add(batch)
+        task.add_done_callback(partial(self._done, batch=batch))
 
-    def _done(self, task: asyncio.Task[object], *, deliveries: int) -> None:
+    def _done(self, task: asyncio.Task[object], *, batch: str | None) -> None:
         self._tasks.discard(task)
-        self._running -= deliveries
+        if batch is None:
+            self._running -= 1
+        else:
+            self._batch_busy.discard(batch)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery_task_failed", error=_describe(task.exception() or Exception()))
         self._wake.set()  # a slot is free, and the next event of that key may be due

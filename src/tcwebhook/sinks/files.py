@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 _PART_LIMIT = 64
+_OPEN_FILES = 64  # a batch's files open at once (the rest follow in further chunks)
 _SHIPMENT_KINDS = (EventKind.SHIPMENT, EventKind.SHIPMENT_FETCH)
 
 
@@ -112,19 +113,38 @@ class _AtomicFile:
     def write(self, chunk: bytes) -> None:
         self._handle.write(chunk)
 
-    def commit(self, *, sync_folder: bool = True) -> None:
-        """Make the file ``target``; ``sync_folder=False`` leaves the folder's fsync, without
-        which the rename is not yet durable, to the caller (one for a batch of files)."""
+    def flush(self) -> None:
+        """Hand what was written to the kernel, so one fsync can follow for many files."""
+        try:
+            self._handle.flush()
+        except BaseException:
+            self.abort()
+            raise
+
+    def sync(self) -> None:
+        """The temp file's data on disk (not yet under its name)."""
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def publish(self, *, sync_folder: bool = True) -> None:
+        """Rename the synced temp file to ``target``; ``sync_folder=False`` leaves the folder's
+        fsync, without which the rename is not yet durable, to the caller (one for a batch)."""
+        try:
             os.replace(self.tmp, self.target)
         except BaseException:
             self.abort()
             raise
         if sync_folder:
             _sync_folder(self.target.parent)
+
+    def commit(self, *, sync_folder: bool = True) -> None:
+        self.sync()
+        self.publish(sync_folder=sync_folder)
 
     def abort(self) -> None:
         self._handle.close()
@@ -149,28 +169,55 @@ Job = tuple[Path, bytes] | BaseException
 
 
 def _write_batch(jobs: Sequence[Job], group_readable: bool) -> list[BaseException | None]:
-    """Write each file (fsync'd, renamed), then fsync each folder once: the batch is durable,
-    file by file, when this returns; an error is the failed file's (or its folder's) alone."""
+    """Write the files, then fsync them, then rename them, then fsync each folder once: the
+    batch is durable, file by file, when this returns; an error is the failed file's (or its
+    folder's) alone. Writing all before the first fsync lets the kernel write them out together
+    (a third to a half less time per file than write-and-fsync one by one, docs/performance.md)."""
     results: list[BaseException | None] = []
+    for start in range(0, len(jobs), _OPEN_FILES):
+        results.extend(_write_chunk(jobs[start : start + _OPEN_FILES], group_readable))
     folders: dict[Path, list[int]] = {}
-    for job in jobs:
-        if isinstance(job, BaseException):
-            results.append(job)
-            continue
-        target, data = job
-        try:
-            _write_atomic(target, data, group_readable, sync_folder=False)
-        except OSError as exc:
-            results.append(_write_error(target, exc))
-            continue
-        folders.setdefault(target.parent, []).append(len(results))
-        results.append(None)
+    for i, job in enumerate(jobs):
+        if results[i] is None and not isinstance(job, BaseException):
+            folders.setdefault(job[0].parent, []).append(i)
     for folder, members in folders.items():
         try:
             _sync_folder(folder)
         except OSError as exc:
             for i in members:
                 results[i] = _write_error(folder / ".", exc)
+    return results
+
+
+def _write_chunk(jobs: Sequence[Job], group_readable: bool) -> list[BaseException | None]:
+    results: list[BaseException | None] = []
+    files: dict[int, _AtomicFile] = {}
+    for job in jobs:
+        if isinstance(job, BaseException):
+            results.append(job)
+            continue
+        target, data = job
+        try:
+            file = _AtomicFile(target, group_readable=group_readable)
+        except OSError as exc:
+            results.append(_write_error(target, exc))
+            continue
+        try:
+            file.write(data)
+            file.flush()
+        except OSError as exc:
+            file.abort()
+            results.append(_write_error(target, exc))
+            continue
+        files[len(results)] = file
+        results.append(None)
+    for step in (_AtomicFile.sync, partial(_AtomicFile.publish, sync_folder=False)):
+        for i, file in list(files.items()):
+            try:
+                step(file)
+            except OSError as exc:  # the step aborted the file (temp file removed)
+                del files[i]
+                results[i] = _write_error(file.target, exc)
     return results
 
 
