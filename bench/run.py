@@ -334,11 +334,17 @@ def phase_sustained(bench: Bench, quick: bool) -> None:
         started = time.perf_counter()
         with ThreadPoolExecutor(1) as pool:
             run = pool.submit(bench.loadgen, target, 64, duration=seconds, rate=rate, warmup=0.0)
+            every = min(5.0, seconds / 6)
+            next_sample = started + every
+            # The end is read the moment the load stops: a sample's wait would count a drain
+            # without intake as delivery under load.
             while not run.done() and time.perf_counter() - started < seconds + 90:
-                time.sleep(min(5.0, seconds / 6))
-                stored, pending = stored_and_pending(layout.config)
-                samples.append({"t_s": round(time.perf_counter() - started, 1), "stored": stored - stored0,
-                                "backlog": pending})
+                time.sleep(0.1)
+                if time.perf_counter() >= next_sample:
+                    next_sample += every
+                    stored, pending = stored_and_pending(layout.config)
+                    samples.append({"t_s": round(time.perf_counter() - started, 1), "stored": stored - stored0,
+                                    "backlog": pending})
             result = run.result()
         stored1, pending1 = stored_and_pending(layout.config)
         bench.results.setdefault("peak_rss_mb", {}).setdefault("tcwebhook", []).append(target.peak_rss_mb())
