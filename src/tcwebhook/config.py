@@ -268,7 +268,7 @@ class LoggingSettings(_Section):
 class DeliverySettings(_Section):
     mode: Literal["async", "sync"] = "async"
     concurrency: int = Field(default=16, gt=0)
-    batch_size: int = Field(default=256, gt=0)
+    batch_size: int = Field(default=128, gt=0)
     poll_interval: float = Field(default=0.5, gt=0)
     initial_delay: float = Field(default=1.0, gt=0)
     max_delay: float = Field(default=300.0, gt=0)

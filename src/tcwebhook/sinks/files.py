@@ -114,12 +114,8 @@ class _AtomicFile:
         self._handle.write(chunk)
 
     def flush(self) -> None:
-        """Hand what was written to the kernel, so one fsync can follow for many files."""
-        try:
-            self._handle.flush()
-        except BaseException:
-            self.abort()
-            raise
+        """Hand what was written to the kernel, so the fsyncs can follow for many files."""
+        self._handle.flush()
 
     def sync(self) -> None:
         """The temp file's data on disk (not yet under its name)."""
@@ -192,32 +188,38 @@ def _write_batch(jobs: Sequence[Job], group_readable: bool) -> list[BaseExceptio
 def _write_chunk(jobs: Sequence[Job], group_readable: bool) -> list[BaseException | None]:
     results: list[BaseException | None] = []
     files: dict[int, _AtomicFile] = {}
-    for job in jobs:
-        if isinstance(job, BaseException):
-            results.append(job)
-            continue
-        target, data = job
-        try:
-            file = _AtomicFile(target, group_readable=group_readable)
-        except OSError as exc:
-            results.append(_write_error(target, exc))
-            continue
-        try:
-            file.write(data)
-            file.flush()
-        except OSError as exc:
-            file.abort()
-            results.append(_write_error(target, exc))
-            continue
-        files[len(results)] = file
-        results.append(None)
-    for step in (_AtomicFile.sync, partial(_AtomicFile.publish, sync_folder=False)):
-        for i, file in list(files.items()):
+    try:
+        for job in jobs:
+            if isinstance(job, BaseException):
+                results.append(job)
+                continue
+            target, data = job
             try:
-                step(file)
-            except OSError as exc:  # the step aborted the file (temp file removed)
+                file = _AtomicFile(target, group_readable=group_readable)
+            except OSError as exc:
+                results.append(_write_error(target, exc))
+                continue
+            i = len(results)
+            files[i] = file
+            results.append(None)
+            try:
+                file.write(data)
+                file.flush()
+            except OSError as exc:
                 del files[i]
-                results[i] = _write_error(file.target, exc)
+                file.abort()
+                results[i] = _write_error(target, exc)
+        for step in (_AtomicFile.sync, partial(_AtomicFile.publish, sync_folder=False)):
+            for i, file in list(files.items()):
+                try:
+                    step(file)
+                except OSError as exc:  # the step aborted the file (temp file removed)
+                    del files[i]
+                    results[i] = _write_error(file.target, exc)
+    except BaseException:
+        for file in files.values():  # no temp file left behind (harmless once renamed)
+            file.abort()
+        raise
     return results
 
 
