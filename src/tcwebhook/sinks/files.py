@@ -138,9 +138,9 @@ class _AtomicFile:
         if sync_folder:
             _sync_folder(self.target.parent)
 
-    def commit(self, *, sync_folder: bool = True) -> None:
+    def commit(self) -> None:
         self.sync()
-        self.publish(sync_folder=sync_folder)
+        self.publish()
 
     def abort(self) -> None:
         self._handle.close()
@@ -235,14 +235,14 @@ def _copy_atomic(target: Path, source: Path, group_readable: bool = False) -> No
     file.commit()
 
 
-def _write_atomic(target: Path, data: bytes, group_readable: bool = False, *, sync_folder: bool = True) -> None:
+def _write_atomic(target: Path, data: bytes, group_readable: bool = False) -> None:
     file = _AtomicFile(target, group_readable=group_readable)
     try:
         file.write(data)
     except BaseException:
         file.abort()
         raise
-    file.commit(sync_folder=sync_folder)
+    file.commit()
 
 
 def event_file(directory: Path, event: EventLike, output: Output, *, subfolders: bool = False) -> Path:
