@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -264,3 +265,59 @@ class TestStoreHooks:
         assert isinstance(outcomes[1], StoreUnavailable)
         assert {e.dedupe_key for e in await inbox.list_events(EventFilter())} == {"msg-12", "msg-14"}
         assert (await inbox.describe()).rows["deliveries"] == 2
+
+
+class TestFinishMany:
+    """A batch settled in one transaction, each step one statement for the whole batch."""
+
+    async def test_each_outcome_settles_as_alone(self, inbox: Inbox) -> None:
+        stored = [await inbox.store(order_event(i)) for i in (0, 1, 2, 3, 4, 5)]  # 5 waits behind 0 (key o-0)
+        claims = await inbox.claim_due(owner="w", sinks=["erp"], limit=10, lease=60.0, stale_kinds=frozenset())
+        by_seq = {c.event.seq: c for c in claims}
+        assert sorted(by_seq) == [r.seq for r in stored[:5]]
+        now = time.time()
+        settles = [
+            (by_seq[stored[0].seq], AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, now, 0.01)),
+            (by_seq[stored[1].seq], AttemptResult(DeliveryStatus.DEAD, AttemptOutcome.PERMANENT, now, 0.02, "no")),
+            (
+                by_seq[stored[2].seq],
+                AttemptResult(DeliveryStatus.PENDING, AttemptOutcome.TRANSIENT, now, 0.03, "later", now + 300),
+            ),
+            (
+                by_seq[stored[3].seq],
+                AttemptResult(DeliveryStatus.PENDING, AttemptOutcome.RELEASED, now, 0.0, None, now),
+            ),
+            # A claim this dispatcher no longer holds: recorded as an attempt, settles nothing.
+            (
+                dataclasses.replace(by_seq[stored[4].seq], owner="gone"),
+                AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, now, 0.04),
+            ),
+        ]
+        assert await inbox.finish_many(settles) == [True, True, True, True, False]
+
+        states = {r.seq: (await inbox.deliveries(r.event_id))[0] for r in stored}
+        assert states[stored[0].seq].status == DeliveryStatus.DELIVERED
+        assert (states[stored[1].seq].status, states[stored[1].seq].last_error) == (DeliveryStatus.DEAD, "no")
+        assert (states[stored[2].seq].status, states[stored[2].seq].attempts) == (DeliveryStatus.PENDING, 1)
+        assert states[stored[2].seq].claim_owner is None
+        assert (states[stored[3].seq].status, states[stored[3].seq].attempts) == (DeliveryStatus.PENDING, 0)
+        assert states[stored[4].seq].claim_owner == "w"  # still leased to the holder
+        statuses = [(await inbox.get_event(r.event_id)).status for r in stored[:3]]
+        assert statuses == [EventStatus.DELIVERED, EventStatus.DEAD, EventStatus.PENDING]
+        attempts = {r.seq: [(a.number, a.outcome) for a in await inbox.attempts(r.event_id)] for r in stored}
+        assert attempts[stored[0].seq] == [(1, "delivered")]
+        assert attempts[stored[1].seq] == [(1, "permanent")]
+        assert attempts[stored[4].seq] == [(1, "delivered")]
+        assert attempts[stored[5].seq] == []
+
+        # The next of key o-0 moved up; the released one is due again; the retry and the lease wait.
+        again = await inbox.claim_due(owner="w", sinks=["erp"], limit=10, lease=60.0, stale_kinds=frozenset())
+        assert sorted(c.event.seq for c in again) == [stored[3].seq, stored[5].seq]
+
+    async def test_a_batch_with_a_delivery_twice_settles_one_by_one(self, inbox: Inbox) -> None:
+        result = await inbox.store(order_event(0))
+        (claim,) = await inbox.claim_due(owner="w", sinks=["erp"], limit=10, lease=60.0, stale_kinds=frozenset())
+        done = AttemptResult(DeliveryStatus.DELIVERED, AttemptOutcome.DELIVERED, time.time(), 0.01)
+        assert await inbox.finish_many([(claim, done), (claim, done)]) == [True, False]
+        assert (await inbox.get_event(result.event_id)).status == EventStatus.DELIVERED
+        assert [a.number for a in await inbox.attempts(result.event_id)] == [1, 2]

@@ -48,7 +48,7 @@ WHERE sink = ? AND blocked = 1 AND seq = (
     WHERE sink = ? AND key = ? AND status = 'pending' ORDER BY seq LIMIT 1)
 """
 _LOCK_EVENT = "SELECT 1 FROM events WHERE seq = ? /*pg FOR NO KEY UPDATE */"
-_REFRESH_STATUS = """
+_STATUS_OF_DELIVERIES = """
 UPDATE events SET status = (
     SELECT CASE
         WHEN sum(CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'pending'
@@ -58,8 +58,8 @@ UPDATE events SET status = (
         WHEN sum(CASE WHEN d.status = 'superseded' THEN 1 ELSE 0 END) > 0 THEN 'superseded'
         ELSE 'stored' END
     FROM deliveries AS d WHERE d.seq = events.seq)
-WHERE seq = ?
 """
+_REFRESH_STATUS = _STATUS_OF_DELIVERIES + "WHERE seq = ?"
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries /*sqlite INDEXED BY deliveries_head */"
     " WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
@@ -82,8 +82,8 @@ _INSERT_ATTEMPT = (
 # recorded already: replays (the latency metric leaves them out).
 _REPLAYED = "SELECT DISTINCT seq, sink FROM attempts WHERE seq IN INTS(?)"
 _CLAIM = (
-    "UPDATE deliveries SET claim_owner = ?, claim_expires = ?, attempts = attempts + 1,"
-    " updated_at = ? WHERE seq = ? AND sink = ?"
+    "UPDATE deliveries SET claim_owner = ?, claim_expires = ?, attempts = attempts + 1, updated_at = ?"
+    " WHERE (seq, sink) IN (SELECT CAST(value ->> 0 AS BIGINT), value ->> 1 FROM ROWS(?))"
 )
 _SUPERSEDE = (
     "UPDATE deliveries SET status = 'superseded', claim_owner = NULL, claim_expires = NULL,"
@@ -121,6 +121,45 @@ _REQUEUE = (
     "   AND p.status = 'pending' AND p.seq < deliveries.seq) THEN 1 ELSE 0 END,"
     " updated_at = ? WHERE seq = ? AND (claim_expires IS NULL OR claim_expires <= ?)"
 )
+# The batch forms of the settling statements above: a batch's rows bound as one ``ROWS(?)``.
+_FINISH_ROWS = """
+UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, claim_owner = NULL,
+    claim_expires = NULL, last_error = r.error, attempts = attempts - r.released,
+    force = CASE WHEN r.status = 'pending' THEN force ELSE 0 END, updated_at = ?
+FROM (SELECT CAST(value ->> 0 AS BIGINT) AS seq, value ->> 1 AS sink, value ->> 2 AS owner,
+        value ->> 3 AS status, CAST(value ->> 4 AS DOUBLE PRECISION) AS next_at, value ->> 5 AS error,
+        CAST(value ->> 6 AS INTEGER) AS released
+      FROM ROWS(?)) AS r
+WHERE deliveries.seq = r.seq AND deliveries.sink = r.sink AND deliveries.claim_owner = r.owner
+RETURNING deliveries.seq, deliveries.sink
+"""
+_INSERT_ATTEMPTS = """
+INSERT INTO attempts (seq, sink, number, started_at, duration, outcome, error)
+SELECT r.seq, r.sink,
+    COALESCE((SELECT max(a.number) FROM attempts AS a WHERE a.seq = r.seq AND a.sink = r.sink), 0) + 1,
+    r.started_at, r.duration, r.outcome, r.error
+FROM (SELECT CAST(value ->> 0 AS BIGINT) AS seq, value ->> 1 AS sink,
+        CAST(value ->> 2 AS DOUBLE PRECISION) AS started_at, CAST(value ->> 3 AS DOUBLE PRECISION) AS duration,
+        value ->> 4 AS outcome, value ->> 5 AS error
+      FROM ROWS(?)) AS r
+"""
+_RAISE_WATERMARKS = """
+INSERT INTO watermarks (sink, key, kind, updated_us, seq)
+SELECT r.sink, e.key, e.kind, e.updated_us, e.seq
+FROM (SELECT CAST(value ->> 0 AS BIGINT) AS seq, value ->> 1 AS sink FROM ROWS(?)) AS r
+JOIN events AS e ON e.seq = r.seq
+WHERE e.key IS NOT NULL AND e.updated_us IS NOT NULL
+ON CONFLICT (sink, key, kind) DO UPDATE SET updated_us = excluded.updated_us, seq = excluded.seq
+WHERE excluded.updated_us > watermarks.updated_us
+"""
+_UNBLOCK_NEXTS = """
+UPDATE deliveries SET blocked = 0
+WHERE blocked = 1 AND (seq, sink) IN (
+    SELECT (SELECT p.seq FROM deliveries AS p /*sqlite INDEXED BY deliveries_head */
+            WHERE p.sink = r.sink AND p.key = r.key AND p.status = 'pending' ORDER BY p.seq LIMIT 1), r.sink
+    FROM (SELECT value ->> 0 AS sink, value ->> 1 AS key FROM ROWS(?)) AS r)
+"""
+_LOCK_EVENTS = "SELECT 1 FROM events WHERE seq IN INTS(?) ORDER BY seq /*pg FOR NO KEY UPDATE */"
 _ADD_DELIVERY = (
     "INSERT INTO deliveries (seq, sink, key, status, next_attempt_at, force, blocked, updated_at)"
     " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT (seq, sink) DO NOTHING"
@@ -176,23 +215,20 @@ async def _supersede(tx: Tx, seq: int, sink: str, key: str | None, attempts: int
     await _settled(tx, seq, sink, key)
 
 
-async def _take(
-    tx: Tx,
-    seq: int,
-    sink: str,
-    attempts: int,
-    previous_owner: str | None,
-    previous_expiry: float | None,
-    owner: str,
-    until: float,
-    now: float,
+async def _abandoned(
+    tx: Tx, seq: int, sink: str, previous_owner: str | None, previous_expiry: float | None, now: float
 ) -> None:
+    """Keep a trace of the attempt a claimant that died or hung never finished (reads nothing)."""
     if previous_owner is not None:
-        # The claimant died or hung: keep a trace of the attempt it never finished.
         started = previous_expiry if previous_expiry is not None else now
         error = f"the lease of {previous_owner} ran out before it finished"
         await tx.send(_INSERT_ATTEMPT, (seq, sink, started, 0.0, AttemptOutcome.ABANDONED.value, error, seq, sink))
-    await tx.send(_CLAIM, (owner, until, now, seq, sink))
+
+
+async def _take(tx: Tx, taken: Sequence[tuple[int, str]], owner: str, until: float, now: float) -> None:
+    """Lease these (seq, sink) deliveries to ``owner``: one statement for all (reads nothing)."""
+    if taken:
+        await tx.send(_CLAIM, (owner, until, now, tx.dialect.rows(taken)))
 
 
 async def _load_events(tx: Tx, seqs: Sequence[int]) -> dict[int, StoredEvent]:
@@ -231,6 +267,7 @@ async def claim_due(
         rows = await tx.all(_DUE, (now, names, now, limit - len(taken)))
         if not rows:
             break
+        first = len(taken)
         superseded = False
         marks = [await _stale_mark(tx, r[1], r[7], r[6], r[8], r[5], stale_kinds) for r in rows]
         # The writes read no result: one round trip for all of them.
@@ -240,8 +277,9 @@ async def claim_due(
                     await _supersede(tx, seq, sink, key, attempts, mark, now)
                     superseded = True
                     continue
-                await _take(tx, seq, sink, attempts, prev_owner, prev_expiry, owner, until, now)
+                await _abandoned(tx, seq, sink, prev_owner, prev_expiry, now)
                 taken.append((seq, sink, attempts + 1))
+            await _take(tx, [(seq, sink) for seq, sink, _ in taken[first:]], owner, until, now)
         if not superseded or len(taken) >= limit:
             break
     events = await _load_events(tx, sorted({seq for seq, _, _ in taken}))
@@ -287,8 +325,9 @@ async def claim_event(
             await _supersede(tx, seq, sink, key, attempts, mark, now)
             statuses[sink] = DeliveryStatus.SUPERSEDED
             continue
-        await _take(tx, seq, sink, attempts, prev_owner, prev_expiry, owner, now + lease, now)
+        await _abandoned(tx, seq, sink, prev_owner, prev_expiry, now)
         taken.append((sink, attempts + 1))
+    await _take(tx, [(seq, s) for s, _ in taken], owner, now + lease, now)
     event = (await _load_events(tx, [seq]))[seq]
     replayed = await _replayed(tx, [(seq, s) for s, n in taken if n == 1])
     claims = tuple(
@@ -333,13 +372,44 @@ async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> boo
 
 async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], now: float) -> list[bool]:
     """``finish`` for each of a dispatcher's batch, in one transaction: one commit (one fsync or
-    WAL flush) settles them all, and on PostgreSQL two round trips (the settles, then everything
-    they move). A batch holds at most one delivery of each (sink, key), the heads the claim
-    took, so the order within it does not matter for per-key FIFO."""
-    held = [n == 1 for n in await tx.run_many(_FINISH, [_finish_params(c, r, now) for c, r in settles])]
+    WAL flush) settles them all, each step one statement for the whole batch, and on PostgreSQL
+    two round trips (the settles, then everything they move). A batch holds at most one delivery
+    of each (sink, key), the heads the claim took, so the order within it does not matter for
+    per-key FIFO; a batch that does not (no dispatcher makes one) is settled one by one."""
+    keyed = [(c.sink, c.event.key) for c, _ in settles if c.event.key is not None]
+    if len(set(keyed)) < len(keyed) or len({(c.event.seq, c.sink) for c, _ in settles}) < len(settles):
+        return [await finish(tx, claim, result, now) for claim, result in settles]
+    rows = [
+        (c.event.seq, c.sink, c.owner, r.status.value, r.next_attempt_at, r.error,
+         int(r.outcome is AttemptOutcome.RELEASED))
+        for c, r in settles
+    ]
+    kept = {(int(seq), str(sink)) for seq, sink in await tx.all(_FINISH_ROWS, (now, tx.dialect.rows(rows)))}
+    held = [(c.event.seq, c.sink) in kept for c, _ in settles]
+    attempts = [
+        (c.event.seq, c.sink, r.started_at, r.duration, r.outcome.value, r.error)
+        for c, r in settles
+        if r.outcome is not None
+    ]
+    settled = [(c, r) for (c, r), kept_ in zip(settles, held, strict=True) if kept_]
+    delivered = [(c.event.seq, c.sink) for c, r in settled if r.status is DeliveryStatus.DELIVERED]
+    # A delivery that left ``pending`` moves the next one of its key up (see ``_settled``).
+    moved = [(c.sink, c.event.key) for c, r in settled if r.status is not DeliveryStatus.PENDING and c.event.key]
+    released = any(r.outcome is AttemptOutcome.RELEASED for c, r in settled if r.status is DeliveryStatus.PENDING)
+    seqs = tx.dialect.array(sorted({c.event.seq for c, _ in settled}))
     async with tx.batch():
-        for (claim, result), kept in zip(settles, held, strict=True):
-            await _after_finish(tx, claim, result, kept)
+        if attempts:
+            await tx.send(_INSERT_ATTEMPTS, (tx.dialect.rows(attempts),))
+        if delivered:
+            await tx.send(_RAISE_WATERMARKS, (tx.dialect.rows(delivered),))
+        if moved:
+            await tx.send(_UNBLOCK_NEXTS, (tx.dialect.rows(moved),))
+        if moved or released:
+            await tx.notify()
+        if settled:
+            if tx.dialect.row_locks:  # in seq order: two settling transactions never wait on each other
+                await tx.send(_LOCK_EVENTS, (seqs,))
+            await tx.send(_STATUS_OF_DELIVERIES + "WHERE seq IN INTS(?)", (seqs,))
     return held
 
 
