@@ -60,6 +60,7 @@ UPDATE events SET status = (
     FROM deliveries AS d WHERE d.seq = events.seq)
 """
 _REFRESH_STATUS = _STATUS_OF_DELIVERIES + "WHERE seq = ?"
+_REFRESH_STATUSES = _STATUS_OF_DELIVERIES + "WHERE seq IN INTS(?)"
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries /*sqlite INDEXED BY deliveries_head */"
     " WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
@@ -407,9 +408,9 @@ async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], no
         if moved or released:
             await tx.notify()
         if settled:
-            if tx.dialect.row_locks:  # in seq order: two settling transactions never wait on each other
+            if tx.dialect.row_locks:  # in seq order, so two batches settling at once cannot deadlock
                 await tx.send(_LOCK_EVENTS, (seqs,))
-            await tx.send(_STATUS_OF_DELIVERIES + "WHERE seq IN INTS(?)", (seqs,))
+            await tx.send(_REFRESH_STATUSES, (seqs,))
     return held
 
 
