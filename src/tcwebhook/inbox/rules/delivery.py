@@ -66,13 +66,6 @@ _EARLIER_PENDING = (
     " WHERE sink = ? AND key = ? AND status = 'pending' AND seq < ? LIMIT 1"
 )
 _WATERMARK = "SELECT updated_us FROM watermarks WHERE sink = ? AND key = ? AND kind = ?"
-_RAISE_WATERMARK = """
-INSERT INTO watermarks (sink, key, kind, updated_us, seq)
-SELECT ?, key, kind, updated_us, seq FROM events
-WHERE seq = ? AND key IS NOT NULL AND updated_us IS NOT NULL
-ON CONFLICT (sink, key, kind) DO UPDATE SET updated_us = excluded.updated_us, seq = excluded.seq
-WHERE excluded.updated_us > watermarks.updated_us
-"""
 # An attempt's number counts on across replays (a replay starts the retry count of the delivery
 # afresh, not its history): one more than the last recorded for the delivery.
 _INSERT_ATTEMPT = (
@@ -107,12 +100,6 @@ _EVENT_DELIVERIES = (
     "SELECT sink, status, attempts, claim_owner, claim_expires, force FROM deliveries"
     " WHERE seq = ? ORDER BY sink /*pg FOR UPDATE */"
 )
-_FINISH = (
-    "UPDATE deliveries SET status = ?, next_attempt_at = ?, claim_owner = NULL,"
-    " claim_expires = NULL, last_error = ?, attempts = attempts - ?,"
-    " force = CASE WHEN ? = 'pending' THEN force ELSE 0 END, updated_at = ?"
-    " WHERE seq = ? AND sink = ? AND claim_owner = ?"
-)
 _REQUEUE = (
     "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
     " last_error = NULL, force = ?, claim_owner = NULL, claim_expires = NULL,"
@@ -122,7 +109,7 @@ _REQUEUE = (
     "   AND p.status = 'pending' AND p.seq < deliveries.seq) THEN 1 ELSE 0 END,"
     " updated_at = ? WHERE seq = ? AND (claim_expires IS NULL OR claim_expires <= ?)"
 )
-# The batch forms of the settling statements above: a batch's rows bound as one ``ROWS(?)``.
+# Settling, a whole batch in each statement: the batch's rows bound as one ``ROWS(?)``.
 _FINISH_ROWS = """
 UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, claim_owner = NULL,
     claim_expires = NULL, last_error = r.error, attempts = attempts - r.released,
@@ -337,37 +324,9 @@ async def claim_event(
     return EventClaim(event=event, claims=claims, waiting=tuple(waiting), statuses=statuses)
 
 
-def _finish_params(claim: Claim, result: AttemptResult, now: float) -> tuple[object, ...]:
-    status = result.status.value
-    released = int(result.outcome is AttemptOutcome.RELEASED)
-    seq = claim.event.seq
-    return (status, result.next_attempt_at, result.error, released, status, now, seq, claim.sink, claim.owner)
-
-
-async def _after_finish(tx: Tx, claim: Claim, result: AttemptResult, held: bool) -> None:
-    """The attempt's record and, for a claim still held, what settling it moves (reads nothing)."""
-    seq = claim.event.seq
-    if result.outcome is not None:
-        attempt = (result.started_at, result.duration, result.outcome.value, result.error)
-        await tx.send(_INSERT_ATTEMPT, (seq, claim.sink, *attempt, seq, claim.sink))
-    if not held:
-        return
-    if result.status is DeliveryStatus.DELIVERED:
-        await tx.send(_RAISE_WATERMARK, (claim.sink, seq))
-    if result.status is DeliveryStatus.PENDING:
-        if result.outcome is AttemptOutcome.RELEASED:
-            await tx.notify()  # another dispatcher may take it at once
-        await refresh_status(tx, seq)
-    else:
-        await _settled(tx, seq, claim.sink, claim.event.key)
-
-
 async def finish(tx: Tx, claim: Claim, result: AttemptResult, now: float) -> bool:
     """Record the attempt and settle the delivery; False when the claim was no longer held."""
-    held = await tx.run(_FINISH, _finish_params(claim, result, now)) == 1
-    # The rest reads no result: one round trip for all of it.
-    async with tx.batch():
-        await _after_finish(tx, claim, result, held)
+    (held,) = await finish_many(tx, [(claim, result)], now)
     return held
 
 
@@ -379,7 +338,7 @@ async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], no
     per-key FIFO; a batch that does not (no dispatcher makes one) is settled one by one."""
     keyed = [(c.sink, c.event.key) for c, _ in settles if c.event.key is not None]
     if len(set(keyed)) < len(keyed) or len({(c.event.seq, c.sink) for c, _ in settles}) < len(settles):
-        return [await finish(tx, claim, result, now) for claim, result in settles]
+        return [(await finish_many(tx, [settle], now))[0] for settle in settles]
     rows = [
         (c.event.seq, c.sink, c.owner, r.status.value, r.next_attempt_at, r.error,
          int(r.outcome is AttemptOutcome.RELEASED))
@@ -396,6 +355,7 @@ async def finish_many(tx: Tx, settles: Sequence[tuple[Claim, AttemptResult]], no
     delivered = [(c.event.seq, c.sink) for c, r in settled if r.status is DeliveryStatus.DELIVERED]
     # A delivery that left ``pending`` moves the next one of its key up (see ``_settled``).
     moved = [(c.sink, c.event.key) for c, r in settled if r.status is not DeliveryStatus.PENDING and c.event.key]
+    # A delivery released by a shutdown is due at once: another dispatcher may take it now.
     released = any(r.outcome is AttemptOutcome.RELEASED for c, r in settled if r.status is DeliveryStatus.PENDING)
     seqs = tx.dialect.array(sorted({c.event.seq for c, _ in settled}))
     async with tx.batch():
