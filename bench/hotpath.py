@@ -2,10 +2,10 @@
 
 Drives ``Receiver`` with ASGI messages from ``concurrency`` tasks on uvloop, against a real SQLite
 inbox (group commit, fsync) in a temporary folder, with JSON logging to a file and the server's
-garbage-collector settings, and prints the CPU time per request of the whole process, the
-collections run, each piece of the hot path on its own and the whole app with storage stubbed.
-Use it to compare two versions of the code back to back; ``--profile`` adds a cProfile listing
-(of the event-loop thread only).
+garbage-collector settings, and prints the CPU time per request of the whole process and of each
+thread (user and system, from /proc), the collections run, each piece of the hot path on its own
+and the whole app with storage stubbed. Use it to compare two versions of the code back to back;
+``--profile`` adds a cProfile listing (of the event-loop thread only).
 
 ``--no-book`` stores the events without their order-book write (as ``bench/orderbook.py``'s
 ``book=None`` variant), so two runs give the book's share of a stored request.
@@ -24,9 +24,11 @@ import contextlib
 import cProfile
 import gc
 import io
+import os
 import pstats
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -151,6 +153,17 @@ def _micro(template: BodyTemplate, repeat: int = 2000) -> dict[str, float]:
     return out
 
 
+def _thread_cpu() -> dict[str, tuple[float, float]]:
+    """User and system CPU seconds of each live thread, by name (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, tuple[float, float]] = {}
+    for thread in threading.enumerate():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rpartition(")")[2].split()
+            out[thread.name] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
 def _book_rows(query: Callable[[str], int]) -> str:
     return f"order book: {query('book_entries')} entries, {query('book_lines')} lines"
 
@@ -188,6 +201,7 @@ async def _main(args: argparse.Namespace, work: Path, cluster: PgCluster | None)
             tune_gc()
         base = 10_000_000
         profiler = cProfile.Profile() if args.profile else None
+        threads_before = _thread_cpu()
         cpu, wall = time.process_time() + server_cpu(), time.perf_counter()
         if profiler:
             profiler.enable()
@@ -196,6 +210,7 @@ async def _main(args: argparse.Namespace, work: Path, cluster: PgCluster | None)
         if profiler:
             profiler.disable()
         gc_after = gc.get_stats()
+        threads_after = _thread_cpu()
         cpu, wall = time.process_time() + server_cpu() - cpu, time.perf_counter() - wall
         print(f"statuses {statuses}  commits {getattr(inbox, 'commits', '-')}")
         for gen, (a, b) in enumerate(zip(gc_before, gc_after, strict=True)):
@@ -208,6 +223,10 @@ async def _main(args: argparse.Namespace, work: Path, cluster: PgCluster | None)
             f"{cpu / args.requests * 1e6:.1f} us CPU per request (all threads"
             f"{', and the PostgreSQL server' if cluster else ''})"
         )
+        for name, (user, system) in threads_after.items():
+            u0, s0 = threads_before.get(name, (0.0, 0.0))
+            per_request = [(t - t0) / args.requests * 1e6 for t, t0 in ((user, u0), (system, s0))]
+            print(f"  thread {name:22s} user {per_request[0]:7.1f} us, system {per_request[1]:7.1f} us per request")
         for name, us in _micro(template).items():
             print(f"  {name:24s} {us:8.2f} us")
         print(f"  {'receiver, store stubbed':24s} {await _receiver_us(settings, template.variant(7)):8.2f} us")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -120,3 +122,67 @@ class TestNumbersAsText:
         with pytest.raises(InvalidBody, match=r"^orderEvent\.lines\[0\]\.buyerLine\.deliverySchedule\[0\]\.quantity: "
                                               r"Input should be a valid decimal$"):
             parse_webhook("orders", orjson.dumps(body), "application/json")
+
+
+DATA = Path(__file__).parent / "data"
+SAMPLES = sorted(DATA.glob("*.json"))
+FREE_MAPS = ("eventDates",)  # a map of any names in the contract, not a model: its keys are data
+
+
+def _objects(value: object, path: str = "") -> Iterator[tuple[str, dict[str, object]]]:
+    """Every JSON object of a body with its generic path (``a.b[].c``)."""
+    if isinstance(value, dict):
+        yield path, value
+        for key, item in value.items():
+            yield from _objects(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _objects(item, path + "[]")
+
+
+class TestWalkOnlyWhenMet:
+    """Validation notes an unknown where it meets one; a body without any is not walked."""
+
+    @pytest.fixture
+    def walks(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        seen: list[str] = []
+        real = drift._walk
+
+        def counted(model: Any, path: str, found: dict[Finding, None], **options: Any) -> None:
+            seen.append(path)
+            real(model, path, found, **options)
+
+        monkeypatch.setattr(drift, "_walk", counted)
+        return seen
+
+    @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+    def test_known_body_is_not_walked(self, sample: Path, walks: list[str]) -> None:
+        route = "shipments" if "shipment" in sample.stem else "orders"
+        parsed = parse_webhook(route, sample.read_bytes(), "application/json")
+        assert parsed.drift == ()
+        assert walks == []
+        # Walked anyway, it finds nothing either: skipping it lost nothing.
+        assert drift.find_drift(parsed.envelope, parsed.event_name, (), walk=True) == ()
+        assert walks != []
+
+    @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+    def test_a_field_added_to_any_object_is_found(self, sample: Path, walks: list[str]) -> None:
+        route = "shipments" if "shipment" in sample.stem else "orders"
+        body = orjson.loads(sample.read_bytes())
+        places = [path for path, _ in _objects(body)]
+        assert len(places) > 10
+        for index, path in enumerate(places):
+            if path.rpartition(".")[2] in FREE_MAPS:
+                continue
+            changed = orjson.loads(sample.read_bytes())
+            target = [obj for _, obj in _objects(changed)][index]
+            target["zzFutureField"] = 1
+            found = parse_webhook(route, orjson.dumps(changed), "application/json").drift
+            expected = f"{path}.zzFutureField" if path else "zzFutureField"
+            assert found == (Finding("field", expected),), path
+
+    def test_an_unknown_enum_value_alone_is_found(self, walks: list[str]) -> None:
+        body = {"eventName": "OrderIssuedByBuyer", "orderEvent": {"orderId": "o", "lines": [
+            {"id": "l1", "lineType": "Item"}, {"id": "l2", "lineType": "Subscription"}]}}
+        assert drift_of("orders", body) == {Finding("enum_value", "orderEvent.lines[].lineType=Subscription")}
+        assert walks != []

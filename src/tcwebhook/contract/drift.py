@@ -6,11 +6,14 @@ walk names them, once per body, for the drift report (``tcwebhook contract drift
 ``tcwebhook_contract_unknown_total{what}`` metric. Paths are generic (``orderEvent.lines[].x``),
 so a new field counts once per body, not once per line.
 
-The walk visits each model of the typed body once and reads only what it already holds; the
-per-class plan (which fields are models, lists of models, open enums, numbers) is built once per
-class. A number sent as JSON text (``"quantity": "10"``) is validated as before and marked where
-it is validated (``TextNumber``); the walk looks at the number fields only when a body had one
-(``LazyDrift`` takes that note at parse time: the walk itself may run later, in another task).
+Most bodies hold nothing unknown, so validation notes when it meets something the walk would
+name, and the walk runs only then: an extra field (``Unknown``, the type of every model's
+extras), a value outside an open enumeration (``OpenEnum``: the known values are matched in
+pydantic-core, only another value reaches Python) or a number sent as JSON text
+(``"quantity": "10"``, validated as before and marked as a ``TextNumber``). ``LazyDrift`` takes
+that note at parse time: the walk itself may run later, in another task. The walk visits each
+model of the typed body once and reads only what it already holds; the per-class plan (which
+fields are models, lists of models, open enums, numbers) is built once per class.
 """
 
 from __future__ import annotations
@@ -30,11 +33,51 @@ What = Literal["field", "enum_value", "event_name", "event_key", "number_as_text
 WHATS: tuple[What, ...] = ("field", "enum_value", "event_name", "event_key", "number_as_text")
 
 
+# Set when a body being validated met something the walk names: only then does the walk run.
+_MET_UNKNOWN: ContextVar[bool] = ContextVar("tcwebhook_met_unknown", default=False)
+
+
+def _met(value: Any) -> Any:
+    _MET_UNKNOWN.set(True)
+    return value
+
+
+def take_unknown() -> bool:
+    """Whether validation in this context met an unknown since the last call (and forget it)."""
+    if not _MET_UNKNOWN.get():
+        return False
+    _MET_UNKNOWN.set(False)
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class OpenEnum:
-    """Annotation marker of an open enumeration: the values the contract documents."""
+    """Annotation marker of an open enumeration: the values the contract documents.
+
+    Any text is accepted, as before; the known values are matched first, in pydantic-core, so
+    only another value calls Python (to note it). A value that is not text is one error at the
+    field ("Input should be a valid string").
+    """
 
     values: frozenset[str]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        text = handler(source)
+        known = core_schema.literal_schema(sorted(self.values))
+        other = core_schema.no_info_after_validator_function(_met, text)
+        return core_schema.union_schema([known, other], mode="left_to_right", custom_error_type="string_type")
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUnknown:
+    """Annotation marker of the values of extra fields: validation notes that it met one."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_met, handler(source))
+
+
+Unknown = Annotated[Any, MarkUnknown()]
+"""The type of a model's extra fields (``__pydantic_extra__``): any value, noted for the walk."""
 
 
 class TextNumber(Decimal):
@@ -43,21 +86,9 @@ class TextNumber(Decimal):
     __slots__ = ()
 
 
-# Set when a body being validated had a number as text: only then does the walk look at numbers.
-_TEXT_NUMBERS: ContextVar[bool] = ContextVar("tcwebhook_text_numbers", default=False)
-
-
 def _from_text(value: Decimal) -> Decimal:
-    _TEXT_NUMBERS.set(True)
+    _MET_UNKNOWN.set(True)
     return TextNumber(value)
-
-
-def take_text_numbers() -> bool:
-    """Whether a number came as text since the last call (validation in this context sets it)."""
-    if not _TEXT_NUMBERS.get():
-        return False
-    _TEXT_NUMBERS.set(False)
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +167,13 @@ MAX_DETAIL = 200
 
 
 def find_drift(
-    envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], *, numbers: bool | None = None
+    envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], *, walk: bool | None = None
 ) -> tuple[Finding, ...]:
     """Everything in ``envelope`` the models and name lists do not know, each finding once
-    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters). ``numbers``: whether to
-    look for numbers sent as text (default: whether validating in this context met one)."""
-    found = _find(envelope, event_name, event_keys, take_text_numbers() if numbers is None else numbers)
+    (at most ``MAX_FINDINGS``, each cut to ``MAX_DETAIL`` characters). ``walk``: whether to walk
+    the models (default: whether validating in this context met an unknown); without it only
+    the event name is checked."""
+    found = _find(envelope, event_name, event_keys, take_unknown() if walk is None else walk)
     if len(found) > MAX_FINDINGS or any(len(f.detail) > MAX_DETAIL for f in found):
         found = tuple(Finding(f.what, f.detail[:MAX_DETAIL]) for f in found[:MAX_FINDINGS])
     return found
@@ -155,39 +187,46 @@ class LazyDrift:
     Two threads calling at once both walk and get equal findings: harmless, so no lock.
     """
 
-    __slots__ = ("_envelope", "_event_keys", "_event_name", "_found", "_numbers")
+    __slots__ = ("_envelope", "_event_keys", "_event_name", "_found", "_walk")
 
     def __init__(self, envelope: BaseModel, event_name: str, event_keys: tuple[str, ...]) -> None:
         self._envelope = envelope
         self._event_name = event_name
         self._event_keys = event_keys
-        # Made right after validating the body, in its context: the note of numbers as text is taken now.
-        self._numbers = take_text_numbers()
+        # Made right after validating the body, in its context: the note of an unknown is taken now.
+        self._walk = take_unknown()
         self._found: tuple[Finding, ...] | None = None
+
+    @property
+    def walks(self) -> bool:
+        """Whether validating the body met an unknown, so that the findings need the walk."""
+        return self._walk
 
     def __call__(self) -> tuple[Finding, ...]:
         found = self._found
         if found is None:
             found = self._found = find_drift(
-                self._envelope, self._event_name, self._event_keys, numbers=self._numbers
+                self._envelope, self._event_name, self._event_keys, walk=self._walk
             )
         return found
 
 
-def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], numbers: bool) -> tuple[Finding, ...]:
+def _find(envelope: BaseModel, event_name: str, event_keys: tuple[str, ...], walk: bool) -> tuple[Finding, ...]:
     found: dict[Finding, None] = {}
     if kind_of_name(event_name) is None:
         found[Finding("event_name", event_name)] = None
+    if not walk:
+        return tuple(found)
     extra = envelope.model_extra or {}
     for key, value in extra.items():
         # An unknown top-level object beside eventName may be an event object added after us.
         what: What = "event_key" if isinstance(value, dict) and key not in event_keys else "field"
         found[Finding(what, key)] = None
-    _walk(envelope, "", found, numbers, top=True)
+    _walk(envelope, "", found, top=True)
     return tuple(found)
 
 
-def _walk(model: BaseModel, path: str, found: dict[Finding, None], numbers: bool, *, top: bool = False) -> None:
+def _walk(model: BaseModel, path: str, found: dict[Finding, None], *, top: bool = False) -> None:
     # ``__pydantic_extra__`` and ``__pydantic_fields_set__`` are the documented attributes behind
     # ``model_extra`` and ``model_fields_set``, read without those properties' call per model.
     extra = model.__pydantic_extra__
@@ -208,16 +247,15 @@ def _walk(model: BaseModel, path: str, found: dict[Finding, None], numbers: bool
         if isinstance(value, list):
             for item in value:
                 if isinstance(item, BaseModel):
-                    _walk(item, where + "[]", found, numbers)
+                    _walk(item, where + "[]", found)
         elif isinstance(value, BaseModel):
-            _walk(value, where, found, numbers)
+            _walk(value, where, found)
     for name, (wire, known) in plan.enums.items():
         if name not in fields_set:
             continue
         value = getattr(model, name)
         if value is not None and value not in known:
             found[Finding("enum_value", f"{path}.{wire}={value}" if path else f"{wire}={value}")] = None
-    if numbers:
-        for name, wire in plan.numbers.items():
-            if name in fields_set and type(getattr(model, name)) is TextNumber:
-                found[Finding("number_as_text", f"{path}.{wire}" if path else wire)] = None
+    for name, wire in plan.numbers.items():
+        if name in fields_set and type(getattr(model, name)) is TextNumber:
+            found[Finding("number_as_text", f"{path}.{wire}" if path else wire)] = None

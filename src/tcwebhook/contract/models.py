@@ -49,7 +49,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tcwebhook.contract import enums
-from tcwebhook.contract.drift import NumberText, OpenEnum, TextNumber
+from tcwebhook.contract.drift import NumberText, OpenEnum, TextNumber, Unknown
 from tcwebhook.contract.names import ORDER_BODY_KEYS, SHIPMENT_BODY_KEYS
 
 # -- scalar vocabulary (contract §0) -------------------------------------------------------------
@@ -121,23 +121,23 @@ def _open_enum(values: type[StrEnum]) -> WithJsonSchema:
 
 
 def _known(values: type[StrEnum]) -> OpenEnum:
-    # Read by the drift report only; pydantic ignores metadata it does not know.
+    # Before the JSON schema in each ``Annotated``: that describes the whole field, not a member.
     return OpenEnum(frozenset(v.value for v in values))
 
 
-ProcessStatusText = Annotated[str, _open_enum(enums.ProcessStatus), _known(enums.ProcessStatus)]
-LogisticsStatusText = Annotated[str, _open_enum(enums.LogisticsStatus), _known(enums.LogisticsStatus)]
-InProgressStatusText = Annotated[str, _open_enum(enums.InProgressStatus), _known(enums.InProgressStatus)]
+ProcessStatusText = Annotated[str, _known(enums.ProcessStatus), _open_enum(enums.ProcessStatus)]
+LogisticsStatusText = Annotated[str, _known(enums.LogisticsStatus), _open_enum(enums.LogisticsStatus)]
+InProgressStatusText = Annotated[str, _known(enums.InProgressStatus), _open_enum(enums.InProgressStatus)]
 ScheduledDeliveryStatusText = Annotated[
-    str, _open_enum(enums.ScheduledDeliveryStatus), _known(enums.ScheduledDeliveryStatus)
+    str, _known(enums.ScheduledDeliveryStatus), _open_enum(enums.ScheduledDeliveryStatus)
 ]
-RequestStatusText = Annotated[str, _open_enum(enums.RequestStatus), _known(enums.RequestStatus)]
-LineTypeText = Annotated[str, _open_enum(enums.LineType), _known(enums.LineType)]
-OrderTypeText = Annotated[str, _open_enum(enums.OrderType), _known(enums.OrderType)]
+RequestStatusText = Annotated[str, _known(enums.RequestStatus), _open_enum(enums.RequestStatus)]
+LineTypeText = Annotated[str, _known(enums.LineType), _open_enum(enums.LineType)]
+OrderTypeText = Annotated[str, _known(enums.OrderType), _open_enum(enums.OrderType)]
 ShipmentProcessStatusText = Annotated[
-    str, _open_enum(enums.ShipmentProcessStatus), _known(enums.ShipmentProcessStatus)
+    str, _known(enums.ShipmentProcessStatus), _open_enum(enums.ShipmentProcessStatus)
 ]
-LocationTypeText = Annotated[str, _open_enum(enums.LocationType), _known(enums.LocationType)]
+LocationTypeText = Annotated[str, _known(enums.LocationType), _open_enum(enums.LocationType)]
 
 # Event names are free text too, but never a number or empty.
 EventNameText = Annotated[
@@ -173,6 +173,8 @@ class TradecloudModel(BaseModel):
         coerce_numbers_to_str=True,
         frozen=True,
     )
+    # Extra fields are kept as they came; their type notes for the drift walk that one came.
+    __pydantic_extra__: dict[str, Unknown] = Field(init=False)
 
 
 # -- shared parts --------------------------------------------------------------------------------

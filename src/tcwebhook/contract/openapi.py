@@ -64,6 +64,14 @@ class _Schemas(GenerateJsonSchema):
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
 
+    # Extra fields are typed only so that validation notes them (``drift.Unknown``): any value.
+    def model_fields_schema(self, schema: Any) -> Any:
+        json_schema = super().model_fields_schema(schema)
+        target = self.resolve_ref_schema(json_schema)
+        if target.get("additionalProperties") == {}:
+            target["additionalProperties"] = True
+        return json_schema
+
 
 @lru_cache(maxsize=1)
 def _model_schemas() -> dict[str, Any]:
