@@ -9,7 +9,8 @@ SIGUSR1 before and after each load run; the difference, divided by the requests 
 counted in between (its own ``tcwebhook_requests_total``), is the cost of one request, split into
 the parts of the request path. cProfile slows Python code more than C code, so each part is also
 given as its share of the plain server's measured CPU per request (``µs scaled``); compare
-ratios within one run only.
+ratios within one run only. The plain server's CPU is also split by thread (from /proc): the
+event loop's, and the others together (mostly the inbox writer's).
 
     python bench/profile.py                  # about 40 seconds
     python bench/profile.py --duration 10 --concurrency 64 --top 25
@@ -223,6 +224,22 @@ def _requests_counted(url: str, token: str, ca: Path) -> int:
     return int(sum(float(m) for m in re.findall(pattern, text, re.MULTILINE)))
 
 
+def thread_cpu(pid: int) -> tuple[float, float, float, float]:
+    """CPU seconds of a process from /proc: the event loop's thread (the main one, user and
+    system), then all its other threads (the inbox writer, readers, sinks; user and system)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main, others = [0.0, 0.0], [0.0, 0.0]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        into = main if int(tid) == pid else others
+        into[0] += int(fields[11]) / tick
+        into[1] += int(fields[12]) / tick
+    return main[0], main[1], others[0], others[1]
+
+
 def _wait_for(path: Path, timeout: float = 20.0) -> Json:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -285,13 +302,18 @@ def measure(args: argparse.Namespace, work: Path) -> Json:
             load(plain, unique)  # warm-up: the duplicate's first store, caches, the collector
             before = _requests_counted(plain.url, layout.token, pki.ca)
             watch = CpuWatch(plain)
+            assert plain.proc is not None
+            threads0 = thread_cpu(plain.proc.pid)
             cpu0 = plain.cpu_seconds()
             run = load(plain, unique)
             cpu = plain.cpu_seconds() - cpu0
+            threads = [after - start for after, start in zip(thread_cpu(plain.proc.pid), threads0, strict=True)]
             counted = _requests_counted(plain.url, layout.token, pki.ca) - before
+            per_request = [round(seconds * 1e6 / max(1, counted), 1) for seconds in threads]
             results["modes"][mode] = {
                 "plain_rps": run["rps"], "plain_p99_ms": run["p99_ms"], "statuses": run["statuses"],
-                "plain_cpu_us": round(cpu * 1e6 / max(1, counted), 1), **watch.done(),
+                "plain_cpu_us": round(cpu * 1e6 / max(1, counted), 1), "plain_threads_us": per_request,
+                **watch.done(),
             }
     finally:
         plain.stop()
@@ -351,6 +373,11 @@ def _table(results: Json, top: int) -> str:
             f"(process), p99 {row['plain_p99_ms']:.2f} ms, {row['statuses']}; profiled {row['profiled_rps']:,.0f} "
             f"req/s, {row['profiled_cpu_us']:,.1f} µs CPU per request; {row['requests']:,} requests profiled; "
             f"CPU 0 other {row['cpu0_other_pct']:.0f}%"
+        )
+        loop_user, loop_system, other_user, other_system = row["plain_threads_us"]
+        out.append(
+            f"{m}: plain server per request, event-loop thread {loop_user:,.1f} µs user + {loop_system:,.1f} µs "
+            f"system, other threads (inbox writer...) {other_user:,.1f} µs user + {other_system:,.1f} µs system"
         )
     for m in modes:
         ranked = sorted(results["modes"][m]["functions_us"].items(), key=lambda kv: -kv[1])[:top]
