@@ -38,6 +38,7 @@ import psutil  # type: ignore[import-untyped]
 import psycopg
 import structlog
 from bench.body import BodyTemplate, order_event_template
+from bench.targets import thread_times
 from tests.pgcluster import PgCluster, new_cluster
 
 from tcwebhook.config import Settings
@@ -154,14 +155,9 @@ def _micro(template: BodyTemplate, repeat: int = 2000) -> dict[str, float]:
 
 
 def _thread_cpu() -> dict[str, tuple[float, float]]:
-    """User and system CPU seconds of each live thread, by name (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, tuple[float, float]] = {}
-    for thread in threading.enumerate():
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rpartition(")")[2].split()
-            out[thread.name] = (int(fields[11]) / tick, int(fields[12]) / tick)
-    return out
+    """User and system CPU seconds of each live thread of this process, by name."""
+    times = thread_times(os.getpid())
+    return {t.name: times[t.native_id] for t in threading.enumerate() if t.native_id in times}
 
 
 def _book_rows(query: Callable[[str], int]) -> str:

@@ -225,18 +225,15 @@ def _requests_counted(url: str, token: str, ca: Path) -> int:
 
 
 def thread_cpu(pid: int) -> tuple[float, float, float, float]:
-    """CPU seconds of a process from /proc: the event loop's thread (the main one, user and
-    system), then all its other threads (the inbox writer, readers, sinks; user and system)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process: the event loop's thread (the main one, user and system), then
+    all its other threads together (the inbox writer, readers, sinks; user and system)."""
+    from bench.targets import thread_times
+
     main, others = [0.0, 0.0], [0.0, 0.0]
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        into = main if int(tid) == pid else others
-        into[0] += int(fields[11]) / tick
-        into[1] += int(fields[12]) / tick
+    for tid, (user, system) in thread_times(pid).items():
+        into = main if tid == pid else others
+        into[0] += user
+        into[1] += system
     return main[0], main[1], others[0], others[1]
 
 

@@ -317,6 +317,19 @@ def core_times(core: str = SERVER_CPU) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def thread_times(pid: int) -> dict[int, tuple[float, float]]:
+    """User and system CPU seconds of each live thread of ``pid`` by thread id, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times: dict[int, tuple[float, float]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        times[int(tid)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return times
+
+
 class CpuWatch:
     """How busy a server and its CPU were over a measurement (percent of one core)."""
 

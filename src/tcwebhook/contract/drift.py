@@ -87,8 +87,7 @@ class TextNumber(Decimal):
 
 
 def _from_text(value: Decimal) -> Decimal:
-    _MET_UNKNOWN.set(True)
-    return TextNumber(value)
+    return TextNumber(_met(value))
 
 
 @dataclass(frozen=True, slots=True)
